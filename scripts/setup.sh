@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine (Debian/Ubuntu, Python 3.11+) for development without a ROS install:
+# the Debian packages the tests need, a virtual environment in .venv/ with pinned ROS 2 Kilted
+# wheels, bleak and the test tools, and the package (messages + Python) built and installed into
+# that environment. Idempotent: pip runs only when a requirements file changed, cmake rebuilds
+# only what changed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+PYTHON=${PYTHON:-python3}
+BUILD="$ROOT/build/daly_bms_ros"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+install_debian_packages() {
+    local missing=()
+    command -v dbus-daemon >/dev/null || missing+=(dbus-daemon)
+    command -v cmake >/dev/null || missing+=(cmake)
+    command -v c++ >/dev/null || missing+=(g++)
+    "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    [ ${#missing[@]} -eq 0 ] && return
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+    [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+    local stamp="$VENV/.requirements.sha256"
+    local wanted
+    wanted=$(cat "$ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+        log "installing Python packages (requirements/*.txt)"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 2> >(grep -v "is ignored: it is neither" >&2) \
+            -r "$ROOT/requirements/ros-kilted.txt" \
+            -r "$ROOT/requirements/runtime.txt" \
+            -r "$ROOT/requirements/dev.txt"
+        echo "$wanted" >"$stamp"
+    fi
+}
+
+build_package() {
+    log "building messages and installing the package into $VENV"
+    local site
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    # The wheels' CMake configs and generators are found through the venv prefix.
+    export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
+    cmake -S "$ROOT" -B "$BUILD" -Wno-dev --log-level=WARNING \
+        -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_INSTALL_PREFIX="$VENV" \
+        -DPYTHON_INSTALL_DIR="${site#"$VENV"/}" \
+        -DPython3_EXECUTABLE="$VENV/bin/python" \
+        -DBUILD_TESTING=OFF >/dev/null
+    cmake --build "$BUILD" -j"$(nproc)" -- --quiet >/dev/null
+    cmake --install "$BUILD" >/dev/null
+}
+
+install_debian_packages
+install_python_packages
+build_package
+log "ready: $VENV"
