@@ -1,0 +1,185 @@
+"""The node's ROS parameters: one table of names, defaults, ranges and meanings.
+
+Everything a user can set is declared from ``PARAMETERS`` with a descriptor (description, range,
+read-only flag), so ``ros2 param describe`` documents it and rclpy refuses values out of range.
+Checks that a descriptor cannot express (MAC address format, technology names, the order of the
+backoff bounds) live in ``validate`` and give a message that names what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+MAC_ADDRESS_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+
+#: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
+TECHNOLOGIES: Mapping[str, str] = {
+    "LiFePO4": "LIFE",
+    "Li-ion": "LION",
+    "LiPo": "LIPO",
+    "LiMn": "LIMN",
+    "NiMH": "NIMH",
+    "NiCd": "NICD",
+    "unknown": "UNKNOWN",
+}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated parameter values of one node."""
+
+    mac_address: str = ""
+    device_name: str = ""
+    adapter: str = ""
+    poll_interval: float = 1.0
+    connect_timeout: float = 10.0
+    request_timeout: float = 2.0
+    request_retries: int = 2
+    reconnect_delay_min: float = 1.0
+    reconnect_delay_max: float = 30.0
+    stale_timeout: float = 10.0
+    diagnostics_period: float = 1.0
+    frame_id: str = "battery"
+    location: str = ""
+    serial_number: str = ""
+    technology: str = "LiFePO4"
+    design_capacity: float = 0.0
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """How one parameter is declared: meaning, bounds and whether it may change at run time."""
+
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float = 0.0
+    read_only: bool = True
+    constraints: str = ""
+
+    def descriptor(self, default: Any) -> ParameterDescriptor:
+        """Build the ROS descriptor; the range type follows the default value's type."""
+        descriptor = ParameterDescriptor(
+            description=self.description,
+            read_only=self.read_only,
+            additional_constraints=self.constraints,
+        )
+        if self.minimum is not None and self.maximum is not None:
+            if isinstance(default, int):
+                descriptor.integer_range = [
+                    IntegerRange(
+                        from_value=int(self.minimum),
+                        to_value=int(self.maximum),
+                        step=int(self.step),
+                    )
+                ]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(
+                        from_value=float(self.minimum), to_value=float(self.maximum), step=self.step
+                    )
+                ]
+        return descriptor
+
+
+PARAMETERS: Mapping[str, ParameterSpec] = {
+    "mac_address": ParameterSpec(
+        "Bluetooth address of the BMS. Empty: find it by device_name, or else the first device "
+        "whose name starts with 'DL-' or that advertises service fff0.",
+        constraints="empty or six colon-separated hex bytes, e.g. C6:6C:09:03:1B:9E",
+    ),
+    "device_name": ParameterSpec(
+        "Advertised name of the BMS (e.g. DL-40D63C3F3E5A); used when mac_address is empty.",
+    ),
+    "adapter": ParameterSpec(
+        "Bluetooth adapter to use (e.g. hci0). Empty: the system default adapter.",
+    ),
+    "poll_interval": ParameterSpec(
+        "Seconds between two reads of the BMS status. May be changed at run time.",
+        minimum=0.1,
+        maximum=3600.0,
+        read_only=False,
+    ),
+    "connect_timeout": ParameterSpec(
+        "Seconds allowed for discovery and connection before the attempt counts as failed.",
+        minimum=1.0,
+        maximum=300.0,
+    ),
+    "request_timeout": ParameterSpec(
+        "Seconds to wait for the complete answer to one request.",
+        minimum=0.1,
+        maximum=60.0,
+    ),
+    "request_retries": ParameterSpec(
+        "How often an unanswered request is sent again before the poll counts as failed.",
+        minimum=0,
+        maximum=10,
+        step=1,
+    ),
+    "reconnect_delay_min": ParameterSpec(
+        "First wait in seconds before reconnecting after the link is lost; doubles per failure.",
+        minimum=0.1,
+        maximum=600.0,
+    ),
+    "reconnect_delay_max": ParameterSpec(
+        "Cap in seconds of the reconnect wait.",
+        minimum=0.1,
+        maximum=3600.0,
+    ),
+    "stale_timeout": ParameterSpec(
+        "Age in seconds after which the last sample is reported stale in diagnostics.",
+        minimum=0.1,
+        maximum=3600.0,
+    ),
+    "diagnostics_period": ParameterSpec(
+        "Seconds between two diagnostics messages.",
+        minimum=0.1,
+        maximum=60.0,
+    ),
+    "frame_id": ParameterSpec("header.frame_id of the published messages."),
+    "location": ParameterSpec("BatteryState.location: where the pack sits on the robot."),
+    "serial_number": ParameterSpec(
+        "BatteryState.serial_number. Empty: the identifier the BMS reports, else its address."
+    ),
+    "technology": ParameterSpec(
+        "Cell chemistry reported in BatteryState.power_supply_technology.",
+        constraints="one of: " + ", ".join(TECHNOLOGIES),
+    ),
+    "design_capacity": ParameterSpec(
+        "Design capacity in Ah for BatteryState.design_capacity. 0: the BMS's rated capacity.",
+        minimum=0.0,
+        maximum=100000.0,
+    ),
+}
+
+DEFAULTS = NodeSettings()
+
+
+class InvalidSettingError(ValueError):
+    """A parameter value is not allowed; the message says which and what is allowed."""
+
+
+def validate(values: Mapping[str, Any]) -> NodeSettings:
+    """Return settings built from ``values`` or raise InvalidSettingError naming the problem."""
+    settings = NodeSettings(**{**asdict(DEFAULTS), **values})
+    if settings.mac_address and not MAC_ADDRESS_PATTERN.match(settings.mac_address):
+        raise InvalidSettingError(
+            f"mac_address {settings.mac_address!r} is not a Bluetooth address: "
+            "expected six colon-separated hex bytes such as C6:6C:09:03:1B:9E, or empty"
+        )
+    if settings.technology not in TECHNOLOGIES:
+        raise InvalidSettingError(
+            f"technology {settings.technology!r} is not known: "
+            f"allowed are {', '.join(TECHNOLOGIES)}"
+        )
+    if settings.reconnect_delay_max < settings.reconnect_delay_min:
+        raise InvalidSettingError(
+            f"reconnect_delay_max ({settings.reconnect_delay_max}) is below reconnect_delay_min "
+            f"({settings.reconnect_delay_min}): it must be at least as large"
+        )
+    return settings
