@@ -1,0 +1,112 @@
+"""Turn a decoded BMS sample into ROS messages with sensor_msgs/BatteryState semantics.
+
+BatteryState wants SI units, a 0..1 percentage, NaN for what is unknown and Ah for charges;
+the protocol core gives volts, amperes, percent and Ah, so only the percentage is rescaled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from builtin_interfaces.msg import Time
+from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.protocol import BmsSample
+from sensor_msgs.msg import BatteryState
+
+#: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.
+IDLE_CURRENT_A = 0.15
+
+#: Alarm name fragments and the BatteryState health they mean, most severe first.
+HEALTH_BY_ALARM: tuple[tuple[str, int], ...] = (
+    ("over_temp", BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
+    ("high_temp", BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
+    ("under_temp", BatteryState.POWER_SUPPLY_HEALTH_COLD),
+    ("low_temp", BatteryState.POWER_SUPPLY_HEALTH_COLD),
+    ("overvolt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
+    ("over_volt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
+    ("high_volt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
+)
+
+
+@dataclass(frozen=True)
+class BatteryIdentity:
+    """What the user tells about the pack, copied into every BatteryState."""
+
+    frame_id: str
+    location: str
+    serial_number: str
+    technology: int
+    design_capacity: float
+
+
+def supply_status(sample: BmsSample) -> int:
+    """Charging/discharging from the current's sign; full or idle when no current flows."""
+    status = sample.status
+    if math.isnan(status.current):
+        return BatteryState.POWER_SUPPLY_STATUS_UNKNOWN
+    if status.current > IDLE_CURRENT_A and status.charge_mos:
+        return BatteryState.POWER_SUPPLY_STATUS_CHARGING
+    if status.current < -IDLE_CURRENT_A:
+        return BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+    if status.soc >= 100.0:
+        return BatteryState.POWER_SUPPLY_STATUS_FULL
+    return BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING
+
+
+def supply_health(alarms: Iterable[str]) -> int:
+    """Map the BMS's named alarms to the closest BatteryState health value."""
+    names = [alarm.lower() for alarm in alarms]
+    if not names:
+        return BatteryState.POWER_SUPPLY_HEALTH_GOOD
+    for fragment, health in HEALTH_BY_ALARM:
+        if any(fragment in name for name in names):
+            return health
+    return BatteryState.POWER_SUPPLY_HEALTH_UNSPEC_FAILURE
+
+
+def battery_state(sample: BmsSample, identity: BatteryIdentity, stamp: Time) -> BatteryState:
+    """Build the BatteryState of one sample."""
+    status = sample.status
+    rated = sample.settings.rated_capacity if sample.settings is not None else math.nan
+    message = BatteryState()
+    message.header.stamp = stamp
+    message.header.frame_id = identity.frame_id
+    message.voltage = status.pack_voltage
+    # The hottest sensor is what limits the pack, so it stands for the pack's temperature.
+    message.temperature = max(status.temperatures, default=math.nan)
+    message.current = status.current
+    message.charge = status.remaining_capacity
+    message.capacity = rated
+    message.design_capacity = identity.design_capacity or rated
+    message.percentage = status.soc / 100.0
+    message.power_supply_status = supply_status(sample)
+    message.power_supply_health = supply_health(status.alarms)
+    message.power_supply_technology = identity.technology
+    message.present = True
+    message.cell_voltage = list(status.cell_voltages)
+    # Daly sensors measure the pack, not single cells.
+    message.cell_temperature = [math.nan] * len(status.cell_voltages)
+    message.location = identity.location
+    message.serial_number = identity.serial_number
+    return message
+
+
+def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
+    """Build the per-cell DalyCells message of one sample."""
+    status = sample.status
+    message = DalyCells()
+    message.header.stamp = stamp
+    message.header.frame_id = frame_id
+    message.cell_voltages = list(status.cell_voltages)
+    message.balancing = list(status.balancing_cells)
+    message.min_cell_voltage = status.min_cell_voltage
+    message.max_cell_voltage = status.max_cell_voltage
+    message.average_cell_voltage = status.average_cell_voltage
+    message.cell_voltage_delta = status.cell_delta
+    message.min_cell_index = status.min_cell_index
+    message.max_cell_index = status.max_cell_index
+    message.temperatures = list(status.temperatures)
+    message.mos_temperature = sample.mos_temperature
+    return message
