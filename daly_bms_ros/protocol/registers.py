@@ -1,0 +1,172 @@
+"""The Daly BLE register map: the one place that says what each register means.
+
+Sources of the meanings (cited per entry as [A], [B], [C], [D]):
+- [A] aiobmsble, Daly plugin ``aiobmsble/bms/daly_bms.py`` (patman15): status block 0x00 x 62 with
+  pack voltage at register 40, current 41 (30000 offset, 0.1 A), SOC 42, remaining capacity 48,
+  cell count 49, sensor count 50, cycles 51, cell delta 56, problem code 58..61; MOS temperature
+  block 0x3E x 9 with the temperature in its fifth register.
+- [B] Daly "BMS-Modbus" register list (as used by public RS485/Modbus readers, e.g.
+  Sundaya-Development-Team/python-daly-16S ``address.py``): cells 0x00.., temperatures 0x20.. with
+  offset 40, max/min cell voltage, max/min temperature, charge/discharge state, MOS states,
+  balance state, average cell voltage.
+- [C] Daly UART/RS485 protocol V1.2, command 0x98 (fault bytes 0..7), which the Modbus fault
+  registers 0x3A..0x3D carry as 16-bit words, first byte in the low half (public readers label
+  register 0x3A bits 0..15 as "level 1 cell V high", "level 2 cell V high", ... "level 2 discharge
+  temperature low").
+- [D] The real captures in shared/frames/ (16S pack): a 41-register settings block starting with
+  the rated capacity (3100 = 310.0 Ah) and the nominal cell voltage (3200 mV).
+Register numbers are relative to the block start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_CELLS = 32
+MAX_TEMPERATURE_SENSORS = 8
+TEMPERATURE_OFFSET = 40
+CURRENT_OFFSET = 30000
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of registers read with one request."""
+
+    name: str
+    start: int
+    count: int
+
+    @property
+    def byte_count(self) -> int:
+        """Data bytes of the response (two per register)."""
+        return 2 * self.count
+
+
+STATUS_BLOCK = Block("status", 0x0000, 62)  # [A]
+MOS_BLOCK = Block("mos", 0x003E, 9)  # [A]
+SETTINGS_BLOCK = Block("settings", 0x0080, 41)  # [D]
+BLOCKS = (STATUS_BLOCK, MOS_BLOCK, SETTINGS_BLOCK)
+
+
+@dataclass(frozen=True)
+class Register:
+    """One scalar register: value = (raw - offset) / divisor, in ``unit``.
+
+    A divisor rather than a scale factor keeps decimal readings exact (3199 mV -> 3.199 V).
+    """
+
+    name: str
+    index: int
+    divisor: int = 1
+    offset: int = 0
+    unit: str = ""
+    minimum: float = float("-inf")
+    maximum: float = float("inf")
+
+    def decode(self, raw: int) -> float:
+        """Scale a raw register value into the unit."""
+        return (raw - self.offset) / self.divisor
+
+    def encode(self, value: float) -> int:
+        """Turn a value in the unit back into the raw register value."""
+        return round(value * self.divisor) + self.offset
+
+
+#: Status block: first cell voltage register [A][B]; 32 registers, mV.
+CELL_VOLTAGES = Register("cell_voltage", 0, 1000, unit="V", minimum=0.5, maximum=5.0)
+#: First temperature sensor register [A][B]; 8 registers, degC + 40.
+TEMPERATURES = Register(
+    "temperature", 32, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=120.0
+)
+
+STATUS_REGISTERS: dict[str, Register] = {
+    register.name: register
+    for register in (
+        Register("pack_voltage", 40, 10, unit="V", minimum=0.0, maximum=200.0),  # [A]
+        Register(
+            "current", 41, 10, CURRENT_OFFSET, "A", minimum=-3000.0, maximum=3000.0
+        ),  # [A] positive = charging
+        Register("soc", 42, 10, unit="%", minimum=0.0, maximum=100.0),  # [A]
+        Register("max_cell_voltage", 43, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
+        Register("min_cell_voltage", 44, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
+        Register("remaining_capacity", 48, 10, unit="Ah", minimum=0.0, maximum=6500.0),  # [A]
+        Register("cell_count", 49),  # [A]
+        Register("temperature_sensor_count", 50),  # [A]
+        Register("cycles", 51),  # [A]
+        Register("balancing", 52),  # [B] balance state, non-zero while balancing
+        Register("charge_mos", 53),  # [B] 1 = on
+        Register("discharge_mos", 54),  # [B] 1 = on
+        Register("average_cell_voltage", 55, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
+        Register("cell_delta", 56, 1000, unit="V", minimum=0.0, maximum=5.0),  # [A]
+        # [B] lists register 57 as the balancing bitmap of cells 1..16; bit n = cell n + 1.
+        Register("balancing_cells", 57),
+    )
+}
+#: Fault words 0x3A..0x3D [A][C].
+FAULT_WORDS_INDEX = 58
+FAULT_WORD_COUNT = 4
+
+#: MOS block: temperature of the MOS switches, degC + 40 [A].
+MOS_TEMPERATURE = Register(
+    "mos_temperature", 4, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=150.0
+)
+
+SETTINGS_REGISTERS: dict[str, Register] = {
+    register.name: register
+    for register in (
+        Register("rated_capacity", 0, 10, unit="Ah", minimum=0.1, maximum=6500.0),  # [D]
+        Register("nominal_cell_voltage", 1, 1000, unit="V", minimum=1.0, maximum=5.0),  # [D]
+    )
+}
+
+#: Fault bits by (word, bit) [C]: word 0 = register 0x3A, bit 0 its least significant bit.
+FAULT_BITS: dict[tuple[int, int], str] = {
+    (0, 0): "cell_overvoltage_1",
+    (0, 1): "cell_overvoltage_2",
+    (0, 2): "cell_undervoltage_1",
+    (0, 3): "cell_undervoltage_2",
+    (0, 4): "pack_overvoltage_1",
+    (0, 5): "pack_overvoltage_2",
+    (0, 6): "pack_undervoltage_1",
+    (0, 7): "pack_undervoltage_2",
+    (0, 8): "charge_over_temperature_1",
+    (0, 9): "charge_over_temperature_2",
+    (0, 10): "charge_under_temperature_1",
+    (0, 11): "charge_under_temperature_2",
+    (0, 12): "discharge_over_temperature_1",
+    (0, 13): "discharge_over_temperature_2",
+    (0, 14): "discharge_under_temperature_1",
+    (0, 15): "discharge_under_temperature_2",
+    (1, 0): "charge_overcurrent_1",
+    (1, 1): "charge_overcurrent_2",
+    (1, 2): "discharge_overcurrent_1",
+    (1, 3): "discharge_overcurrent_2",
+    (1, 4): "soc_high_1",
+    (1, 5): "soc_high_2",
+    (1, 6): "soc_low_1",
+    (1, 7): "soc_low_2",
+    (1, 8): "cell_voltage_difference_1",
+    (1, 9): "cell_voltage_difference_2",
+    (1, 10): "temperature_difference_1",
+    (1, 11): "temperature_difference_2",
+    (2, 0): "charge_mos_over_temperature",
+    (2, 1): "discharge_mos_over_temperature",
+    (2, 2): "charge_mos_temperature_sensor_fault",
+    (2, 3): "discharge_mos_temperature_sensor_fault",
+    (2, 4): "charge_mos_adhesion_fault",
+    (2, 5): "discharge_mos_adhesion_fault",
+    (2, 6): "charge_mos_open_circuit_fault",
+    (2, 7): "discharge_mos_open_circuit_fault",
+    (2, 8): "afe_chip_fault",
+    (2, 9): "cell_voltage_collection_fault",
+    (2, 10): "cell_temperature_sensor_fault",
+    (2, 11): "eeprom_fault",
+    (2, 12): "rtc_fault",
+    (2, 13): "precharge_failure",
+    (2, 14): "communication_failure",
+    (2, 15): "internal_communication_failure",
+    (3, 0): "current_module_fault",
+    (3, 1): "pack_voltage_detection_fault",
+    (3, 2): "short_circuit_protection",
+    (3, 3): "low_voltage_charge_forbidden",
+}
