@@ -1,0 +1,1 @@
+"""The ``daly-bms`` command line tool."""

@@ -1,0 +1,28 @@
+"""``daly-bms``: work with Daly smart BMS from the command line (see ``daly-bms --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from daly_bms_ros.cli import decode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="daly-bms", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    decode.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; return its exit status (2 for usage errors)."""
+    arguments = build_parser().parse_args(argv)
+    status: int = arguments.handler(arguments)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

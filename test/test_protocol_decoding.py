@@ -1,0 +1,156 @@
+"""Decoding of the real captures to their stated values; encoding round trips."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from real_frames import SETTINGS, STATUS, frame_bytes, real_frames
+
+from daly_bms_ros.protocol import (
+    MOS_BLOCK,
+    BmsStatus,
+    DalyProtocolError,
+    Frame,
+    FrameAssembler,
+    FrameDecodeError,
+    MosTemperature,
+    build_response,
+    decode_alarms,
+    decode_mos_temperature,
+    decode_settings,
+    decode_status,
+    encode_mos_temperature,
+    encode_settings,
+    encode_status,
+)
+
+
+def only_frame(data: bytes) -> Frame:
+    frames = FrameAssembler().feed(data)
+    assert len(frames) == 1
+    return frames[0]
+
+
+def test_status_frame_decodes_to_stated_values() -> None:
+    expected = real_frames()[STATUS]["expected_from_raw_registers"]
+    status = decode_status(only_frame(frame_bytes(STATUS)))
+    assert len(status.cell_voltages) == expected["cell_count"]
+    assert [round(v * 1000) for v in status.cell_voltages] == expected["cell_mV"]
+    assert len(status.temperatures) == expected["temperature_sensors"]
+    assert list(status.temperatures) == expected["temperatures_C"]
+    assert status.pack_voltage == pytest.approx(expected["pack_voltage_V"])
+    assert status.current == pytest.approx(expected["current_A"])
+    assert status.soc == pytest.approx(expected["soc_percent"])
+    assert status.remaining_capacity == pytest.approx(expected["remaining_Ah"])
+    assert status.cycles == expected["cycles"]
+    assert status.charge_mos is expected["charge_mos"]
+    assert status.discharge_mos is expected["discharge_mos"]
+    assert round(status.max_cell_voltage * 1000) == expected["max_cell_mV"]
+    assert round(status.min_cell_voltage * 1000) == expected["min_cell_mV"]
+    assert status.average_cell_voltage == pytest.approx(3.198)
+    assert status.cell_delta == pytest.approx(0.012)
+    assert status.min_cell_index == 1
+    assert status.max_cell_index == 6
+    assert status.power == pytest.approx(0.0)
+    assert status.alarm_words == (0, 0x80, 0, 0)
+    assert status.alarms == ("soc_low_2",)
+    assert status.invalid == ()
+
+
+def test_settings_frame_gives_rated_capacity() -> None:
+    settings_block = decode_settings(only_frame(frame_bytes(SETTINGS)))
+    assert settings_block.rated_capacity == pytest.approx(310.0)
+    assert settings_block.nominal_cell_voltage == pytest.approx(3.2)
+
+
+def test_block_of_the_wrong_size_is_refused() -> None:
+    with pytest.raises(FrameDecodeError, match="status block has 124 data bytes"):
+        decode_status(only_frame(frame_bytes(SETTINGS)))
+
+
+def test_out_of_range_values_become_nan_and_are_named() -> None:
+    registers = list(only_frame(frame_bytes(STATUS)).registers)
+    registers[2] = 9000  # cell 3 at 9 V
+    registers[42] = 1500  # SOC 150 %
+    status = decode_status(only_frame(build_response(registers)))
+    assert math.isnan(status.cell_voltages[2])
+    assert math.isnan(status.soc)
+    assert set(status.invalid) == {"cell_voltage_3", "soc"}
+
+
+def test_impossible_cell_count_is_an_error() -> None:
+    registers = list(only_frame(frame_bytes(STATUS)).registers)
+    registers[49] = 40
+    with pytest.raises(FrameDecodeError, match="cell_count is 40"):
+        decode_status(only_frame(build_response(registers)))
+
+
+def test_unknown_fault_bits_are_kept_with_a_generic_name() -> None:
+    assert decode_alarms([1, 0, 0, 0x8000]) == ("cell_overvoltage_1", "fault_bit_3_15")
+
+
+def test_mos_temperature_round_trip() -> None:
+    frame = only_frame(build_response(encode_mos_temperature(MosTemperature(41.0))))
+    assert len(frame.registers) == MOS_BLOCK.count
+    assert decode_mos_temperature(frame).temperature == 41.0
+
+
+def test_settings_round_trip() -> None:
+    original = decode_settings(only_frame(frame_bytes(SETTINGS)))
+    again = decode_settings(only_frame(build_response(encode_settings(original))))
+    assert again == original
+
+
+millivolts = st.integers(min_value=2500, max_value=3650)
+
+
+@st.composite
+def statuses(draw: st.DrawFn) -> BmsStatus:
+    cells = tuple(v / 1000 for v in draw(st.lists(millivolts, min_size=1, max_size=32)))
+    temperatures = tuple(
+        float(t) for t in draw(st.lists(st.integers(-20, 80), min_size=0, max_size=8))
+    )
+    words = tuple(draw(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4)))
+    return BmsStatus(
+        cell_voltages=cells,
+        temperatures=temperatures,
+        pack_voltage=draw(st.integers(0, 1500)) / 10,
+        current=draw(st.integers(-3000, 3000)) / 10,
+        soc=draw(st.integers(0, 1000)) / 10,
+        remaining_capacity=draw(st.integers(0, 6000)) / 10,
+        cycles=draw(st.integers(0, 65535)),
+        charge_mos=draw(st.booleans()),
+        discharge_mos=draw(st.booleans()),
+        balancing=draw(st.booleans()),
+        balancing_cells=tuple(draw(st.booleans()) if i < 16 else False for i in range(len(cells))),
+        min_cell_voltage=min(cells),
+        max_cell_voltage=max(cells),
+        average_cell_voltage=round(sum(cells) / len(cells), 3),
+        cell_delta=round(max(cells) - min(cells), 3),
+        min_cell_index=cells.index(min(cells)) + 1,
+        max_cell_index=cells.index(max(cells)) + 1,
+        alarm_words=words,
+        alarms=decode_alarms(words),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(statuses())
+def test_status_round_trip_through_the_wire(status: BmsStatus) -> None:
+    raw = build_response(encode_status(status))
+    assert decode_status(only_frame(raw)) == status
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=124, max_size=124))
+def test_random_status_payload_decodes_or_raises_only_protocol_errors(payload: bytes) -> None:
+    frame = Frame(payload)
+    try:
+        status = decode_status(frame)
+    except DalyProtocolError:
+        return
+    assert len(status.cell_voltages) <= 32
+    assert all(math.isnan(v) or 0.5 <= v <= 5.0 for v in status.cell_voltages)

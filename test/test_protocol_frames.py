@@ -1,0 +1,127 @@
+"""Requests, CRC and frame assembly, on the real captures."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from real_frames import BAD_CRC, SETTINGS, STATUS, frame_bytes, real_frames
+
+from daly_bms_ros.protocol import (
+    SETTINGS_BLOCK,
+    STATUS_BLOCK,
+    FrameAssembler,
+    RejectReason,
+    build_read_request,
+    build_response,
+    crc16_modbus,
+    parse_read_request,
+)
+
+
+def test_requests_match_the_captured_client_writes() -> None:
+    assert build_read_request(STATUS_BLOCK).hex() == real_frames()[STATUS]["request"]
+    assert build_read_request(SETTINGS_BLOCK).hex() == real_frames()[SETTINGS]["request"]
+
+
+def test_parse_read_request_round_trip_and_rejects_bad_crc() -> None:
+    request = build_read_request(SETTINGS_BLOCK)
+    parsed = parse_read_request(request)
+    assert parsed is not None
+    assert (parsed.start, parsed.count) == (0x80, 41)
+    assert parse_read_request(request[:-1] + bytes([request[-1] ^ 1])) is None
+
+
+def test_crc_of_real_frames_is_valid() -> None:
+    for frame_id in (STATUS, SETTINGS):
+        data = frame_bytes(frame_id)
+        assert crc16_modbus(data[:-2]) == int.from_bytes(data[-2:], "little")
+
+
+@pytest.mark.parametrize("frame_id", [STATUS, SETTINGS])
+def test_split_at_every_offset(frame_id: str) -> None:
+    data = frame_bytes(frame_id)
+    for cut in range(1, len(data)):
+        assembler = FrameAssembler()
+        frames = assembler.feed(data[:cut]) + assembler.feed(data[cut:])
+        assert [frame.payload for frame in frames] == [data[3:-2]], cut
+        assert not assembler.rejected
+
+
+@pytest.mark.parametrize("chunk_size", range(1, 140))
+def test_any_chunk_size(chunk_size: int) -> None:
+    data = frame_bytes(STATUS) + frame_bytes(SETTINGS)
+    assembler = FrameAssembler()
+    frames = []
+    for start in range(0, len(data), chunk_size):
+        frames += assembler.feed(data[start : start + chunk_size])
+    assert [len(frame.payload) for frame in frames] == [124, 82]
+
+
+def test_bad_crc_frame_is_counted_and_never_yielded() -> None:
+    assembler = FrameAssembler()
+    assert assembler.feed(frame_bytes(BAD_CRC)) == []
+    assert assembler.rejected == {RejectReason.BAD_CRC: 1}
+
+
+def test_captured_concatenation_yields_the_valid_frames_only() -> None:
+    data = b"".join(frame_bytes(frame_id) for frame_id in (SETTINGS, STATUS, BAD_CRC))
+    assembler = FrameAssembler()
+    assert [len(frame.payload) for frame in assembler.feed(data)] == [82, 124]
+    assert assembler.rejected[RejectReason.BAD_CRC] == 1
+
+
+def test_leading_garbage_is_skipped_and_counted() -> None:
+    assembler = FrameAssembler()
+    frames = assembler.feed(b"\x00\x11garbage" + frame_bytes(SETTINGS))
+    assert len(frames) == 1
+    assert assembler.rejected[RejectReason.BAD_HEADER] >= 1
+
+
+def test_truncated_frame_followed_by_a_new_frame() -> None:
+    status = frame_bytes(STATUS)
+    assembler = FrameAssembler()
+    frames = assembler.feed(status[:50]) + assembler.feed(status)
+    assert [frame.payload for frame in frames] == [status[3:-2]]
+    assert assembler.rejected[RejectReason.BAD_CRC] == 1
+
+
+def test_expire_drops_partial_frame_as_timeout() -> None:
+    assembler = FrameAssembler()
+    assembler.feed(frame_bytes(STATUS)[:40])
+    assembler.expire()
+    assert assembler.rejected[RejectReason.TIMEOUT] == 1
+    assert assembler.pending == 0
+    assert len(assembler.feed(frame_bytes(SETTINGS))) == 1
+
+
+def test_error_response_and_newer_protocol_variant_are_reported() -> None:
+    error_body = bytes([0xD2, 0x83, 0x02])
+    error = error_body + crc16_modbus(error_body).to_bytes(2, "little")
+    assembler = FrameAssembler()
+    assert assembler.feed(error + bytes([0x81, 0x51, 0x10, 0x00])) == []
+    assert assembler.rejected[RejectReason.ERROR_RESPONSE] == 1
+    assert assembler.rejected[RejectReason.UNSUPPORTED_VARIANT] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=12))
+def test_random_bytes_never_yield_a_frame_with_a_bad_crc(chunks: list[bytes]) -> None:
+    assembler = FrameAssembler()
+    for chunk in chunks:
+        for frame in assembler.feed(chunk):
+            raw = build_response(frame.registers)
+            assert crc16_modbus(raw[:-2]) == int.from_bytes(raw[-2:], "little")
+            assert raw[3:-2] == frame.payload
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=0, max_value=299))
+def test_real_frame_survives_random_prefix_noise(noise: bytes, cut: int) -> None:
+    """Garbage before a real frame never hides it when the garbage holds no header."""
+    noise = noise.replace(b"\xd2", b"\x00")
+    status = frame_bytes(STATUS)
+    assembler = FrameAssembler()
+    data = noise + status
+    frames = assembler.feed(data[:cut]) + assembler.feed(data[cut:])
+    assert [frame.payload for frame in frames] == [status[3:-2]]
