@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from builtin_interfaces.msg import Time
 from daly_bms_ros.msg import DalyCells
-from daly_bms_ros.protocol import BmsSample
 from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.protocol import BmsSample
 
 #: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.
 IDLE_CURRENT_A = 0.15

@@ -1,0 +1,183 @@
+"""The rclpy node: parameters in, BatteryState / DalyCells / diagnostics out.
+
+BLE runs in an asyncio loop of its own thread (``EventLoopThread``); decoded samples cross to the
+executor through a queue and a guard condition, so publishing happens in the executor thread and
+the executor never waits on Bluetooth.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
+from daly_bms_ros.ble.transport import BmsTransport
+from daly_bms_ros.msg import DalyCells
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.time import Time
+from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.node.ble_thread import EventLoopThread
+from daly_bms_ros.node.diagnostics import link_diagnostics
+from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
+from daly_bms_ros.node.parameters import (
+    DEFAULTS,
+    PARAMETERS,
+    TECHNOLOGIES,
+    InvalidSettingError,
+    NodeSettings,
+    validate,
+)
+from daly_bms_ros.protocol import BmsSample
+
+TransportFactory = Callable[[NodeSettings], BmsTransport]
+STOP_TIMEOUT_S = 10.0
+
+
+def bleak_transport(settings: NodeSettings) -> BmsTransport:
+    """Build the real BLE transport from the node's parameters."""
+    return BleakTransport(
+        mac_address=settings.mac_address,
+        device_name=settings.device_name,
+        adapter=settings.adapter,
+        connect_timeout=settings.connect_timeout,
+    )
+
+
+class DalyBmsNode(Node):
+    """Publish one Daly BMS on ``battery_state``, ``cells`` and ``/diagnostics``."""
+
+    def __init__(
+        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+    ) -> None:
+        super().__init__("daly_bms", **node_options)
+        self.settings = self._declare_parameters()
+        settings = self.settings
+        self._identity = BatteryIdentity(
+            frame_id=settings.frame_id,
+            location=settings.location,
+            serial_number=settings.serial_number or settings.mac_address,
+            technology=getattr(
+                BatteryState, "POWER_SUPPLY_TECHNOLOGY_" + TECHNOLOGIES[settings.technology]
+            ),
+            design_capacity=settings.design_capacity,
+        )
+        self._battery_publisher = self.create_publisher(BatteryState, "battery_state", 10)
+        self._cells_publisher = self.create_publisher(DalyCells, "cells", 10)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._samples: queue.SimpleQueue[BmsSample] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._link_status: LinkStatus | None = None
+        self._last_sample: BmsSample | None = None
+        self._sample_ready = self.create_guard_condition(self._publish_samples)
+        self.create_timer(settings.diagnostics_period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._link = BmsLink(
+            transport_factory(settings),
+            LinkConfig(
+                poll_interval=settings.poll_interval,
+                request_timeout=settings.request_timeout,
+                request_retries=settings.request_retries,
+                reconnect_delay_min=settings.reconnect_delay_min,
+                reconnect_delay_max=settings.reconnect_delay_max,
+            ),
+            on_sample=self._on_sample,
+            on_status=self._on_link_status,
+        )
+        self._ble = EventLoopThread()
+        self._ble.start()
+        self._ble.submit(self._link.run())
+        self.get_logger().info(f"looking for the BMS ({self._target()})")
+
+    def _target(self) -> str:
+        settings = self.settings
+        if settings.mac_address:
+            return f"address {settings.mac_address}"
+        if settings.device_name:
+            return f"name {settings.device_name}"
+        return "first device named DL-… or advertising service fff0"
+
+    def _declare_parameters(self) -> NodeSettings:
+        """Declare every parameter with its descriptor, then check them together."""
+        values = {
+            name: self.declare_parameter(
+                name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
+            ).value
+            for name, spec in PARAMETERS.items()
+        }
+        return validate(values)
+
+    def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
+        """Accept a run-time change only if the whole set stays valid; apply poll_interval."""
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        try:
+            settings = validate({**asdict(self.settings), **changes})
+        except InvalidSettingError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if settings.poll_interval != self.settings.poll_interval:
+            self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
+            self.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
+        self.settings = settings
+        return SetParametersResult(successful=True)
+
+    # Called in the BLE thread.
+    def _on_sample(self, sample: BmsSample) -> None:
+        self._samples.put(sample)
+        self._sample_ready.trigger()
+
+    def _on_link_status(self, status: LinkStatus) -> None:
+        with self._lock:
+            previous, self._link_status = self._link_status, status
+        if previous is None or previous.state is not status.state:
+            log = self.get_logger()
+            if status.state is LinkState.CONNECTED:
+                log.info(f"connected to {status.device}")
+            elif status.last_error:
+                log.warning(f"BMS link {status.state.name.lower()}: {status.last_error}")
+
+    # Called in the executor thread.
+    def _publish_samples(self) -> None:
+        while True:
+            try:
+                sample = self._samples.get_nowait()
+            except queue.Empty:
+                return
+            stamp = Time(nanoseconds=round(sample.received_at * 1e9)).to_msg()
+            self._battery_publisher.publish(battery_state(sample, self._identity, stamp))
+            self._cells_publisher.publish(daly_cells(sample, self._identity.frame_id, stamp))
+            with self._lock:
+                self._last_sample = sample
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            status, sample = self._link_status, self._last_sample
+        if status is None:
+            return
+        message = DiagnosticArray()
+        message.header.stamp = self.get_clock().now().to_msg()
+        message.status = [
+            link_diagnostics(
+                f"{self.get_fully_qualified_name()}: battery link",
+                self._identity.serial_number or status.device,
+                status,
+                sample,
+                self.settings.stale_timeout,
+            )
+        ]
+        self._diagnostics_publisher.publish(message)
+
+    def close(self) -> None:
+        """Disconnect from the BMS and end the BLE thread."""
+        stopping = self._ble.submit(self._link.stop())
+        try:
+            stopping.result(STOP_TIMEOUT_S)
+        finally:
+            self._ble.stop(STOP_TIMEOUT_S)

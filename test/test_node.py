@@ -1,0 +1,281 @@
+"""The node through real rclpy and DDS, against a BMS double that answers with real frames."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rclpy
+from bms_double import BmsDouble
+from daly_bms_ros.msg import DalyCells
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from ros_env import domain_id_for_this_run
+from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.node.node import DalyBmsNode
+from daly_bms_ros.node.parameters import InvalidSettingError
+
+FAST = {
+    "poll_interval": 0.2,
+    "request_timeout": 0.5,
+    "request_retries": 1,
+    "reconnect_delay_min": 0.1,
+    "reconnect_delay_max": 0.4,
+    "diagnostics_period": 0.2,
+    "mac_address": "C6:6C:09:03:1B:9E",
+    "location": "rear bay",
+}
+WAIT_S = 30.0
+
+
+class Listener:
+    """A second node that records what the driver publishes."""
+
+    def __init__(self, context: Context, namespace: str = "") -> None:
+        self.node = Node("listener", context=context, namespace=namespace)
+        self.battery: list[Any] = []
+        self.cells: list[Any] = []
+        self.diagnostics: list[Any] = []
+        self.lock = threading.Lock()
+        for message_type, topic, store in (
+            (BatteryState, "battery_state", self.battery),
+            (DalyCells, "cells", self.cells),
+            (DiagnosticArray, "/diagnostics", self.diagnostics),
+        ):
+            self.node.create_subscription(message_type, topic, self._keeper(store), 50)
+
+    def _keeper(self, store: list[Any]) -> Callable[[Any], None]:
+        def keep(message: Any) -> None:
+            with self.lock:
+                store.append(message)
+
+        return keep
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            with self.lock:
+                if condition():
+                    return
+            time.sleep(0.02)
+        pytest.fail(f"timed out waiting for {what}")
+
+    def last_diagnostic(self) -> DiagnosticStatus | None:
+        with self.lock:
+            return self.diagnostics[-1].status[0] if self.diagnostics else None
+
+
+@pytest.fixture
+def context() -> Iterator[Context]:
+    ros_context = Context()
+    rclpy.init(context=ros_context, domain_id=domain_id_for_this_run())
+    try:
+        yield ros_context
+    finally:
+        rclpy.try_shutdown(context=ros_context)
+
+
+def start_node(
+    context: Context, double: BmsDouble, **overrides: Any
+) -> tuple[DalyBmsNode, Listener, MultiThreadedExecutor, threading.Thread]:
+    parameters = [Parameter(name, value=value) for name, value in {**FAST, **overrides}.items()]
+    node = DalyBmsNode(
+        transport_factory=lambda _settings: double,
+        context=context,
+        parameter_overrides=parameters,
+    )
+    listener = Listener(context)
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(listener.node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    return node, listener, executor, thread
+
+
+@pytest.fixture
+def running(context: Context) -> Iterator[tuple[DalyBmsNode, Listener, BmsDouble]]:
+    double = BmsDouble()
+    node, listener, executor, thread = start_node(context, double)
+    try:
+        yield node, listener, double
+    finally:
+        node.close()
+        executor.shutdown()
+        thread.join(10)
+        node.destroy_node()
+        listener.node.destroy_node()
+
+
+def test_publishes_the_values_of_the_real_frames(
+    running: tuple[DalyBmsNode, Listener, BmsDouble],
+) -> None:
+    _node, listener, _double = running
+    listener.wait_for(lambda: bool(listener.battery and listener.cells), "first sample")
+    battery = listener.battery[0]
+    assert battery.voltage == pytest.approx(51.1)
+    assert battery.current == pytest.approx(0.0)
+    assert battery.percentage == pytest.approx(0.087)
+    assert battery.charge == pytest.approx(26.9)
+    assert battery.capacity == pytest.approx(310.0)
+    assert battery.design_capacity == pytest.approx(310.0)
+    assert battery.temperature == pytest.approx(23.0)
+    assert battery.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_NOT_CHARGING
+    assert battery.power_supply_technology == BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE
+    assert battery.present
+    assert battery.location == "rear bay"
+    assert battery.serial_number == "C6:6C:09:03:1B:9E"
+    assert battery.header.frame_id == "battery"
+    assert len(battery.cell_voltage) == 16
+    assert battery.cell_voltage[0] == pytest.approx(3.188)
+    assert all(math.isnan(t) for t in battery.cell_temperature)
+    assert len(battery.cell_temperature) == 16
+    cells = listener.cells[0]
+    assert cells.min_cell_index == 1
+    assert cells.max_cell_index == 6
+    assert cells.cell_voltage_delta == pytest.approx(0.012)
+    assert list(cells.temperatures) == [23.0, 23.0]
+    assert len(cells.balancing) == 16
+    # The capture raises the "SOC low, level 2" alarm: health says so, diagnostics warn.
+    assert battery.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_UNSPEC_FAILURE
+    listener.wait_for(
+        lambda: listener.last_diagnostic() is not None
+        and listener.last_diagnostic().level == DiagnosticStatus.WARN,  # type: ignore[union-attr]
+        "diagnostics warning about the alarm",
+    )
+    status = listener.last_diagnostic()
+    assert status is not None
+    assert "soc_low_2" in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["link_state"] == "connected"
+
+
+def test_reconnects_after_the_link_drops_and_publishes_nothing_while_down(
+    running: tuple[DalyBmsNode, Listener, BmsDouble],
+) -> None:
+    _node, listener, double = running
+    listener.wait_for(lambda: len(listener.battery) >= 2, "samples before the drop")
+    double.asleep = True
+    double.drop_link()
+    listener.wait_for(
+        lambda: listener.last_diagnostic() is not None
+        and listener.last_diagnostic().level == DiagnosticStatus.ERROR,  # type: ignore[union-attr]
+        "diagnostics reporting the link down",
+    )
+    with listener.lock:
+        count_while_down = len(listener.battery)
+    time.sleep(1.0)
+    with listener.lock:
+        assert len(listener.battery) == count_while_down, "published while disconnected"
+    double.asleep = False
+    listener.wait_for(lambda: len(listener.battery) > count_while_down, "samples after reconnect")
+    status = listener.last_diagnostic()
+    assert status is not None
+    values = {kv.key: kv.value for kv in status.values}
+    assert int(values["reconnects"]) >= 1
+
+
+def test_poll_interval_changes_at_run_time_and_bad_values_are_refused(
+    running: tuple[DalyBmsNode, Listener, BmsDouble],
+) -> None:
+    node, listener, double = running
+    listener.wait_for(lambda: bool(listener.battery), "first sample")
+    result = node.set_parameters([Parameter("poll_interval", value=0.01)])[0]
+    assert not result.successful
+    result = node.set_parameters([Parameter("poll_interval", value=1.5)])[0]
+    assert result.successful
+    assert node.settings.poll_interval == 1.5
+    result = node.set_parameters([Parameter("mac_address", value="AA:BB:CC:DD:EE:FF")])[0]
+    assert not result.successful
+    writes = double.writes
+    time.sleep(3.2)
+    # At 1.5 s per poll at most three polls (two blocks each at most) fit in 3.2 s.
+    assert double.writes - writes <= 6
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("mac_address", "not-a-mac", "six colon-separated hex bytes"),
+        ("technology", "lead-acid", "allowed are LiFePO4"),
+        ("reconnect_delay_max", 0.5, "must be at least as large"),
+    ],
+)
+def test_invalid_parameters_are_refused_with_what_is_allowed(
+    context: Context, name: str, value: Any, message: str
+) -> None:
+    with pytest.raises(InvalidSettingError, match=message):
+        DalyBmsNode(
+            transport_factory=lambda _settings: BmsDouble(),
+            context=context,
+            parameter_overrides=[Parameter(name, value=value)],
+        )
+
+
+def test_out_of_range_parameter_is_refused(context: Context) -> None:
+    with pytest.raises(rclpy.exceptions.InvalidParameterValueException):
+        DalyBmsNode(
+            transport_factory=lambda _settings: BmsDouble(),
+            context=context,
+            parameter_overrides=[Parameter("poll_interval", value=0.0)],
+        )
+
+
+def node_command() -> list[str]:
+    venv = Path(sys.executable).parent.parent
+    return [str(venv / "lib" / "daly_bms_ros" / "daly_bms_node")]
+
+
+def test_installed_node_without_bluez_keeps_retrying_and_exits_0_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    environment = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(domain_id_for_this_run()),
+        # No BlueZ: the system bus address points nowhere.
+        "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus",
+    }
+    process = subprocess.Popen(
+        [*node_command(), "--ros-args", "-p", "reconnect_delay_min:=0.2"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(4.0)
+        assert process.poll() is None, "the node exited instead of retrying"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "BMS link" in output
+
+
+def test_installed_node_refuses_a_bad_parameter_with_exit_2() -> None:
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(domain_id_for_this_run())}
+    result = subprocess.run(
+        [*node_command(), "--ros-args", "-p", "technology:=lead-acid"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "allowed are LiFePO4" in result.stdout + result.stderr
