@@ -18,7 +18,7 @@ EXIT_INVALID_PARAMETER = 2
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the node until SIGINT/SIGTERM, then disconnect cleanly and return 0."""
-    rclpy.init(args=args)
+    rclpy.init(args=None if args is None else list(args))
     try:
         node = DalyBmsNode()
     except (InvalidSettingError, ParameterException) as error:

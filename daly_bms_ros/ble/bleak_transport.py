@@ -1,0 +1,146 @@
+"""The BLE transport on bleak: find the BMS, connect with bleak-retry-connector, notify/write.
+
+Daly smart BMS expose service fff0 with notify characteristic fff1 (answers) and write
+characteristic fff2 (requests). Without an address or name, the first device whose name starts
+with "DL-" or that advertises fff0 is taken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from bleak import BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+
+from daly_bms_ros.ble.transport import (
+    AdapterUnavailableError,
+    DeviceNotFoundError,
+    LinkLostError,
+    TransportError,
+)
+
+SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
+NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
+WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
+DALY_NAME_PREFIX = "DL-"
+CONNECT_ATTEMPTS = 2
+
+
+def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
+    """Whether an advertisement looks like a Daly smart BMS."""
+    name = device.name or advertisement.local_name or ""
+    return name.startswith(DALY_NAME_PREFIX) or SERVICE_UUID in advertisement.service_uuids
+
+
+def _translate(error: Exception) -> TransportError:
+    """Turn bleak/D-Bus failures into this package's errors with a readable text."""
+    if isinstance(error, TransportError):
+        return error
+    if isinstance(error, BleakBluetoothNotAvailableError) or (
+        isinstance(error, BleakDBusError) and "org.bluez" in str(error.dbus_error)
+    ):
+        return AdapterUnavailableError(f"Bluetooth not available: {error}")
+    if isinstance(error, (FileNotFoundError, ConnectionError)):
+        return AdapterUnavailableError(f"BlueZ/D-Bus not reachable: {error}")
+    return LinkLostError(f"{type(error).__name__}: {error}")
+
+
+class BleakTransport:
+    """BmsTransport over bleak's platform backend (BlueZ on Linux)."""
+
+    def __init__(
+        self,
+        mac_address: str = "",
+        device_name: str = "",
+        adapter: str = "",
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._mac_address = mac_address.upper()
+        self._device_name = device_name
+        self._scanner_options: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+        self._connect_timeout = connect_timeout
+        self._client: BleakClientWithServiceCache | None = None
+        self._description = mac_address or device_name or "Daly BMS"
+        self._on_notify: Callable[[bytes], None] = lambda _data: None
+        self._on_disconnect: Callable[[], None] = lambda: None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the link is up."""
+        return self._client is not None and self._client.is_connected
+
+    @property
+    def description(self) -> str:
+        """Name and address of the device."""
+        return self._description
+
+    def set_callbacks(
+        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        """Set the notification and link-loss callbacks."""
+        self._on_notify, self._on_disconnect = on_notify, on_disconnect
+
+    def _matches(self, device: BLEDevice, advertisement: AdvertisementData) -> bool:
+        if self._mac_address:
+            return device.address.upper() == self._mac_address
+        if self._device_name:
+            return (device.name or advertisement.local_name) == self._device_name
+        return is_daly(device, advertisement)
+
+    async def _find(self) -> BLEDevice:
+        device = await BleakScanner.find_device_by_filter(
+            self._matches, timeout=self._connect_timeout, **self._scanner_options
+        )
+        if device is None:
+            raise DeviceNotFoundError(
+                f"no BMS matching {self._description!r} seen within {self._connect_timeout} s"
+            )
+        return device
+
+    async def connect(self) -> None:
+        """Find, connect, subscribe to fff1."""
+        try:
+            device = await self._find()
+            self._description = f"{device.name or '?'} ({device.address})"
+            client = await establish_connection(
+                BleakClientWithServiceCache,
+                device,
+                self._description,
+                disconnected_callback=self._disconnected,
+                max_attempts=CONNECT_ATTEMPTS,
+                timeout=self._connect_timeout,
+                **self._scanner_options,
+            )
+            self._client = client
+            await client.start_notify(NOTIFY_UUID, self._notified)
+        except (BleakError, OSError, TimeoutError) as error:
+            await self.disconnect()
+            raise _translate(error) from error
+
+    def _notified(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
+        self._on_notify(bytes(data))
+
+    def _disconnected(self, _client: Any) -> None:
+        self._on_disconnect()
+
+    async def disconnect(self) -> None:
+        """Close the link, ignoring errors of a link that is already gone."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(BleakError, OSError, TimeoutError):
+                await client.disconnect()
+
+    async def write(self, data: bytes) -> None:
+        """Write a request to fff2 without response (what the BMS's own app does)."""
+        if self._client is None or not self._client.is_connected:
+            raise LinkLostError("not connected")
+        try:
+            await self._client.write_gatt_char(WRITE_UUID, data, response=False)
+        except (BleakError, OSError, TimeoutError) as error:
+            raise _translate(error) from error

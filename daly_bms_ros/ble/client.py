@@ -1,0 +1,98 @@
+"""Request/response over a transport: one request at a time, each answered by one frame."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from daly_bms_ros.ble.transport import BmsTransport, TransportError
+from daly_bms_ros.protocol import (
+    MOS_BLOCK,
+    SETTINGS_BLOCK,
+    STATUS_BLOCK,
+    Block,
+    BmsSample,
+    BmsSettings,
+    DalyProtocolError,
+    Frame,
+    FrameAssembler,
+    build_read_request,
+    decode_mos_temperature,
+    decode_settings,
+    decode_status,
+)
+
+
+class RequestTimeoutError(TransportError):
+    """The BMS did not answer a request, also after the retries."""
+
+
+class DalyClient:
+    """Read decoded blocks from one BMS through any BmsTransport.
+
+    Call ``attach`` once the transport is connected (it resets per-connection state); feed
+    notifications to ``on_notify``. A read returns only a frame that passed every check.
+    """
+
+    def __init__(
+        self, transport: BmsTransport, request_timeout: float = 2.0, request_retries: int = 2
+    ) -> None:
+        self.transport = transport
+        self.request_timeout = request_timeout
+        self.request_retries = request_retries
+        self.assembler = FrameAssembler()
+        self.requests = 0
+        self.timeouts = 0
+        self._frames: asyncio.Queue[Frame] = asyncio.Queue()
+        self._settings: BmsSettings | None = None
+        #: Cleared on a connection whose BMS does not answer the MOS temperature block.
+        self.read_mos_temperature = True
+
+    def attach(self) -> None:
+        """Start a new connection: nothing buffered or cached from the previous one survives."""
+        self.assembler.reset()
+        self._frames = asyncio.Queue()
+        self._settings = None
+        self.read_mos_temperature = True
+
+    def on_notify(self, data: bytes) -> None:
+        """Feed one notification (called in the event loop thread)."""
+        for frame in self.assembler.feed(data):
+            self._frames.put_nowait(frame)
+
+    async def read_block(self, block: Block) -> Frame:
+        """Send the read request for ``block`` and return its answer, resending on timeout."""
+        request = build_read_request(block)
+        for _attempt in range(self.request_retries + 1):
+            while not self._frames.empty():  # a late answer to an earlier request
+                self._frames.get_nowait()
+            self.requests += 1
+            await self.transport.write(request)
+            try:
+                frame = await asyncio.wait_for(self._frames.get(), self.request_timeout)
+            except asyncio.TimeoutError:
+                self.timeouts += 1
+                self.assembler.expire()
+                continue
+            if len(frame.payload) == block.byte_count:
+                return frame
+        raise RequestTimeoutError(
+            f"no answer to the {block.name} request after {self.request_retries + 1} tries"
+        )
+
+    async def read_sample(self) -> BmsSample:
+        """Read a complete sample: status always, settings once per connection, MOS if answered."""
+        status = decode_status(await self.read_block(STATUS_BLOCK))
+        if self._settings is None:
+            self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
+        mos_temperature = math.nan
+        if self.read_mos_temperature:
+            try:
+                mos_temperature = decode_mos_temperature(
+                    await self.read_block(MOS_BLOCK)
+                ).temperature
+            except (RequestTimeoutError, DalyProtocolError):
+                # Some firmware never answers this block: stop asking on this connection.
+                self.read_mos_temperature = False
+        return BmsSample(status, self._settings, mos_temperature, time.time())

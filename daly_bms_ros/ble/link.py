@@ -1,0 +1,204 @@
+"""Keep one BMS link alive: connect, poll at a fixed rate, reconnect with capped backoff.
+
+``BmsLink.run`` never raises for link trouble: every failure becomes a state in ``LinkStatus``
+(with its text in ``last_error``) and a wait before the next attempt, so the owner (the ROS node,
+the CLI) simply runs it until ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.transport import BmsTransport, LinkLostError, TransportError
+from daly_bms_ros.protocol import BmsSample, DalyProtocolError
+
+LOG = logging.getLogger(__name__)
+#: Polls that may fail in a row before the link is dropped and built anew.
+FAILED_POLLS_BEFORE_RECONNECT = 3
+
+
+class LinkState(enum.Enum):
+    """Where the link is."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Timing of the link; seconds."""
+
+    poll_interval: float = 1.0
+    request_timeout: float = 2.0
+    request_retries: int = 2
+    reconnect_delay_min: float = 1.0
+    reconnect_delay_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """A snapshot of the link for logs and diagnostics."""
+
+    state: LinkState
+    device: str
+    reconnects: int
+    consecutive_failures: int
+    last_error: str
+    rejected: dict[str, int]
+    requests: int
+    timeouts: int
+    missed_polls: int
+    last_sample_at: float | None
+
+
+def backoff_delay(failures: int, config: LinkConfig) -> float:
+    """Capped exponential delay with jitter (0.5x..1x) so many robots do not retry in step."""
+    ceiling = min(
+        config.reconnect_delay_max, config.reconnect_delay_min * 2 ** max(failures - 1, 0)
+    )
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class BmsLink:
+    """Supervise one BMS: each fresh sample goes to ``on_sample``, each change to ``on_status``."""
+
+    def __init__(
+        self,
+        transport: BmsTransport,
+        config: LinkConfig,
+        on_sample: Callable[[BmsSample], None],
+        on_status: Callable[[LinkStatus], None],
+    ) -> None:
+        self._transport = transport
+        self._config = config
+        self._on_sample = on_sample
+        self._on_status = on_status
+        self._client = DalyClient(transport, config.request_timeout, config.request_retries)
+        self._state = LinkState.CONNECTING
+        self._lost = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._reconnects = 0
+        self._failures = 0
+        self._last_error = ""
+        self._missed_polls = 0
+        self._last_sample_at: float | None = None
+        self._connected_once = False
+        transport.set_callbacks(self._client.on_notify, self._lost.set)
+
+    def status(self) -> LinkStatus:
+        """Snapshot of the link now."""
+        return LinkStatus(
+            state=self._state,
+            device=self._transport.description,
+            reconnects=self._reconnects,
+            consecutive_failures=self._failures,
+            last_error=self._last_error,
+            rejected={
+                reason.value: count for reason, count in self._client.assembler.rejected.items()
+            },
+            requests=self._client.requests,
+            timeouts=self._client.timeouts,
+            missed_polls=self._missed_polls,
+            last_sample_at=self._last_sample_at,
+        )
+
+    def set_poll_interval(self, seconds: float) -> None:
+        """Change the poll interval; takes effect from the next poll. Call in the loop thread."""
+        self._config = LinkConfig(**{**self._config.__dict__, "poll_interval": seconds})
+
+    def _enter(self, state: LinkState, error: str = "") -> None:
+        self._state = state
+        if error:
+            self._last_error = error
+        self._on_status(self.status())
+
+    async def run(self) -> None:
+        """Connect, poll, reconnect, until ``stop``."""
+        while not self._stopping.is_set():
+            self._enter(LinkState.CONNECTING)
+            try:
+                await self._connect()
+                await self._poll_until_lost()
+            except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
+                self._failures += 1
+                self._last_error = str(error) or type(error).__name__
+            except Exception as error:
+                self._failures += 1
+                self._last_error = f"unexpected {type(error).__name__}: {error}"
+                LOG.exception("BMS link failure")
+            await self._transport.disconnect()
+            if self._stopping.is_set():
+                break
+            self._enter(LinkState.BACKOFF)
+            await self._sleep(backoff_delay(self._failures, self._config))
+        self._enter(LinkState.STOPPED)
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        await self._transport.connect()
+        self._client.attach()
+        if self._connected_once:
+            self._reconnects += 1
+        self._connected_once = True
+        self._enter(LinkState.CONNECTED)
+
+    async def _poll_until_lost(self) -> None:
+        """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""
+        next_poll = time.monotonic()
+        failed_polls = 0
+        while not self._stopping.is_set():
+            if self._lost.is_set() or not self._transport.is_connected:
+                raise LinkLostError("the BMS closed the link")
+            try:
+                sample = await self._client.read_sample()
+            except (TransportError, DalyProtocolError) as error:
+                failed_polls += 1
+                self._last_error = str(error)
+                self._on_status(self.status())
+                if failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
+                    raise
+            else:
+                if self._lost.is_set():
+                    raise LinkLostError("the BMS closed the link during a read")
+                failed_polls = 0
+                self._failures = 0
+                self._last_sample_at = time.monotonic()
+                self._on_sample(sample)
+                self._on_status(self.status())
+            interval = self._config.poll_interval
+            next_poll += interval
+            now = time.monotonic()
+            if next_poll < now:
+                skipped = int((now - next_poll) // interval) + 1
+                self._missed_polls += skipped
+                next_poll += skipped * interval
+            await self._sleep(next_poll - now)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait, but wake at once on stop or link loss."""
+        waits = [
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(self._lost.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def stop(self) -> None:
+        """End ``run`` and close the link."""
+        self._stopping.set()
+        await self._transport.disconnect()
+        self._enter(LinkState.STOPPED)

@@ -1,0 +1,52 @@
+"""What the client needs from a link to one BMS: move bytes, report notifications and loss.
+
+The bleak implementation is ``BleakTransport``; tests use an in-process double with the same
+interface, so everything above the transport is tested without a radio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class TransportError(Exception):
+    """Base of the errors a transport raises; the text says what went wrong for a human."""
+
+
+class DeviceNotFoundError(TransportError):
+    """No matching BMS was seen (out of range, asleep, or another central holds it)."""
+
+
+class AdapterUnavailableError(TransportError):
+    """BlueZ, the system D-Bus or the Bluetooth adapter is not available."""
+
+
+class LinkLostError(TransportError):
+    """The connection dropped or a write failed."""
+
+
+class BmsTransport(Protocol):
+    """A link to one BMS that moves raw bytes."""
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the link is up."""
+
+    @property
+    def description(self) -> str:
+        """Name and address of the device, for logs and diagnostics."""
+
+    def set_callbacks(
+        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        """Set what to call with each notification and when the link drops."""
+
+    async def connect(self) -> None:
+        """Find the device, connect and subscribe; raise a TransportError on failure."""
+
+    async def disconnect(self) -> None:
+        """Close the link; never raises."""
+
+    async def write(self, data: bytes) -> None:
+        """Send one request; raise LinkLostError if the link is gone."""

@@ -1,0 +1,163 @@
+"""DalyClient and BmsLink against the BMS double: values, retries, rejects, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from bms_double import BmsDouble
+
+from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
+from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
+from daly_bms_ros.ble.transport import AdapterUnavailableError
+from daly_bms_ros.protocol import BmsSample
+
+FAST = LinkConfig(
+    poll_interval=0.05,
+    request_timeout=0.2,
+    request_retries=1,
+    reconnect_delay_min=0.02,
+    reconnect_delay_max=0.1,
+)
+
+
+async def connected_client(double: BmsDouble, retries: int = 1) -> DalyClient:
+    client = DalyClient(double, request_timeout=0.2, request_retries=retries)
+    double.set_callbacks(client.on_notify, lambda: None)
+    await double.connect()
+    client.attach()
+    return client
+
+
+def test_sample_carries_the_real_values() -> None:
+    async def scenario() -> BmsSample:
+        return await (await connected_client(BmsDouble())).read_sample()
+
+    sample = asyncio.run(scenario())
+    assert sample.status.pack_voltage == pytest.approx(51.1)
+    assert len(sample.status.cell_voltages) == 16
+    assert sample.status.cell_voltages[0] == pytest.approx(3.188)
+    assert sample.status.soc == pytest.approx(8.7)
+    assert sample.settings is not None
+    assert sample.settings.rated_capacity == pytest.approx(310.0)
+    assert sample.received_at > 0
+
+
+def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
+    double = BmsDouble()
+
+    async def scenario() -> tuple[DalyClient, BmsSample]:
+        client = await connected_client(double, retries=2)
+        double.corrupt_next = 1
+        double.truncate_next = 1
+        return client, await client.read_sample()
+
+    client, sample = asyncio.run(scenario())
+    assert sample.status.pack_voltage == pytest.approx(51.1)
+    rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}
+    assert rejected == {"bad_crc": 1, "timeout": 1}
+    # Two for the spoiled status answers, three for the MOS block the capture lacks.
+    assert client.timeouts == 2 + 3
+    assert client.read_mos_temperature is False
+
+
+def test_silent_bms_times_out_after_the_retries() -> None:
+    double = BmsDouble()
+    double.silent = True
+
+    async def scenario() -> DalyClient:
+        client = await connected_client(double, retries=2)
+        with pytest.raises(RequestTimeoutError, match="after 3 tries"):
+            await client.read_sample()
+        return client
+
+    client = asyncio.run(scenario())
+    assert client.requests == 3
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.samples: list[BmsSample] = []
+        self.statuses: list[LinkStatus] = []
+
+
+async def run_link(
+    double: BmsDouble, scenario: Callable[[BmsLink, Recorder], Awaitable[None]]
+) -> Recorder:
+    recorder = Recorder()
+    link = BmsLink(double, FAST, recorder.samples.append, recorder.statuses.append)
+    task = asyncio.create_task(link.run())
+    try:
+        await scenario(link, recorder)
+    finally:
+        await link.stop()
+        await asyncio.wait_for(task, 5)
+    return recorder
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("condition not reached")
+
+
+def test_link_reconnects_after_drop_and_delivers_nothing_while_asleep() -> None:
+    double = BmsDouble()
+
+    async def scenario(link: BmsLink, recorder: Recorder) -> None:
+        await until(lambda: len(recorder.samples) >= 2)
+        double.asleep = True
+        double.drop_link()
+        await until(lambda: link.status().state is LinkState.BACKOFF)
+        delivered = len(recorder.samples)
+        await asyncio.sleep(0.3)
+        assert len(recorder.samples) == delivered
+        assert "no BMS matching" in link.status().last_error
+        double.asleep = False
+        await until(lambda: len(recorder.samples) > delivered)
+        assert link.status().reconnects == 1
+
+    recorder = asyncio.run(run_link(double, scenario))
+    assert recorder.statuses[-1].state is LinkState.STOPPED
+    assert double.connects == 2
+    assert not double.is_connected
+
+
+def test_poll_interval_change_slows_polling() -> None:
+    double = BmsDouble()
+
+    async def scenario(link: BmsLink, recorder: Recorder) -> None:
+        await until(lambda: len(recorder.samples) >= 1)
+        link.set_poll_interval(10.0)
+        await asyncio.sleep(0.1)
+        count = len(recorder.samples)
+        await asyncio.sleep(0.5)
+        assert len(recorder.samples) == count
+
+    asyncio.run(run_link(double, scenario))
+
+
+class UnavailableAdapter(BmsDouble):
+    async def connect(self) -> None:
+        raise AdapterUnavailableError("Bluetooth not available: no adapter hci0")
+
+
+def test_unavailable_adapter_is_retried_without_escaping() -> None:
+    double = UnavailableAdapter()
+
+    async def scenario(link: BmsLink, recorder: Recorder) -> None:
+        await until(lambda: link.status().consecutive_failures >= 3)
+        assert link.status().last_error == "Bluetooth not available: no adapter hci0"
+
+    recorder = asyncio.run(run_link(double, scenario))
+    assert not recorder.samples
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    config = LinkConfig(reconnect_delay_min=1.0, reconnect_delay_max=8.0)
+    for failures, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)):
+        delays = [backoff_delay(failures, config) for _ in range(50)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
