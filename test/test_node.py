@@ -49,7 +49,7 @@ class Listener:
         self.battery: list[Any] = []
         self.cells: list[Any] = []
         self.diagnostics: list[Any] = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         for message_type, topic, store in (
             (BatteryState, "battery_state", self.battery),
             (DalyCells, "cells", self.cells),
@@ -153,12 +153,12 @@ def test_publishes_the_values_of_the_real_frames(
     assert battery.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_UNSPEC_FAILURE
     listener.wait_for(
         lambda: listener.last_diagnostic() is not None
-        and listener.last_diagnostic().level == DiagnosticStatus.WARN,  # type: ignore[union-attr]
+        and "soc_low_2" in listener.last_diagnostic().message,  # type: ignore[union-attr]
         "diagnostics warning about the alarm",
     )
     status = listener.last_diagnostic()
     assert status is not None
-    assert "soc_low_2" in status.message
+    assert status.level == DiagnosticStatus.WARN
     values = {kv.key: kv.value for kv in status.values}
     assert values["link_state"] == "connected"
 
