@@ -264,7 +264,7 @@ def test_installed_node_without_bluez_keeps_retrying_and_exits_0_on_sigterm(
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output
-    assert "BMS link" in output
+    assert "BlueZ/D-Bus not reachable" in output
 
 
 def test_installed_node_refuses_a_bad_parameter_with_exit_2() -> None:

@@ -136,12 +136,14 @@ class DalyBmsNode(Node):
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
             previous, self._link_status = self._link_status, status
-        if previous is None or previous.state is not status.state:
-            log = self.get_logger()
-            if status.state is LinkState.CONNECTED:
-                log.info(f"connected to {status.device}")
-            elif status.last_error:
-                log.warning(f"BMS link {status.state.name.lower()}: {status.last_error}")
+        entered = previous is None or previous.state is not status.state
+        if entered and status.state is LinkState.CONNECTED:
+            self.get_logger().info(f"connected to {status.device}")
+        elif entered and status.state is LinkState.BACKOFF:
+            self.get_logger().warning(
+                f"BMS link down ({status.last_error}); retrying, "
+                f"{status.consecutive_failures} failure(s) in a row"
+            )
 
     # Called in the executor thread.
     def _publish_samples(self) -> None:
