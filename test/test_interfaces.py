@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 import rclpy
-from daly_bms_ros.msg import DalyCells
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_env import domain_id_for_this_run
 from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.msg import DalyCells
 
 
 @pytest.fixture
@@ -104,9 +105,8 @@ def test_battery_state_round_trip(ros_context: Context) -> None:
 
 
 def test_generated_and_hand_written_modules_import_together() -> None:
-    import daly_bms_ros.msg
-
     import daly_bms_ros
+    import daly_bms_ros.msg
 
     installed = [path for path in daly_bms_ros.__path__ if "site-packages" in path]
     assert installed, "the installed copy of daly_bms_ros is not part of the package path"

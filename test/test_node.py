@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import rclpy
 from bms_double import BmsDouble
-from daly_bms_ros.msg import DalyCells
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
@@ -25,6 +24,7 @@ from rclpy.parameter import Parameter
 from ros_env import domain_id_for_this_run
 from sensor_msgs.msg import BatteryState
 
+from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.node.parameters import InvalidSettingError
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from daly_bms_ros.ble.link import LinkState, LinkStatus
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from daly_bms_ros.ble.link import LinkState, LinkStatus
 from daly_bms_ros.protocol import BmsSample
 
 

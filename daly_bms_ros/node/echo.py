@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import rclpy
-from daly_bms_ros.msg import DalyCells
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.msg import DalyCells
 
 
 def format_value(value: Any) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from builtin_interfaces.msg import Time
-from daly_bms_ros.msg import DalyCells
 from sensor_msgs.msg import BatteryState
 
+from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.protocol import BmsSample
 
 #: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.

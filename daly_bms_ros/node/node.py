@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from daly_bms_ros.msg import DalyCells
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -24,6 +23,7 @@ from sensor_msgs.msg import BatteryState
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.transport import BmsTransport
+from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.ble_thread import EventLoopThread
 from daly_bms_ros.node.diagnostics import link_diagnostics
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
