@@ -54,18 +54,16 @@ def decode_frame(frame: Frame) -> dict[str, Any]:
 
 
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
-    """Yield an object per valid frame and an ``error`` object per rejected piece, in order."""
+    """Yield an object per valid frame, in order, then an ``error`` object per rejected piece."""
     assembler = FrameAssembler()
-    for index in range(len(data)):
-        before = assembler.rejected.copy()
-        frames = assembler.feed(data[index : index + 1])
-        for reason in RejectReason:
-            for _ in range(assembler.rejected[reason] - before[reason]):
-                yield {"error": reason.value}
-        yield from (decode_frame(frame) for frame in frames)
+    yield from (decode_frame(frame) for frame in assembler.feed(data))
     if assembler.pending:
         assembler.expire()
         yield {"error": "truncated"}
+    for reason in RejectReason:
+        if reason is not RejectReason.TIMEOUT:
+            for _ in range(assembler.rejected[reason]):
+                yield {"error": reason.value}
 
 
 def add_parser(subparsers: Any) -> None:
