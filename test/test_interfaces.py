@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_env import domain_id_for_this_run
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.msg import DalyCells
-
-
-@pytest.fixture
-def ros_context() -> Iterator[Context]:
-    context = Context()
-    rclpy.init(context=context, domain_id=domain_id_for_this_run())
-    try:
-        yield context
-    finally:
-        rclpy.shutdown(context=context)
 
 
 def round_trip(context: Context, msg_type: Any, message: Any) -> Any:

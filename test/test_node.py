@@ -44,8 +44,8 @@ WAIT_S = 30.0
 class Listener:
     """A second node that records what the driver publishes."""
 
-    def __init__(self, context: Context, namespace: str = "") -> None:
-        self.node = Node("listener", context=context, namespace=namespace)
+    def __init__(self, context: Context) -> None:
+        self.node = Node("listener", context=context)
         self.battery: list[Any] = []
         self.cells: list[Any] = []
         self.diagnostics: list[Any] = []
@@ -78,16 +78,6 @@ class Listener:
             return self.diagnostics[-1].status[0] if self.diagnostics else None
 
 
-@pytest.fixture
-def context() -> Iterator[Context]:
-    ros_context = Context()
-    rclpy.init(context=ros_context, domain_id=domain_id_for_this_run())
-    try:
-        yield ros_context
-    finally:
-        rclpy.try_shutdown(context=ros_context)
-
-
 def start_node(
     context: Context, double: BmsDouble, **overrides: Any
 ) -> tuple[DalyBmsNode, Listener, MultiThreadedExecutor, threading.Thread]:
@@ -107,9 +97,9 @@ def start_node(
 
 
 @pytest.fixture
-def running(context: Context) -> Iterator[tuple[DalyBmsNode, Listener, BmsDouble]]:
+def running(ros_context: Context) -> Iterator[tuple[DalyBmsNode, Listener, BmsDouble]]:
     double = BmsDouble()
-    node, listener, executor, thread = start_node(context, double)
+    node, listener, executor, thread = start_node(ros_context, double)
     try:
         yield node, listener, double
     finally:
@@ -215,21 +205,21 @@ def test_poll_interval_changes_at_run_time_and_bad_values_are_refused(
     ],
 )
 def test_invalid_parameters_are_refused_with_what_is_allowed(
-    context: Context, name: str, value: Any, message: str
+    ros_context: Context, name: str, value: Any, message: str
 ) -> None:
     with pytest.raises(InvalidSettingError, match=message):
         DalyBmsNode(
             transport_factory=lambda _settings: BmsDouble(),
-            context=context,
+            context=ros_context,
             parameter_overrides=[Parameter(name, value=value)],
         )
 
 
-def test_out_of_range_parameter_is_refused(context: Context) -> None:
+def test_out_of_range_parameter_is_refused(ros_context: Context) -> None:
     with pytest.raises(rclpy.exceptions.InvalidParameterValueException):
         DalyBmsNode(
             transport_factory=lambda _settings: BmsDouble(),
-            context=context,
+            context=ros_context,
             parameter_overrides=[Parameter("poll_interval", value=0.0)],
         )
 
