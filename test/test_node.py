@@ -139,8 +139,9 @@ def test_publishes_the_values_of_the_real_frames(
     assert cells.cell_voltage_delta == pytest.approx(0.012)
     assert list(cells.temperatures) == [23.0, 23.0]
     assert len(cells.balancing) == 16
-    # The capture raises the "SOC low, level 2" alarm: health says so, diagnostics warn.
-    assert battery.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_UNSPEC_FAILURE
+    # The capture raises the "SOC low, level 2" alarm: a charge level, not a health problem,
+    # that diagnostics warn about.
+    assert battery.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_GOOD
     listener.wait_for(
         lambda: listener.last_diagnostic() is not None
         and "soc_low_2" in listener.last_diagnostic().message,  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ the CLI) simply runs it until ``stop``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -113,7 +114,7 @@ class BmsLink:
 
     def set_poll_interval(self, seconds: float) -> None:
         """Change the poll interval; takes effect from the next poll. Call in the loop thread."""
-        self._config = LinkConfig(**{**self._config.__dict__, "poll_interval": seconds})
+        self._config = dataclasses.replace(self._config, poll_interval=seconds)
 
     def _enter(self, state: LinkState, error: str = "") -> None:
         self._state = state

@@ -21,14 +21,12 @@ IDLE_CURRENT_A = 0.15
 
 #: Alarm name fragments and the BatteryState health they mean, most severe first.
 HEALTH_BY_ALARM: tuple[tuple[str, int], ...] = (
-    ("over_temp", BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
-    ("high_temp", BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
-    ("under_temp", BatteryState.POWER_SUPPLY_HEALTH_COLD),
-    ("low_temp", BatteryState.POWER_SUPPLY_HEALTH_COLD),
-    ("overvolt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
-    ("over_volt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
-    ("high_volt", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
+    ("over_temperature", BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
+    ("under_temperature", BatteryState.POWER_SUPPLY_HEALTH_COLD),
+    ("overvoltage", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
 )
+#: Alarms about the state of charge say nothing about the battery's health.
+CHARGE_LEVEL_ALARM_PREFIX = "soc_"
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ def supply_status(sample: BmsSample) -> int:
 
 def supply_health(alarms: Iterable[str]) -> int:
     """Map the BMS's named alarms to the closest BatteryState health value."""
-    names = [alarm.lower() for alarm in alarms]
+    names = [alarm for alarm in alarms if not alarm.startswith(CHARGE_LEVEL_ALARM_PREFIX)]
     if not names:
         return BatteryState.POWER_SUPPLY_HEALTH_GOOD
     for fragment, health in HEALTH_BY_ALARM:
