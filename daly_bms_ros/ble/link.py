@@ -116,10 +116,8 @@ class BmsLink:
         """Change the poll interval; takes effect from the next poll. Call in the loop thread."""
         self._config = dataclasses.replace(self._config, poll_interval=seconds)
 
-    def _enter(self, state: LinkState, error: str = "") -> None:
+    def _enter(self, state: LinkState) -> None:
         self._state = state
-        if error:
-            self._last_error = error
         self._on_status(self.status())
 
     async def run(self) -> None:
