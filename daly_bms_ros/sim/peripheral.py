@@ -1,0 +1,201 @@
+"""A Daly BMS as a BLE peripheral on BlueZ's D-Bus API (GATT application + advertisement).
+
+It registers service fff0 with characteristic fff1 (notify: answers) and fff2 (write: requests)
+on one adapter and advertises a "DL-…" name, as a real Daly BMS does. Each request written to
+fff2 goes to a responder (bytes in, bytes out); the answer is notified on fff1 in chunks of at
+most ``chunk_size`` bytes, the payload a BLE notification carries at the default MTU.
+
+The D-Bus method signatures below are D-Bus type strings (dbus-fast reads them), which is why
+this module does not postpone annotations.
+"""
+
+import asyncio
+from collections.abc import Callable
+
+from dbus_fast import BusType, PropertyAccess
+from dbus_fast.aio import MessageBus
+from dbus_fast.service import ServiceInterface, dbus_property, method
+
+SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
+NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
+WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
+APPLICATION_PATH = "/org/dalybms/sim"
+Responder = Callable[[bytes], bytes | None]
+
+
+class _Service(ServiceInterface):
+    def __init__(self) -> None:
+        super().__init__("org.bluez.GattService1")
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":
+        return SERVICE_UUID
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Primary(self) -> "b":
+        return True
+
+
+class _NotifyCharacteristic(ServiceInterface):
+    """fff1: the BMS's answers, as notifications."""
+
+    def __init__(self, service_path: str) -> None:
+        super().__init__("org.bluez.GattCharacteristic1")
+        self._service_path = service_path
+        self._value = b""
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":
+        return NOTIFY_UUID
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Service(self) -> "o":
+        return self._service_path
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Flags(self) -> "as":
+        return ["notify", "read"]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Value(self) -> "ay":
+        return self._value
+
+    @method()
+    def ReadValue(self, options: "a{sv}") -> "ay":
+        return self._value
+
+    @method()
+    def StartNotify(self) -> None:
+        pass
+
+    @method()
+    def StopNotify(self) -> None:
+        pass
+
+    @method()
+    def Confirm(self) -> None:
+        """BlueZ acknowledges an indication; nothing to do."""
+
+    def notify(self, value: bytes) -> None:
+        self._value = value
+        self.emit_properties_changed({"Value": value})
+
+
+class _WriteCharacteristic(ServiceInterface):
+    """fff2: requests from the central."""
+
+    def __init__(self, service_path: str, on_write: Callable[[bytes], None]) -> None:
+        super().__init__("org.bluez.GattCharacteristic1")
+        self._service_path = service_path
+        self._on_write = on_write
+
+    @dbus_property(access=PropertyAccess.READ)
+    def UUID(self) -> "s":
+        return WRITE_UUID
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Service(self) -> "o":
+        return self._service_path
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Flags(self) -> "as":
+        return ["write", "write-without-response"]
+
+    @method()
+    def WriteValue(self, value: "ay", options: "a{sv}") -> None:
+        self._on_write(bytes(value))
+
+
+class _Advertisement(ServiceInterface):
+    def __init__(self, local_name: str) -> None:
+        super().__init__("org.bluez.LEAdvertisement1")
+        self._local_name = local_name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Type(self) -> "s":
+        return "peripheral"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LocalName(self) -> "s":
+        return self._local_name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def ServiceUUIDs(self) -> "as":
+        return [SERVICE_UUID]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Discoverable(self) -> "b":
+        return True
+
+    @method()
+    def Release(self) -> None:
+        pass
+
+
+class DalyPeripheral:
+    """Register, serve and withdraw one virtual BMS on a BlueZ adapter."""
+
+    def __init__(
+        self,
+        name: str,
+        responder: Responder,
+        adapter: str = "hci0",
+        chunk_size: int = 20,
+        chunk_gap: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.adapter_path = f"/org/bluez/{adapter}"
+        self._responder = responder
+        self._chunk_size = chunk_size
+        self._chunk_gap = chunk_gap
+        self._bus: MessageBus | None = None
+        service_path = f"{APPLICATION_PATH}/service0"
+        self._objects: dict[str, ServiceInterface] = {
+            service_path: _Service(),
+            f"{service_path}/char0": _NotifyCharacteristic(service_path),
+            f"{service_path}/char1": _WriteCharacteristic(service_path, self._on_write),
+        }
+        self._notifier = self._objects[f"{service_path}/char0"]
+        self._advertisement = _Advertisement(name)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, bus_address: str | None = None) -> None:
+        """Connect to the system bus (or ``bus_address``), register the app and advertise."""
+        bus = MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM)
+        self._bus = await bus.connect()
+        for path, interface in self._objects.items():
+            self._bus.export(path, interface)
+        self._bus.export(f"{APPLICATION_PATH}/advertisement0", self._advertisement)
+        adapter = self._bus.get_proxy_object(
+            "org.bluez",
+            self.adapter_path,
+            await self._bus.introspect("org.bluez", self.adapter_path),
+        )
+        gatt_manager = adapter.get_interface("org.bluez.GattManager1")
+        await gatt_manager.call_register_application(APPLICATION_PATH, {})  # type: ignore[attr-defined]
+        advertising = adapter.get_interface("org.bluez.LEAdvertisingManager1")
+        await advertising.call_register_advertisement(  # type: ignore[attr-defined]
+            f"{APPLICATION_PATH}/advertisement0", {}
+        )
+
+    async def stop(self) -> None:
+        """Disappear: close the bus connection, which withdraws the app and the advertisement."""
+        for task in self._tasks:
+            task.cancel()
+        if self._bus is not None:
+            self._bus.disconnect()
+            await self._bus.wait_for_disconnect()
+            self._bus = None
+
+    def _on_write(self, request: bytes) -> None:
+        answer = self._responder(request)
+        if answer:
+            task = asyncio.get_running_loop().create_task(self._send(answer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, answer: bytes) -> None:
+        assert isinstance(self._notifier, _NotifyCharacteristic)
+        for start in range(0, len(answer), self._chunk_size):
+            self._notifier.notify(answer[start : start + self._chunk_size])
+            await asyncio.sleep(self._chunk_gap)

@@ -1,0 +1,107 @@
+"""The real bleak over the BlueZ mock, against a virtual BMS that answers with real frames."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bluez_mock import PERIPHERAL_ADDRESS, bluez_mock, virtual_bms
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.node.node import DalyBmsNode
+from daly_bms_ros.protocol import BmsSample
+
+NAME = "DL-SIM000001"
+
+
+@pytest.fixture
+def bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        with virtual_bms(address, NAME):
+            yield address
+
+
+def read_one_sample(transport: BleakTransport) -> tuple[str, BmsSample, DalyClient]:
+    async def scenario() -> tuple[str, BmsSample, DalyClient]:
+        client = DalyClient(transport, request_timeout=1.0, request_retries=1)
+        transport.set_callbacks(client.on_notify, lambda: None)
+        await transport.connect()
+        try:
+            client.attach()
+            return transport.description, await client.read_sample(), client
+        finally:
+            await transport.disconnect()
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "target",
+    [{"device_name": NAME}, {"mac_address": PERIPHERAL_ADDRESS.lower()}, {}],
+    ids=["by-name", "by-address", "by-daly-pattern"],
+)
+def test_bleak_transport_reads_the_virtual_bms(bus: str, target: dict[str, str]) -> None:
+    transport = BleakTransport(adapter="hci0", connect_timeout=10.0, **target)
+    description, sample, client = read_one_sample(transport)
+    assert description == f"{NAME} ({PERIPHERAL_ADDRESS})"
+    assert sample.status.pack_voltage == pytest.approx(51.1)
+    assert [round(v * 1000) for v in sample.status.cell_voltages][:3] == [3188, 3199, 3199]
+    assert sample.settings is not None
+    assert sample.settings.rated_capacity == pytest.approx(310.0)
+    # 20-byte notifications were reassembled without a single reject.
+    assert not client.assembler.rejected
+
+
+def test_unknown_name_is_not_found(bus: str) -> None:
+    transport = BleakTransport(device_name="DL-ELSEWHERE", adapter="hci0", connect_timeout=2.0)
+    with pytest.raises(Exception, match="no BMS matching 'DL-ELSEWHERE'"):
+        read_one_sample(transport)
+
+
+def test_node_publishes_the_virtual_bms_through_bleak(bus: str, ros_context: Context) -> None:
+    node = DalyBmsNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("device_name", value=NAME),
+            Parameter("adapter", value="hci0"),
+            Parameter("poll_interval", value=0.2),
+            Parameter("request_timeout", value=0.5),
+            Parameter("request_retries", value=0),
+        ],
+    )
+    listener = Node("e2e_listener", context=ros_context)
+    received: list[BatteryState] = []
+    cells: list[DalyCells] = []
+    listener.create_subscription(BatteryState, "battery_state", received.append, 10)
+    listener.create_subscription(DalyCells, "cells", cells.append, 10)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    stop = threading.Event()
+    try:
+        deadline = time.monotonic() + 60
+        while not (received and cells) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert received, "no BatteryState from the virtual BMS"
+        assert received[0].voltage == pytest.approx(51.1)
+        assert received[0].capacity == pytest.approx(310.0)
+        assert received[0].percentage == pytest.approx(0.087)
+        assert len(cells[0].cell_voltages) == 16
+    finally:
+        stop.set()
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
