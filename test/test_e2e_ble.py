@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.transport import DeviceNotFoundError
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import BmsSample
@@ -66,7 +66,7 @@ def test_bleak_transport_reads_the_virtual_bms(bus: str, target: dict[str, str])
 
 def test_unknown_name_is_not_found(bus: str) -> None:
     transport = BleakTransport(device_name="DL-ELSEWHERE", adapter="hci0", connect_timeout=2.0)
-    with pytest.raises(Exception, match="no BMS matching 'DL-ELSEWHERE'"):
+    with pytest.raises(DeviceNotFoundError, match="no BMS matching 'DL-ELSEWHERE'"):
         read_one_sample(transport)
 
 
@@ -89,7 +89,6 @@ def test_node_publishes_the_virtual_bms_through_bleak(bus: str, ros_context: Con
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     executor.add_node(listener)
-    stop = threading.Event()
     try:
         deadline = time.monotonic() + 60
         while not (received and cells) and time.monotonic() < deadline:
@@ -100,7 +99,6 @@ def test_node_publishes_the_virtual_bms_through_bleak(bus: str, ros_context: Con
         assert received[0].percentage == pytest.approx(0.087)
         assert len(cells[0].cell_voltages) == 16
     finally:
-        stop.set()
         node.close()
         executor.shutdown()
         node.destroy_node()
