@@ -28,6 +28,7 @@ from daly_bms_ros.sim.peripheral import DalyPeripheral
 
 CENTRAL_ADDRESS = "00:AA:01:00:00:01"
 PERIPHERAL_ADDRESS = "00:AA:01:00:00:02"
+NAME_PREFIX = "DL-SIM"
 READY_TIMEOUT_S = 30.0
 
 
@@ -97,7 +98,8 @@ def bluez_mock(log_dir: Path) -> Iterator[str]:
             _stop(process)
 
 
-async def _start_when_central_discovers(peripheral: DalyPeripheral, bus_address: str) -> None:
+async def wait_for_central_discovery(bus_address: str) -> None:
+    """Return once the central adapter hci0 is discovering."""
     bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
     try:
         central = bus.get_proxy_object(
@@ -107,6 +109,10 @@ async def _start_when_central_discovers(peripheral: DalyPeripheral, bus_address:
             await asyncio.sleep(0.02)
     finally:
         bus.disconnect()
+
+
+async def _start_when_central_discovers(peripheral: DalyPeripheral, bus_address: str) -> None:
+    await wait_for_central_discovery(bus_address)
     await peripheral.start(bus_address)
 
 

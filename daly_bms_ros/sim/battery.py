@@ -1,0 +1,119 @@
+"""The battery behind the virtual BMS: cells, charge and temperatures that move like a real pack.
+
+A LiFePO4 pack follows a load profile: it discharges and charges in turns, the state of charge
+integrates the current, each cell's voltage follows the open-circuit curve plus a small offset of
+its own and the drop across its internal resistance, and the temperature rises with the current.
+The model is a pure function of the elapsed time, so tests can compare what the driver
+publishes with the model's state at the time of the answer.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from daly_bms_ros.protocol import BmsSettings, BmsStatus, MosTemperature, decode_alarms
+
+#: LiFePO4 open-circuit voltage (V) by state of charge (0..1), typical datasheet values.
+OCV_CURVE: tuple[tuple[float, float], ...] = (
+    (0.0, 2.80),
+    (0.05, 3.10),
+    (0.10, 3.20),
+    (0.30, 3.26),
+    (0.60, 3.30),
+    (0.90, 3.34),
+    (0.97, 3.40),
+    (1.0, 3.55),
+)
+CELL_RESISTANCE_OHM = 0.0008
+AMBIENT_C = 23.0
+BALANCE_THRESHOLD_V = 0.01
+
+
+def open_circuit_voltage(soc: float) -> float:
+    """Interpolate the OCV curve at ``soc`` (0..1)."""
+    points = [point[0] for point in OCV_CURVE]
+    index = min(max(bisect_left(points, soc), 1), len(OCV_CURVE) - 1)
+    (soc0, volt0), (soc1, volt1) = OCV_CURVE[index - 1], OCV_CURVE[index]
+    return volt0 + (volt1 - volt0) * (min(max(soc, soc0), soc1) - soc0) / (soc1 - soc0)
+
+
+@dataclass
+class BatteryModel:
+    """A pack of ``cells`` LiFePO4 cells with ``sensors`` temperature sensors."""
+
+    cells: int = 16
+    sensors: int = 2
+    capacity_ah: float = 100.0
+    initial_soc: float = 0.8
+    load_amps: float = 20.0
+    period_s: float = 600.0
+    cycles: int = 12
+    seed: int = 1
+    _offsets: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cells <= 32:
+            raise ValueError(f"cells must be 1..32, not {self.cells}")
+        if not 1 <= self.sensors <= 8:
+            raise ValueError(f"sensors must be 1..8, not {self.sensors}")
+        spread = random.Random(self.seed)
+        self._offsets = tuple(spread.uniform(-0.006, 0.006) for _ in range(self.cells))
+
+    def current(self, elapsed: float) -> float:
+        """Load profile in A (negative = discharge): a slow sine between discharge and charge."""
+        return round(-self.load_amps * math.sin(2 * math.pi * elapsed / self.period_s), 1)
+
+    def soc(self, elapsed: float) -> float:
+        """State of charge (0..1): the initial charge plus the integral of the sine current."""
+        omega = 2 * math.pi / self.period_s
+        charge_ah = self.load_amps * (math.cos(omega * elapsed) - 1) / omega / 3600
+        return min(max(self.initial_soc + charge_ah / self.capacity_ah, 0.0), 1.0)
+
+    def status(self, elapsed: float) -> BmsStatus:
+        """Return the status block the BMS reports ``elapsed`` seconds after it started."""
+        current = self.current(elapsed)
+        soc = self.soc(elapsed)
+        base = open_circuit_voltage(soc) + current * CELL_RESISTANCE_OHM
+        cells = tuple(round(base + offset, 3) for offset in self._offsets)
+        heat = abs(current) * 0.1
+        temperatures = tuple(float(round(AMBIENT_C + heat + i)) for i in range(self.sensors))
+        charging = current > 0
+        delta = round(max(cells) - min(cells), 3)
+        # The balancing register holds one bit per cell for cells 1..16 only.
+        balancing_cells = tuple(
+            charging and delta > BALANCE_THRESHOLD_V and voltage == max(cells) and i < 16
+            for i, voltage in enumerate(cells)
+        )
+        alarm_words = (0, 0x40 if soc < 0.1 else 0, 0, 0)  # level-1 SOC low
+        return BmsStatus(
+            cell_voltages=cells,
+            temperatures=temperatures,
+            pack_voltage=round(sum(cells), 1),
+            current=current,
+            soc=round(soc * 100, 1),
+            remaining_capacity=round(soc * self.capacity_ah, 1),
+            cycles=self.cycles,
+            charge_mos=True,
+            discharge_mos=True,
+            balancing=any(balancing_cells),
+            balancing_cells=balancing_cells,
+            min_cell_voltage=min(cells),
+            max_cell_voltage=max(cells),
+            average_cell_voltage=round(sum(cells) / len(cells), 3),
+            cell_delta=delta,
+            min_cell_index=cells.index(min(cells)) + 1,
+            max_cell_index=cells.index(max(cells)) + 1,
+            alarm_words=alarm_words,
+            alarms=decode_alarms(alarm_words),
+        )
+
+    def settings(self) -> BmsSettings:
+        """Return the settings block: rated capacity, LiFePO4 nominal cell voltage."""
+        return BmsSettings(rated_capacity=self.capacity_ah, nominal_cell_voltage=3.2)
+
+    def mos_temperature(self, elapsed: float) -> MosTemperature:
+        """MOS switches warm with the current."""
+        return MosTemperature(float(round(AMBIENT_C + 2 + abs(self.current(elapsed)) * 0.2)))

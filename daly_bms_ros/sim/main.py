@@ -1,0 +1,107 @@
+"""``daly-bms-sim``: a virtual Daly BMS advertising on a BlueZ adapter until Ctrl+C.
+
+It answers the status, settings and MOS-temperature requests from a battery model, in
+notifications of ``--mtu`` bytes, like a Daly smart BMS does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from daly_bms_ros.protocol import (
+    MOS_BLOCK,
+    SETTINGS_BLOCK,
+    STATUS_BLOCK,
+    build_response,
+    encode_mos_temperature,
+    encode_settings,
+    encode_status,
+    parse_read_request,
+)
+from daly_bms_ros.sim.battery import BatteryModel
+from daly_bms_ros.sim.peripheral import DalyPeripheral
+
+
+class ModelResponder:
+    """Answer read requests with the model's state at the time of the request."""
+
+    def __init__(self, model: BatteryModel) -> None:
+        self.model = model
+        self.started = time.monotonic()
+
+    def __call__(self, request: bytes) -> bytes | None:
+        """Return the response frame, or None for a request this BMS does not answer."""
+        block = parse_read_request(request)
+        if block is None:
+            return None
+        elapsed = time.monotonic() - self.started
+        registers = {
+            (STATUS_BLOCK.start, STATUS_BLOCK.count): lambda: encode_status(
+                self.model.status(elapsed)
+            ),
+            (SETTINGS_BLOCK.start, SETTINGS_BLOCK.count): lambda: encode_settings(
+                self.model.settings()
+            ),
+            (MOS_BLOCK.start, MOS_BLOCK.count): lambda: encode_mos_temperature(
+                self.model.mos_temperature(elapsed)
+            ),
+        }.get((block.start, block.count))
+        return None if registers is None else build_response(registers())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the command line parser."""
+    parser = argparse.ArgumentParser(prog="daly-bms-sim", description=__doc__)
+    parser.add_argument("--name", default="DL-SIM000001", help="advertised name")
+    parser.add_argument("--adapter", default="hci1", help="BlueZ adapter to advertise on")
+    parser.add_argument("--cells", type=int, default=16, help="cells in series (1..32)")
+    parser.add_argument("--sensors", type=int, default=2, help="temperature sensors (1..8)")
+    parser.add_argument("--capacity", type=float, default=100.0, help="rated capacity, Ah")
+    parser.add_argument("--mtu", type=int, default=20, help="bytes per notification")
+    parser.add_argument("--gap", type=float, default=0.0, help="seconds between notifications")
+    return parser
+
+
+async def serve(arguments: argparse.Namespace) -> None:
+    """Advertise and answer until SIGINT or SIGTERM."""
+    model = BatteryModel(
+        cells=arguments.cells, sensors=arguments.sensors, capacity_ah=arguments.capacity
+    )
+    peripheral = DalyPeripheral(
+        arguments.name, ModelResponder(model), arguments.adapter, arguments.mtu, arguments.gap
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    await peripheral.start()
+    print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await peripheral.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the virtual BMS; exit 2 on bad arguments, 1 when BlueZ refuses it."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        BatteryModel(cells=arguments.cells, sensors=arguments.sensors)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        asyncio.run(serve(arguments))
+    except (OSError, ConnectionError) as error:
+        print(f"daly-bms-sim: BlueZ not reachable: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

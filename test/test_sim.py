@@ -1,0 +1,122 @@
+"""The virtual BMS: its battery model, and `daly-bms-sim` read through the real bleak."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bluez_mock import NAME_PREFIX, bluez_mock, wait_for_central_discovery
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.protocol import (
+    STATUS_BLOCK,
+    BmsSample,
+    FrameAssembler,
+    build_read_request,
+    build_response,
+    decode_status,
+    encode_status,
+)
+from daly_bms_ros.sim.battery import BatteryModel, open_circuit_voltage
+from daly_bms_ros.sim.main import ModelResponder
+
+
+def test_state_of_charge_integrates_the_current() -> None:
+    model = BatteryModel(capacity_ah=50.0, load_amps=30.0, period_s=120.0)
+    step = 0.01
+    soc = model.initial_soc
+    for i in range(6000):  # one minute, rectangle rule
+        soc += model.current(i * step) * step / 3600 / model.capacity_ah
+    assert model.soc(60.0) == pytest.approx(soc, abs=2e-4)
+    assert model.soc(60.0) < model.initial_soc  # the first half-period discharges
+
+
+def test_status_is_consistent_and_survives_the_wire() -> None:
+    model = BatteryModel(cells=24, sensors=4)
+    status = model.status(400.0)  # charging part of the profile
+    assert status.current > 0
+    assert len(status.cell_voltages) == 24
+    assert len(status.temperatures) == 4
+    assert status.pack_voltage == pytest.approx(sum(status.cell_voltages), abs=0.05)
+    assert status.cell_delta == pytest.approx(max(status.cell_voltages) - min(status.cell_voltages))
+    [frame] = FrameAssembler().feed(build_response(encode_status(status)))
+    assert decode_status(frame) == status
+
+
+def test_ocv_curve_is_monotonic() -> None:
+    values = [open_circuit_voltage(i / 100) for i in range(101)]
+    assert values == sorted(values)
+    assert values[0] == pytest.approx(2.8)
+    assert values[-1] == pytest.approx(3.55)
+
+
+def test_model_refuses_impossible_packs() -> None:
+    with pytest.raises(ValueError, match=r"cells must be 1\.\.32"):
+        BatteryModel(cells=33)
+
+
+def test_responder_answers_known_blocks_only() -> None:
+    responder = ModelResponder(BatteryModel(cells=8))
+    [frame] = FrameAssembler().feed(responder(build_read_request(STATUS_BLOCK)) or b"")
+    assert len(decode_status(frame).cell_voltages) == 8
+    assert responder(b"\xd2\x03\x00") is None
+
+
+SIM = shutil.which("daly-bms-sim", path=str(Path(sys.executable).parent))
+
+
+@pytest.fixture
+def bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        yield address
+
+
+def test_sim_command_is_read_through_bleak(bus: str) -> None:
+    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
+    name = f"{NAME_PREFIX}CMD"
+    transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
+    client = DalyClient(transport, request_timeout=1.0, request_retries=1)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    processes: list[subprocess.Popen[str]] = []
+
+    async def scenario() -> BmsSample:
+        connecting = asyncio.create_task(transport.connect())
+        await wait_for_central_discovery(bus)
+        processes.append(
+            subprocess.Popen(
+                [SIM, "--name", name, "--cells", "12", "--adapter", "hci1"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        await connecting
+        client.attach()
+        try:
+            return await client.read_sample()
+        finally:
+            await transport.disconnect()
+
+    try:
+        sample = asyncio.run(scenario())
+    finally:
+        for process in processes:
+            process.terminate()
+    output, _ = processes[0].communicate(timeout=30)
+    assert processes[0].returncode == 0, output
+    assert f"virtual BMS {name} advertising on hci1" in output
+    status = sample.status
+    assert len(status.cell_voltages) == 12
+    assert all(3.0 < voltage < 3.6 for voltage in status.cell_voltages)
+    assert 0 < status.soc <= 100
+    assert sample.settings is not None
+    assert sample.settings.rated_capacity == pytest.approx(100.0)
+    assert not math.isnan(sample.mos_temperature)
