@@ -24,7 +24,7 @@ from real_frames import SETTINGS, STATUS, frame_bytes
 
 from daly_bms_ros.node.ble_thread import EventLoopThread
 from daly_bms_ros.protocol import SETTINGS_BLOCK, STATUS_BLOCK, parse_read_request
-from daly_bms_ros.sim.peripheral import DalyPeripheral
+from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
 
 CENTRAL_ADDRESS = "00:AA:01:00:00:01"
 PERIPHERAL_ADDRESS = "00:AA:01:00:00:02"
@@ -98,21 +98,8 @@ def bluez_mock(log_dir: Path) -> Iterator[str]:
             _stop(process)
 
 
-async def wait_for_central_discovery(bus_address: str) -> None:
-    """Return once the central adapter hci0 is discovering."""
-    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
-    try:
-        central = bus.get_proxy_object(
-            "org.bluez", "/org/bluez/hci0", await bus.introspect("org.bluez", "/org/bluez/hci0")
-        ).get_interface("org.bluez.Adapter1")
-        while not await central.get_discovering():  # type: ignore[attr-defined]
-            await asyncio.sleep(0.02)
-    finally:
-        bus.disconnect()
-
-
 async def _start_when_central_discovers(peripheral: DalyPeripheral, bus_address: str) -> None:
-    await wait_for_central_discovery(bus_address)
+    await wait_until_discovering("hci0", bus_address)
     await peripheral.start(bus_address)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bluez_mock import NAME_PREFIX, bluez_mock, wait_for_central_discovery
+from bluez_mock import NAME_PREFIX, bluez_mock
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient
@@ -88,23 +88,21 @@ def test_sim_command_is_read_through_bleak(bus: str) -> None:
     processes: list[subprocess.Popen[str]] = []
 
     async def scenario() -> BmsSample:
-        connecting = asyncio.create_task(transport.connect())
-        await wait_for_central_discovery(bus)
-        processes.append(
-            subprocess.Popen(
-                [SIM, "--name", name, "--cells", "12", "--adapter", "hci1"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-        await connecting
+        await transport.connect()
         client.attach()
         try:
             return await client.read_sample()
         finally:
             await transport.disconnect()
 
+    processes.append(
+        subprocess.Popen(
+            [SIM, "--name", name, "--cells", "12", "--after-discovery-on", "hci0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
     try:
         sample = asyncio.run(scenario())
     finally:

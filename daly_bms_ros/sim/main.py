@@ -24,7 +24,7 @@ from daly_bms_ros.protocol import (
     parse_read_request,
 )
 from daly_bms_ros.sim.battery import BatteryModel
-from daly_bms_ros.sim.peripheral import DalyPeripheral
+from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
 
 
 class ModelResponder:
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--capacity", type=float, default=100.0, help="rated capacity, Ah")
     parser.add_argument("--mtu", type=int, default=20, help="bytes per notification")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds between notifications")
+    parser.add_argument(
+        "--after-discovery-on",
+        metavar="ADAPTER",
+        help="start advertising only once this central adapter scans (for BlueZ mocks)",
+    )
     return parser
 
 
@@ -79,6 +84,8 @@ async def serve(arguments: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    if arguments.after_discovery_on:
+        await wait_until_discovering(arguments.after_discovery_on)
     await peripheral.start()
     print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
     try:

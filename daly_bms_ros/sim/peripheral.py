@@ -132,6 +132,24 @@ class _Advertisement(ServiceInterface):
         pass
 
 
+async def wait_until_discovering(adapter: str, bus_address: str | None = None) -> None:
+    """Return once ``adapter`` (a central on the same bus) is discovering.
+
+    A BlueZ mock such as bluezoo reports a device to the first scan tick only: a peripheral that
+    starts advertising once the central scans is never missed.
+    """
+    bus = await MessageBus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        path = f"/org/bluez/{adapter}"
+        central = bus.get_proxy_object(
+            "org.bluez", path, await bus.introspect("org.bluez", path)
+        ).get_interface("org.bluez.Adapter1")
+        while not await central.get_discovering():  # type: ignore[attr-defined]
+            await asyncio.sleep(0.02)
+    finally:
+        bus.disconnect()
+
+
 class DalyPeripheral:
     """Register, serve and withdraw one virtual BMS on a BlueZ adapter."""
 
