@@ -36,17 +36,18 @@ class _Service(ServiceInterface):
         return True
 
 
-class _NotifyCharacteristic(ServiceInterface):
-    """fff1: the BMS's answers, as notifications."""
+class _Characteristic(ServiceInterface):
+    """What every GATT characteristic of the service exposes."""
 
-    def __init__(self, service_path: str) -> None:
+    def __init__(self, uuid: str, service_path: str, flags: list[str]) -> None:
         super().__init__("org.bluez.GattCharacteristic1")
+        self._uuid = uuid
         self._service_path = service_path
-        self._value = b""
+        self._flags = flags
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> "s":
-        return NOTIFY_UUID
+        return self._uuid
 
     @dbus_property(access=PropertyAccess.READ)
     def Service(self) -> "o":
@@ -54,7 +55,15 @@ class _NotifyCharacteristic(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def Flags(self) -> "as":
-        return ["notify", "read"]
+        return self._flags
+
+
+class _NotifyCharacteristic(_Characteristic):
+    """fff1: the BMS's answers, as notifications."""
+
+    def __init__(self, service_path: str) -> None:
+        super().__init__(NOTIFY_UUID, service_path, ["notify", "read"])
+        self._value = b""
 
     @dbus_property(access=PropertyAccess.READ)
     def Value(self) -> "ay":
@@ -81,25 +90,12 @@ class _NotifyCharacteristic(ServiceInterface):
         self.emit_properties_changed({"Value": value})
 
 
-class _WriteCharacteristic(ServiceInterface):
+class _WriteCharacteristic(_Characteristic):
     """fff2: requests from the central."""
 
     def __init__(self, service_path: str, on_write: Callable[[bytes], None]) -> None:
-        super().__init__("org.bluez.GattCharacteristic1")
-        self._service_path = service_path
+        super().__init__(WRITE_UUID, service_path, ["write", "write-without-response"])
         self._on_write = on_write
-
-    @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> "s":
-        return WRITE_UUID
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Service(self) -> "o":
-        return self._service_path
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> "as":
-        return ["write", "write-without-response"]
 
     @method()
     def WriteValue(self, value: "ay", options: "a{sv}") -> None:
@@ -168,12 +164,12 @@ class DalyPeripheral:
         self._chunk_gap = chunk_gap
         self._bus: MessageBus | None = None
         service_path = f"{APPLICATION_PATH}/service0"
+        self._notifier = _NotifyCharacteristic(service_path)
         self._objects: dict[str, ServiceInterface] = {
             service_path: _Service(),
-            f"{service_path}/char0": _NotifyCharacteristic(service_path),
+            f"{service_path}/char0": self._notifier,
             f"{service_path}/char1": _WriteCharacteristic(service_path, self._on_write),
         }
-        self._notifier = self._objects[f"{service_path}/char0"]
         self._advertisement = _Advertisement(name)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -213,7 +209,6 @@ class DalyPeripheral:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, answer: bytes) -> None:
-        assert isinstance(self._notifier, _NotifyCharacteristic)
         for start in range(0, len(answer), self._chunk_size):
             self._notifier.notify(answer[start : start + self._chunk_size])
             await asyncio.sleep(self._chunk_gap)
