@@ -7,6 +7,7 @@ with "DL-" or that advertises fff0 is taken.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -119,7 +120,7 @@ class BleakTransport:
             )
             self._client = client
             await client.start_notify(NOTIFY_UUID, self._notified)
-        except (BleakError, OSError, TimeoutError) as error:
+        except (BleakError, OSError, asyncio.TimeoutError) as error:
             await self.disconnect()
             raise _translate(error) from error
 
@@ -133,7 +134,7 @@ class BleakTransport:
         """Close the link, ignoring errors of a link that is already gone."""
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(BleakError, OSError, TimeoutError):
+            with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):
                 await client.disconnect()
 
     async def write(self, data: bytes) -> None:
@@ -142,5 +143,5 @@ class BleakTransport:
             raise LinkLostError("not connected")
         try:
             await self._client.write_gatt_char(WRITE_UUID, data, response=False)
-        except (BleakError, OSError, TimeoutError) as error:
+        except (BleakError, OSError, asyncio.TimeoutError) as error:
             raise _translate(error) from error

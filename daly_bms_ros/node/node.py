@@ -7,6 +7,7 @@ the executor never waits on Bluetooth.
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable
@@ -181,5 +182,7 @@ class DalyBmsNode(Node):
         stopping = self._ble.submit(self._link.stop())
         try:
             stopping.result(STOP_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
+            self.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
         finally:
             self._ble.stop(STOP_TIMEOUT_S)

@@ -21,7 +21,6 @@ from daly_bms_ros.protocol.frames import (
 )
 from daly_bms_ros.protocol.model import BmsSample, BmsSettings, BmsStatus, MosTemperature
 from daly_bms_ros.protocol.registers import (
-    BLOCKS,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
@@ -29,7 +28,6 @@ from daly_bms_ros.protocol.registers import (
 )
 
 __all__ = [
-    "BLOCKS",
     "MOS_BLOCK",
     "SETTINGS_BLOCK",
     "STATUS_BLOCK",

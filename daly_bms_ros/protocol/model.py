@@ -94,14 +94,3 @@ class BmsSample:
     settings: BmsSettings | None = None
     mos_temperature: float = math.nan
     received_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping of the whole sample."""
-        return _json_ready(
-            {
-                **self.status.to_dict(),
-                "rated_capacity": self.settings.rated_capacity if self.settings else math.nan,
-                "mos_temperature": self.mos_temperature,
-                "received_at": self.received_at,
-            }
-        )

@@ -45,7 +45,6 @@ class Block:
 STATUS_BLOCK = Block("status", 0x0000, 62)  # [A]
 MOS_BLOCK = Block("mos", 0x003E, 9)  # [A]
 SETTINGS_BLOCK = Block("settings", 0x0080, 41)  # [D]
-BLOCKS = (STATUS_BLOCK, MOS_BLOCK, SETTINGS_BLOCK)
 
 
 @dataclass(frozen=True)
