@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -118,3 +120,55 @@ def test_sim_command_is_read_through_bleak(bus: str) -> None:
     assert sample.settings is not None
     assert sample.settings.rated_capacity == pytest.approx(100.0)
     assert not math.isnan(sample.mos_temperature)
+
+
+def send_control(path: Path, command: dict[str, object]) -> dict[str, object]:
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(10)
+        connection.connect(str(path))
+        connection.sendall(json.dumps(command).encode() + b"\n")
+        reply: dict[str, object] = json.loads(connection.makefile().readline())
+        return reply
+
+
+def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> None:
+    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
+    name = f"{NAME_PREFIX}FLT"
+    control = tmp_path / "control.sock"
+    transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
+    client = DalyClient(transport, request_timeout=0.5, request_retries=3)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    process = subprocess.Popen(
+        [SIM, "--name", name, "--after-discovery-on", "hci0", "--control", str(control)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    async def scenario() -> list[BmsSample]:
+        await transport.connect()
+        client.attach()
+        try:
+            samples = [await client.read_sample()]
+            for fault in ("corrupt_crc", "truncated", "no_answer", "duplicate", "late"):
+                reply = send_control(control, {"fault": fault})
+                assert reply == {"armed": {fault: 1}}
+                samples.append(await client.read_sample())
+            return samples
+        finally:
+            await transport.disconnect()
+
+    try:
+        samples = asyncio.run(scenario())
+        assert "error" in send_control(control, {"fault": "melt"})
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert len(samples) == 6
+    assert all(len(sample.status.cell_voltages) == 16 for sample in samples)
+    rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}
+    assert rejected["bad_crc"] == 1
+    # The truncated answer waits for bytes that never come until the request times out.
+    assert rejected["timeout"] >= 1
+    assert client.timeouts >= 3  # the truncated, the unanswered and the late answer

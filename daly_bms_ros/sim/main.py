@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from daly_bms_ros.protocol import (
     parse_read_request,
 )
 from daly_bms_ros.sim.battery import BatteryModel
+from daly_bms_ros.sim.faults import Fault
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
 
 
@@ -65,11 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mtu", type=int, default=20, help="bytes per notification")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds between notifications")
     parser.add_argument(
+        "--control",
+        metavar="SOCKET",
+        help='Unix socket taking JSON lines such as {"fault": "corrupt_crc", "count": 2}',
+    )
+    parser.add_argument(
         "--after-discovery-on",
         metavar="ADAPTER",
         help="start advertising only once this central adapter scans (for BlueZ mocks)",
     )
     return parser
+
+
+async def control(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    peripheral: DalyPeripheral,
+) -> None:
+    """Serve one control connection: arm faults, report what is armed, one JSON line each way."""
+    while line := await reader.readline():
+        try:
+            command = json.loads(line)
+            peripheral.faults.arm(Fault(command["fault"]), int(command.get("count", 1)))
+            reply: dict[str, object] = {
+                "armed": {fault.value: n for fault, n in peripheral.faults.armed.items() if n}
+            }
+        except (ValueError, KeyError, TypeError) as error:
+            allowed = ", ".join(fault.value for fault in Fault)
+            reply = {"error": f'{error!r}; send {{"fault": one of {allowed}, "count": N}}'}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        await writer.drain()
+    writer.close()
 
 
 async def serve(arguments: argparse.Namespace) -> None:
@@ -84,6 +112,11 @@ async def serve(arguments: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    if arguments.control:
+        await asyncio.start_unix_server(
+            lambda reader, writer: control(reader, writer, peripheral),
+            arguments.control,
+        )
     if arguments.after_discovery_on:
         await wait_until_discovering(arguments.after_discovery_on)
     await peripheral.start()

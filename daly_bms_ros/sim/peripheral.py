@@ -16,6 +16,8 @@ from dbus_fast import BusType, PropertyAccess
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
+from daly_bms_ros.sim.faults import FaultInjector
+
 SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
 NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
 WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
@@ -160,6 +162,8 @@ class DalyPeripheral:
         self.name = name
         self.adapter_path = f"/org/bluez/{adapter}"
         self._responder = responder
+        #: Arm faults here to spoil the next answers.
+        self.faults = FaultInjector()
         self._chunk_size = chunk_size
         self._chunk_gap = chunk_gap
         self._bus: MessageBus | None = None
@@ -209,6 +213,9 @@ class DalyPeripheral:
             task.add_done_callback(self._tasks.discard)
 
     async def _send(self, answer: bytes) -> None:
-        for start in range(0, len(answer), self._chunk_size):
-            self._notifier.notify(answer[start : start + self._chunk_size])
+        sent = await self.faults.apply(answer)
+        if sent is None:
+            return
+        for start in range(0, len(sent), self._chunk_size):
+            self._notifier.notify(sent[start : start + self._chunk_size])
             await asyncio.sleep(self._chunk_gap)
