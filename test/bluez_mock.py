@@ -22,7 +22,7 @@ from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from real_frames import SETTINGS, STATUS, frame_bytes
 
-from daly_bms_ros.node.ble_thread import EventLoopThread
+from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.protocol import SETTINGS_BLOCK, STATUS_BLOCK, parse_read_request
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
 

@@ -31,6 +31,17 @@ NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
 WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
 DALY_NAME_PREFIX = "DL-"
 CONNECT_ATTEMPTS = 2
+#: Standard GATT Device Information Service (Bluetooth SIG assigned numbers) and the
+#: characteristics of it that identify a BMS, where the firmware exposes them.
+DEVICE_INFORMATION_UUID = "0000180a-0000-1000-8000-00805f9b34fb"
+DEVICE_INFORMATION_FIELDS = {
+    "model": "00002a24-0000-1000-8000-00805f9b34fb",
+    "serial_number": "00002a25-0000-1000-8000-00805f9b34fb",
+    "firmware_version": "00002a26-0000-1000-8000-00805f9b34fb",
+    "hardware_version": "00002a27-0000-1000-8000-00805f9b34fb",
+    "software_version": "00002a28-0000-1000-8000-00805f9b34fb",
+    "manufacturer": "00002a29-0000-1000-8000-00805f9b34fb",
+}
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
@@ -39,7 +50,7 @@ def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
     return name.startswith(DALY_NAME_PREFIX) or SERVICE_UUID in advertisement.service_uuids
 
 
-def _translate(error: Exception) -> TransportError:
+def translate_error(error: Exception) -> TransportError:
     """Turn bleak/D-Bus failures into this package's errors with a readable text."""
     if isinstance(error, TransportError):
         return error
@@ -67,7 +78,11 @@ class BleakTransport:
         self._scanner_options: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
         self._connect_timeout = connect_timeout
         self._client: BleakClientWithServiceCache | None = None
-        self._description = mac_address or device_name or "Daly BMS"
+        self._target = mac_address or device_name or "Daly BMS"
+        self._description = self._target
+        #: Advertised name and address of the device last found ("" before that).
+        self.name = ""
+        self.address = ""
         self._on_notify: Callable[[bytes], None] = lambda _data: None
         self._on_disconnect: Callable[[], None] = lambda: None
 
@@ -100,7 +115,7 @@ class BleakTransport:
         )
         if device is None:
             raise DeviceNotFoundError(
-                f"no BMS matching {self._description!r} seen within {self._connect_timeout} s"
+                f"no BMS matching {self._target!r} seen within {self._connect_timeout} s"
             )
         return device
 
@@ -108,6 +123,7 @@ class BleakTransport:
         """Find, connect, subscribe to fff1."""
         try:
             device = await self._find()
+            self.name, self.address = device.name or "", device.address
             self._description = f"{device.name or '?'} ({device.address})"
             client = await establish_connection(
                 BleakClientWithServiceCache,
@@ -122,7 +138,7 @@ class BleakTransport:
             await client.start_notify(NOTIFY_UUID, self._notified)
         except (BleakError, OSError, asyncio.TimeoutError) as error:
             await self.disconnect()
-            raise _translate(error) from error
+            raise translate_error(error) from error
 
     def _notified(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
         self._on_notify(bytes(data))
@@ -137,6 +153,30 @@ class BleakTransport:
             with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):
                 await client.disconnect()
 
+    async def read_device_information(self) -> dict[str, str]:
+        """Model, versions and serial from the GATT Device Information Service, where present.
+
+        Daly publishes no register for its firmware version in the D2 protocol, so this standard
+        service is the one place a BMS can tell it; a field the device lacks is left out.
+        """
+        client = self._client
+        if client is None or not client.is_connected:
+            raise LinkLostError("not connected")
+        service = client.services.get_service(DEVICE_INFORMATION_UUID)
+        if service is None:
+            return {}
+        information = {}
+        for field, uuid in DEVICE_INFORMATION_FIELDS.items():
+            characteristic = service.get_characteristic(uuid)
+            if characteristic is None:
+                continue
+            try:
+                value = await client.read_gatt_char(characteristic)
+            except (BleakError, OSError, asyncio.TimeoutError):
+                continue
+            information[field] = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
+        return information
+
     async def write(self, data: bytes) -> None:
         """Write a request to fff2 without response (what the BMS's own app does)."""
         if self._client is None or not self._client.is_connected:
@@ -144,4 +184,4 @@ class BleakTransport:
         try:
             await self._client.write_gatt_char(WRITE_UUID, data, response=False)
         except (BleakError, OSError, asyncio.TimeoutError) as error:
-            raise _translate(error) from error
+            raise translate_error(error) from error

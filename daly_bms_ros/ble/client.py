@@ -43,6 +43,7 @@ class DalyClient:
         self.request_retries = request_retries
         self.assembler = FrameAssembler()
         self.requests = 0
+        self.notifications = 0
         self.timeouts = 0
         self._frames: asyncio.Queue[Frame] = asyncio.Queue()
         self._settings: BmsSettings | None = None
@@ -58,6 +59,7 @@ class DalyClient:
 
     def on_notify(self, data: bytes) -> None:
         """Feed one notification (called in the event loop thread)."""
+        self.notifications += 1
         for frame in self.assembler.feed(data):
             self._frames.put_nowait(frame)
 
@@ -83,7 +85,8 @@ class DalyClient:
 
     async def read_sample(self) -> BmsSample:
         """Read a complete sample: status always, settings once per connection, MOS if answered."""
-        status = decode_status(await self.read_block(STATUS_BLOCK))
+        status_frame = await self.read_block(STATUS_BLOCK)
+        status = decode_status(status_frame)
         if self._settings is None:
             self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
         mos_temperature = math.nan
@@ -95,4 +98,6 @@ class DalyClient:
             except (RequestTimeoutError, DalyProtocolError):
                 # Some firmware never answers this block: stop asking on this connection.
                 self.read_mos_temperature = False
-        return BmsSample(status, self._settings, mos_temperature, time.time())
+        return BmsSample(
+            status, self._settings, mos_temperature, time.time(), status_frame.to_bytes()
+        )

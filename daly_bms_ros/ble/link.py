@@ -56,9 +56,17 @@ class LinkStatus:
     last_error: str
     rejected: dict[str, int]
     requests: int
+    notifications: int
     timeouts: int
     missed_polls: int
     last_sample_at: float | None
+
+    @property
+    def summary(self) -> str:
+        """The state, with the reason when the link is waiting to reconnect."""
+        if self.state is LinkState.BACKOFF and self.last_error:
+            return f"{self.state.value}: {self.last_error}"
+        return self.state.value
 
 
 def backoff_delay(failures: int, config: LinkConfig) -> float:
@@ -107,6 +115,7 @@ class BmsLink:
                 reason.value: count for reason, count in self._client.assembler.rejected.items()
             },
             requests=self._client.requests,
+            notifications=self._client.notifications,
             timeouts=self._client.timeouts,
             missed_polls=self._missed_polls,
             last_sample_at=self._last_sample_at,

@@ -6,8 +6,12 @@ interface, so everything above the transport is tested without a radio.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Protocol
+
+#: A Bluetooth device address as BlueZ prints it, e.g. C6:6C:09:03:1B:9E.
+MAC_ADDRESS_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 
 
 class TransportError(Exception):

@@ -6,14 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daly_bms_ros.cli import decode
+from daly_bms_ros.cli import decode, info, monitor, read, scan, serve, shell
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="daly-bms", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    decode.add_parser(subparsers)
+    for command in (scan, read, monitor, info, shell, serve, decode):
+        command.add_parser(subparsers)
     return parser
 
 

@@ -14,10 +14,8 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.msg import DalyCells
-from daly_bms_ros.protocol import BmsSample
-
-#: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.
-IDLE_CURRENT_A = 0.15
+from daly_bms_ros.protocol import BmsSample, BmsSettings, BmsStatus
+from daly_bms_ros.report import IDLE_CURRENT_A
 
 #: Alarm name fragments and the BatteryState health they mean, most severe first.
 HEALTH_BY_ALARM: tuple[tuple[str, int], ...] = (
@@ -108,4 +106,47 @@ def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
     message.max_cell_index = status.max_cell_index
     message.temperatures = list(status.temperatures)
     message.mos_temperature = sample.mos_temperature
+    message.cycles = status.cycles
+    message.charge_mos = status.charge_mos
+    message.discharge_mos = status.discharge_mos
+    message.balancing_active = status.balancing
+    message.alarms = list(status.alarms)
+    message.alarm_words = list(status.alarm_words)
     return message
+
+
+def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
+    """Rebuild the sample a BatteryState and the DalyCells of the same stamp came from.
+
+    What a subscriber (the HTTP bridge) needs to show the same values as the CLI; the settings
+    block is reduced to the rated capacity, the one setting the messages carry.
+    """
+    cell_voltages = tuple(float(value) for value in cells.cell_voltages)
+    status = BmsStatus(
+        cell_voltages=cell_voltages,
+        temperatures=tuple(float(value) for value in cells.temperatures),
+        pack_voltage=battery.voltage,
+        current=battery.current,
+        soc=battery.percentage * 100.0,
+        remaining_capacity=battery.charge,
+        cycles=cells.cycles,
+        charge_mos=cells.charge_mos,
+        discharge_mos=cells.discharge_mos,
+        balancing=cells.balancing_active,
+        balancing_cells=tuple(bool(flag) for flag in cells.balancing),
+        min_cell_voltage=cells.min_cell_voltage,
+        max_cell_voltage=cells.max_cell_voltage,
+        average_cell_voltage=cells.average_cell_voltage,
+        cell_delta=cells.cell_voltage_delta,
+        min_cell_index=cells.min_cell_index,
+        max_cell_index=cells.max_cell_index,
+        alarm_words=tuple(int(word) for word in cells.alarm_words),
+        alarms=tuple(cells.alarms),
+    )
+    stamp = battery.header.stamp
+    return BmsSample(
+        status,
+        BmsSettings(rated_capacity=battery.capacity, nominal_cell_voltage=math.nan),
+        mos_temperature=cells.mos_temperature,
+        received_at=stamp.sec + stamp.nanosec * 1e-9,
+    )

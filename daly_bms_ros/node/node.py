@@ -23,9 +23,9 @@ from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
+from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.ble.transport import BmsTransport
 from daly_bms_ros.msg import DalyCells
-from daly_bms_ros.node.ble_thread import EventLoopThread
 from daly_bms_ros.node.diagnostics import link_diagnostics
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
 from daly_bms_ros.node.parameters import (

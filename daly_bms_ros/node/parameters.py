@@ -8,14 +8,13 @@ backoff bounds) live in ``validate`` and give a message that names what is allow
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-MAC_ADDRESS_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {

@@ -48,6 +48,10 @@ class Frame:
         """The payload as big-endian 16-bit registers."""
         return struct.unpack(f">{len(self.payload) // 2}H", self.payload)
 
+    def to_bytes(self) -> bytes:
+        """Return the frame as it was on the wire: header, length, payload, CRC."""
+        return _with_crc(bytes((ADDRESS, READ, len(self.payload))) + self.payload)
+
 
 def _with_crc(body: bytes) -> bytes:
     return body + struct.pack("<H", crc16_modbus(body))
@@ -70,8 +74,7 @@ def parse_read_request(data: bytes) -> Block | None:
 
 def build_response(registers: Sequence[int]) -> bytes:
     """Response frame carrying ``registers`` (what a BMS sends back to a read)."""
-    payload = struct.pack(f">{len(registers)}H", *registers)
-    return _with_crc(bytes((ADDRESS, READ, len(payload))) + payload)
+    return Frame(struct.pack(f">{len(registers)}H", *registers)).to_bytes()
 
 
 class FrameAssembler:

@@ -7,19 +7,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
-def _json_ready(mapping: dict[str, Any]) -> dict[str, Any]:
-    """Return ``mapping`` with NaN as None and tuples as lists, so it is valid JSON."""
-    return {key: _json_safe(value) for key, value in mapping.items()}
+def json_object(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Make ``mapping`` valid JSON with ``json_ready``."""
+    return {key: json_ready(value) for key, value in mapping.items()}
 
 
-def _json_safe(value: Any) -> Any:
-    """Replace NaN by None and tuples by lists, so the result is valid JSON."""
+def json_ready(value: Any) -> Any:
+    """Replace NaN by None and tuples by lists, throughout, so the result is valid JSON."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_ready(item) for item in value]
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_ready(item) for key, item in value.items()}
     return value
 
 
@@ -59,7 +59,7 @@ class BmsStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (NaN as None), power included."""
-        return _json_ready({**asdict(self), "power": self.power})
+        return json_object({**asdict(self), "power": self.power})
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class BmsSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (NaN as None)."""
-        return _json_ready(asdict(self))
+        return json_object(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,19 @@ class MosTemperature:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (NaN as None)."""
-        return _json_ready(asdict(self))
+        return json_object(asdict(self))
 
 
 @dataclass(frozen=True)
 class BmsSample:
-    """One complete reading: status, plus what the other blocks said, and when it arrived."""
+    """One complete reading: status, plus what the other blocks said, and when it arrived.
+
+    ``received_at`` is wall-clock time (s since the epoch); ``status_frame`` is the status
+    response as received, for tools that log the wire data next to the values.
+    """
 
     status: BmsStatus
     settings: BmsSettings | None = None
     mos_temperature: float = math.nan
     received_at: float = 0.0
+    status_frame: bytes = b""

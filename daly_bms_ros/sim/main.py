@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from dbus_fast.errors import DBusError
+
 from daly_bms_ros.protocol import (
     MOS_BLOCK,
     SETTINGS_BLOCK,
@@ -79,22 +81,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Link events a control client may trigger, and the peripheral method that plays each.
+LINK_EVENTS = {
+    "disconnect": DalyPeripheral.disconnect_centrals,
+    "sleep": DalyPeripheral.sleep,
+    "wake": DalyPeripheral.wake,
+}
+
+
+async def apply_command(
+    command: dict[str, object], peripheral: DalyPeripheral
+) -> dict[str, object]:
+    """Carry out one control command; return the reply."""
+    if "link" in command:
+        await LINK_EVENTS[str(command["link"])](peripheral)
+        return {"link": command["link"]}
+    peripheral.faults.arm(Fault(command["fault"]), int(str(command.get("count", 1))))
+    return {"armed": {fault.value: n for fault, n in peripheral.faults.armed.items() if n}}
+
+
 async def control(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     peripheral: DalyPeripheral,
 ) -> None:
-    """Serve one control connection: arm faults, report what is armed, one JSON line each way."""
+    """Serve one control connection: one JSON command per line, one JSON reply per line."""
     while line := await reader.readline():
         try:
-            command = json.loads(line)
-            peripheral.faults.arm(Fault(command["fault"]), int(command.get("count", 1)))
-            reply: dict[str, object] = {
-                "armed": {fault.value: n for fault, n in peripheral.faults.armed.items() if n}
-            }
+            reply = await apply_command(json.loads(line), peripheral)
         except (ValueError, KeyError, TypeError) as error:
-            allowed = ", ".join(fault.value for fault in Fault)
-            reply = {"error": f'{error!r}; send {{"fault": one of {allowed}, "count": N}}'}
+            faults = ", ".join(fault.value for fault in Fault)
+            reply = {
+                "error": f'{error!r}; send {{"fault": one of {faults}, "count": N}} '
+                f'or {{"link": one of {", ".join(LINK_EVENTS)}}}'
+            }
+        except DBusError as error:
+            reply = {"error": f"BlueZ refused: {error}"}
         writer.write(json.dumps(reply).encode() + b"\n")
         await writer.drain()
     writer.close()

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from dbus_fast import BusType, PropertyAccess
-from dbus_fast.aio import MessageBus
+from dbus_fast.aio import MessageBus, ProxyInterface
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
 from daly_bms_ros.sim.faults import FaultInjector
@@ -22,6 +22,7 @@ SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
 NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
 WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
 APPLICATION_PATH = "/org/dalybms/sim"
+ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
 Responder = Callable[[bytes], bytes | None]
 
 
@@ -183,18 +184,42 @@ class DalyPeripheral:
         self._bus = await bus.connect()
         for path, interface in self._objects.items():
             self._bus.export(path, interface)
-        self._bus.export(f"{APPLICATION_PATH}/advertisement0", self._advertisement)
-        adapter = self._bus.get_proxy_object(
-            "org.bluez",
-            self.adapter_path,
-            await self._bus.introspect("org.bluez", self.adapter_path),
+        self._bus.export(ADVERTISEMENT_PATH, self._advertisement)
+        await self.wake()
+
+    async def _interface(self, path: str, interface: str) -> ProxyInterface:
+        assert self._bus is not None, "start() first"
+        proxy = self._bus.get_proxy_object(
+            "org.bluez", path, await self._bus.introspect("org.bluez", path)
         )
-        gatt_manager = adapter.get_interface("org.bluez.GattManager1")
+        return proxy.get_interface(interface)
+
+    async def wake(self) -> None:
+        """Appear: register the GATT application and advertise (again, after ``sleep``)."""
+        gatt_manager = await self._interface(self.adapter_path, "org.bluez.GattManager1")
         await gatt_manager.call_register_application(APPLICATION_PATH, {})  # type: ignore[attr-defined]
-        advertising = adapter.get_interface("org.bluez.LEAdvertisingManager1")
-        await advertising.call_register_advertisement(  # type: ignore[attr-defined]
-            f"{APPLICATION_PATH}/advertisement0", {}
-        )
+        advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
+        await advertising.call_register_advertisement(ADVERTISEMENT_PATH, {})  # type: ignore[attr-defined]
+
+    async def sleep(self) -> None:
+        """Go quiet as a sleeping BMS does: stop advertising and serving, which drops the link."""
+        advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
+        await advertising.call_unregister_advertisement(ADVERTISEMENT_PATH)  # type: ignore[attr-defined]
+        gatt_manager = await self._interface(self.adapter_path, "org.bluez.GattManager1")
+        await gatt_manager.call_unregister_application(APPLICATION_PATH)  # type: ignore[attr-defined]
+
+    async def disconnect_centrals(self) -> int:
+        """Drop the link to every connected central, as a BMS resetting its radio; count them."""
+        assert self._bus is not None, "start() first"
+        manager = await self._interface("/", "org.freedesktop.DBus.ObjectManager")
+        objects = await manager.call_get_managed_objects()  # type: ignore[attr-defined]
+        dropped = 0
+        for path, interfaces in objects.items():
+            device = interfaces.get("org.bluez.Device1")
+            if path.startswith(self.adapter_path + "/") and device and device["Connected"].value:
+                await (await self._interface(path, "org.bluez.Device1")).call_disconnect()  # type: ignore[attr-defined]
+                dropped += 1
+        return dropped
 
     async def stop(self) -> None:
         """Disappear: close the bus connection, which withdraws the app and the advertisement."""

@@ -1,0 +1,86 @@
+"""latest.json and status.json in a data directory, for tools that read files, never half-written.
+
+Each file is written to a temporary file in the same directory and renamed over the old one, so a
+reader sees the old or the new content, whole. With one battery the files are at the top of the
+directory; with several, in a subdirectory per battery (like the HTTP paths).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.bridge.views import battery_view, health
+
+
+def write_json_atomically(path: Path, content: Any) -> None:
+    """Replace ``path`` with ``content`` as JSON in one rename."""
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(content, file)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+class DataDirectoryWriter:
+    """Write the store to a directory every ``interval`` seconds, from a thread of its own.
+
+    status.json is rewritten each time (data ages even when nothing arrives); latest.json only
+    when a new sample came, and only ever with a fresh sample.
+    """
+
+    def __init__(self, store: SampleStore, directory: Path, interval: float = 1.0) -> None:
+        self._store = store
+        self._directory = directory
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._written_version = -1
+        self._thread = threading.Thread(target=self._run, name="daly_bms_files", daemon=True)
+
+    def _battery_directory(self, name: str) -> Path:
+        if len(self._store.names) == 1:
+            return self._directory
+        return self._directory / name
+
+    def write(self) -> None:
+        """Write status.json, and latest.json of each battery with a new fresh sample."""
+        version = self._store.version
+        for name in self._store.names:
+            self._battery_directory(name).mkdir(parents=True, exist_ok=True)
+        write_json_atomically(self._directory / "status.json", health(self._store)[1])
+        if version == self._written_version:
+            return
+        for name in self._store.names:
+            status, record = battery_view(self._store, name, "")
+            if status == 200:
+                write_json_atomically(self._battery_directory(name) / "latest.json", record)
+        self._written_version = version
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.write()
+
+    def start(self) -> None:
+        """Write now, then every interval."""
+        self.write()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop, after a last write."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.write()

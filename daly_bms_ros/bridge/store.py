@@ -1,0 +1,61 @@
+"""The latest sample of each battery and how old it is, shared between threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from daly_bms_ros.protocol import BmsSample
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A battery's latest sample, when it arrived (monotonic s) and what the link said."""
+
+    sample: BmsSample | None
+    updated: float | None
+    link: str
+
+
+class SampleStore:
+    """Latest sample per battery name; writers and readers may be in any thread."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not names:
+            raise ValueError("a store needs at least one battery name")
+        self.names = tuple(names)
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._readings = {name: Reading(None, None, "no data yet") for name in self.names}
+        #: Incremented by every update, so writers can tell whether anything changed.
+        self.version = 0
+
+    def update(self, name: str, sample: BmsSample) -> None:
+        """Record a fresh sample of battery ``name``."""
+        with self._lock:
+            self._readings[name] = Reading(sample, self._clock(), self._readings[name].link)
+            self.version += 1
+
+    def set_link(self, name: str, link: str) -> None:
+        """Record the link state of battery ``name`` (e.g. "connected", "backoff: …")."""
+        with self._lock:
+            previous = self._readings[name]
+            self._readings[name] = Reading(previous.sample, previous.updated, link)
+            self.version += 1
+
+    def get(self, name: str) -> Reading:
+        """Return the latest reading of ``name`` (KeyError for an unknown name)."""
+        with self._lock:
+            return self._readings[name]
+
+    def age(self, reading: Reading) -> float | None:
+        """Seconds since the reading arrived; None when there was none."""
+        return None if reading.updated is None else self._clock() - reading.updated

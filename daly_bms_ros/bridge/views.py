@@ -1,0 +1,85 @@
+"""The bridge's answers: a status code and a JSON body (or plain text) per battery and view.
+
+Every data answer carries ``age_s``, the seconds since the sample arrived; a battery without a
+sample younger than ``max_age`` gets 503 with the reason, never old values dressed as new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.report import (
+    cells_record,
+    sample_record,
+    summary_record,
+    temperatures_record,
+    text_report,
+)
+
+#: View name (the last path segment) and what it shows of a sample.
+JSON_VIEWS: dict[str, Callable[[BmsSample], dict[str, Any]]] = {
+    "": sample_record,
+    "summary": summary_record,
+    "cells": cells_record,
+    "temps": temperatures_record,
+}
+TEXT_VIEW = "formatted"
+VIEWS = (*JSON_VIEWS, TEXT_VIEW)
+
+
+def freshness(store: SampleStore, name: str) -> tuple[BmsSample | None, dict[str, Any]]:
+    """Return the sample if it is fresh, and the facts about its age and link, for any answer."""
+    reading = store.get(name)
+    age = store.age(reading)
+    facts: dict[str, Any] = {
+        "battery": name,
+        "age_s": None if age is None else round(age, 3),
+        "link": reading.link,
+    }
+    if reading.sample is None or age is None:
+        facts["reason"] = "no sample received yet"
+        return None, facts
+    if age > store.max_age:
+        facts["reason"] = f"last sample {age:.1f} s old, older than max_age {store.max_age:g} s"
+        return None, facts
+    return reading.sample, facts
+
+
+def battery_view(store: SampleStore, name: str, view: str) -> tuple[HTTPStatus, Any]:
+    """One view of one battery: 200 with the data, or 503 with the reason there is none."""
+    sample, facts = freshness(store, name)
+    if sample is None:
+        return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no_fresh_data", **facts}
+    if view == TEXT_VIEW:
+        header = f"battery {name}, sample {facts['age_s']:.1f} s old\n"
+        return HTTPStatus.OK, header + text_report(sample, name) + "\n"
+    return HTTPStatus.OK, {**facts, **JSON_VIEWS[view](sample)}
+
+
+def health(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
+    """200 when every battery has fresh data, else 503; the state of each battery either way."""
+    batteries = {}
+    for name in store.names:
+        sample, facts = freshness(store, name)
+        batteries[name] = {"fresh": sample is not None, **facts}
+    healthy = all(battery["fresh"] for battery in batteries.values())
+    body = {
+        "status": "ok" if healthy else "no_fresh_data",
+        "max_age_s": store.max_age,
+        "batteries": batteries,
+    }
+    return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+
+def all_batteries(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
+    """Every battery's full record (or its reason for none); 200 when at least one is fresh."""
+    answers = {name: battery_view(store, name, "") for name in store.names}
+    any_fresh = any(status is HTTPStatus.OK for status, _ in answers.values())
+    return (
+        HTTPStatus.OK if any_fresh else HTTPStatus.SERVICE_UNAVAILABLE,
+        {"batteries": {name: body for name, (_, body) in answers.items()}},
+    )

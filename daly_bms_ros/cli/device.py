@@ -1,0 +1,143 @@
+"""Options that pick and reach a BMS, shared by every ``daly-bms`` subcommand that talks BLE."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
+from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
+from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
+from daly_bms_ros.protocol import BmsSample
+
+T = TypeVar("T")
+
+
+def mac_address(text: str) -> str:
+    """Check an argparse value: a MAC address such as C6:6C:09:03:1B:9E ("" for none)."""
+    if text and not MAC_ADDRESS_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a MAC address like C6:6C:09:03:1B:9E")
+    return text.upper()
+
+
+def positive_seconds(text: str) -> float:
+    """Check an argparse value: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
+    """--adapter and --timeout, for commands that scan."""
+    parser.add_argument(
+        "--adapter", default="", help="Bluetooth adapter, e.g. hci0 (default: system's)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds to search and connect (default 10)",
+    )
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to pick the BMS and how long to wait for it."""
+    parser.add_argument("--mac", type=mac_address, default="", help="MAC address of the BMS")
+    parser.add_argument("--name", default="", help='advertised name, e.g. "DL-41181201234"')
+    add_adapter_arguments(parser)
+    parser.add_argument(
+        "--request-timeout",
+        type=positive_seconds,
+        default=2.0,
+        help="seconds to wait for one answer (default 2)",
+    )
+
+
+def transport_for(arguments: argparse.Namespace) -> BleakTransport:
+    """Build the transport the options describe (no --mac/--name: the first "DL-" device)."""
+    return BleakTransport(arguments.mac, arguments.name, arguments.adapter, arguments.timeout)
+
+
+@asynccontextmanager
+async def connected(arguments: argparse.Namespace) -> AsyncIterator[DalyClient]:
+    """Yield a client on a connected transport; disconnect whatever happens."""
+    transport = transport_for(arguments)
+    client = DalyClient(transport, arguments.request_timeout)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    try:
+        await transport.connect()
+        client.attach()
+        yield client
+    finally:
+        await transport.disconnect()
+
+
+def run_ble(command: Callable[[], Awaitable[T]]) -> T | ExitCode:
+    """Run a BLE coroutine; a BLE failure is printed on stderr and becomes its exit status."""
+    try:
+        return asyncio.run(command())  # type: ignore[arg-type]
+    except TransportError as error:
+        print(f"daly-bms: {error}", file=sys.stderr)
+        return exit_code_for(error)
+
+
+def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that keep polling."""
+    parser.add_argument(
+        "--interval", type=positive_seconds, default=1.0, help="seconds between reads (default 1)"
+    )
+
+
+SampleHandler = Callable[[BleakTransport, BmsSample, LinkStatus], None]
+
+
+async def follow(
+    arguments: argparse.Namespace,
+    on_sample: SampleHandler,
+    limit: int = 0,
+    on_status: Callable[[LinkStatus], None] = lambda _status: None,
+) -> None:
+    """Poll the BMS, reconnecting as needed, until SIGINT/SIGTERM or ``limit`` samples (0: none).
+
+    Each change of the link's state is reported on stderr, so a script reading stdout sees data
+    only; ``on_status`` gets every status.
+    """
+    transport = transport_for(arguments)
+    stop = asyncio.Event()
+    samples = 0
+    last_state: LinkState | None = None
+
+    def sample_seen(sample: BmsSample) -> None:
+        nonlocal samples
+        samples += 1
+        on_sample(transport, sample, link.status())
+        if limit and samples >= limit:
+            stop.set()
+
+    def status_seen(status: LinkStatus) -> None:
+        nonlocal last_state
+        on_status(status)
+        if status.state is not last_state:
+            last_state = status.state
+            print(f"daly-bms: {status.device}: {status.summary}", file=sys.stderr, flush=True)
+
+    config = LinkConfig(poll_interval=arguments.interval, request_timeout=arguments.request_timeout)
+    link = BmsLink(transport, config, sample_seen, status_seen)
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    running = asyncio.create_task(link.run())
+    await stop.wait()
+    await link.stop()
+    await running

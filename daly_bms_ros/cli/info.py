@@ -1,0 +1,63 @@
+"""``daly-bms info``: what the BMS is: name, address, versions, cells, sensors, capacity.
+
+Versions, model and serial come from the standard GATT Device Information Service where the
+firmware has it; the pack layout and capacity come from one status and settings read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
+from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.protocol.model import json_object
+from daly_bms_ros.report import rated_capacity
+
+
+async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
+    """Identity and layout of the BMS."""
+    async with connected(arguments) as client:
+        transport = client.transport
+        assert isinstance(transport, BleakTransport)
+        information = await transport.read_device_information()
+        sample = await client.read_sample()
+    nominal = sample.settings.nominal_cell_voltage if sample.settings else float("nan")
+    return json_object(
+        {
+            "name": transport.name,
+            "mac_address": transport.address,
+            "firmware_version": information.pop("firmware_version", None),
+            "hardware_version": information.pop("hardware_version", None),
+            **information,
+            "cell_count": len(sample.status.cell_voltages),
+            "temperature_sensors": len(sample.status.temperatures),
+            "rated_capacity": rated_capacity(sample),
+            "nominal_cell_voltage": nominal,
+            "cycles": sample.status.cycles,
+        }
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``info`` subcommand."""
+    parser = subparsers.add_parser("info", help="firmware, hardware and layout of the BMS")
+    add_device_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Print the identity; a field the BMS does not tell is null (JSON) or "n/a"."""
+    info = run_ble(lambda: read_info(arguments))
+    if isinstance(info, ExitCode):
+        return info
+    if arguments.json:
+        print(json.dumps(info))
+    else:
+        width = max(len(key) for key in info)
+        for key, value in info.items():
+            print(f"{key.replace('_', ' '):<{width}}  {'n/a' if value is None else value}")
+    return ExitCode.OK

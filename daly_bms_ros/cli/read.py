@@ -1,0 +1,40 @@
+"""``daly-bms read``: connect, read one sample, print it as a table or as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
+from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.report import sample_record, text_report
+
+
+async def read_once(arguments: argparse.Namespace) -> tuple[str, BmsSample]:
+    """Return the device's description and one complete sample."""
+    async with connected(arguments) as client:
+        sample = await client.read_sample()
+        return client.transport.description, sample
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``read`` subcommand."""
+    parser = subparsers.add_parser("read", help="read one sample")
+    add_device_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Print the sample; the exit status tells what failed (see ``ExitCode``)."""
+    result = run_ble(lambda: read_once(arguments))
+    if isinstance(result, ExitCode):
+        return result
+    device, sample = result
+    if arguments.json:
+        print(json.dumps({"device": device, **sample_record(sample)}))
+    else:
+        print(text_report(sample, device))
+    return ExitCode.OK

@@ -1,0 +1,83 @@
+"""``daly-bms serve``: read one BMS over BLE and serve it over HTTP/JSON, without ROS.
+
+The same server as the ROS bridge node (``daly_bms_bridge``), fed from the BLE link directly:
+for a Raspberry Pi that runs no ROS. Binds to 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.link import LinkStatus
+from daly_bms_ros.bridge.files import DataDirectoryWriter
+from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer
+from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.cli.device import (
+    add_device_arguments,
+    add_poll_arguments,
+    follow,
+    positive_seconds,
+)
+from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.protocol import BmsSample
+
+BATTERY_NAME = "bms"
+
+
+def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to serve and when data counts as stale."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument(
+        "--max-age",
+        type=positive_seconds,
+        default=5.0,
+        help="seconds after which a sample is stale and answers become 503 (default 5)",
+    )
+    parser.add_argument("--data-dir", type=Path, help="also write latest.json and status.json here")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``serve`` subcommand."""
+    parser = subparsers.add_parser("serve", help="serve the BMS over HTTP/JSON until Ctrl+C")
+    add_device_arguments(parser)
+    add_poll_arguments(parser)
+    add_bridge_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit 1 when the port cannot be bound."""
+    store = SampleStore([BATTERY_NAME], arguments.max_age)
+    try:
+        server = BridgeHttpServer(store, arguments.host, arguments.port)
+    except OSError as error:
+        print(
+            f"daly-bms: cannot listen on {arguments.host}:{arguments.port}: {error}",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILED
+    writer = DataDirectoryWriter(store, arguments.data_dir) if arguments.data_dir else None
+
+    def keep(_transport: BleakTransport, sample: BmsSample, _status: LinkStatus) -> None:
+        store.update(BATTERY_NAME, sample)
+
+    def track(status: LinkStatus) -> None:
+        store.set_link(BATTERY_NAME, status.summary)
+
+    server.start()
+    if writer is not None:
+        writer.start()
+    print(f"daly-bms: serving on {server.url}", file=sys.stderr, flush=True)
+    try:
+        asyncio.run(follow(arguments, keep, on_status=track))
+    finally:
+        server.stop()
+        if writer is not None:
+            writer.stop()
+    return ExitCode.OK

@@ -1,0 +1,216 @@
+r"""``daly-bms shell``: an interactive session: scan, connect, read, watch, reset.
+
+Commands run one at a time against one connected BMS; BLE work happens in an asyncio thread so
+Ctrl+C stops ``continuous`` without leaving the shell. Reads stdin lines too, so it can be
+scripted (``printf 'connect\\njson\\nexit\\n' | daly-bms shell``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cmd
+import json
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.loop_thread import EventLoopThread
+from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
+from daly_bms_ros.cli.device import add_device_arguments, add_poll_arguments
+from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.cli.scan import FoundDevice, scan
+from daly_bms_ros.protocol import BmsSample, DalyProtocolError
+from daly_bms_ros.report import sample_record, text_report
+
+T = TypeVar("T")
+
+
+class DalyShell(cmd.Cmd):
+    """The command interpreter; ``help <command>`` prints each command's docstring."""
+
+    intro = "Daly BMS shell. Type help for the commands, exit to leave."
+    prompt = "daly> "
+
+    def __init__(self, arguments: argparse.Namespace) -> None:
+        super().__init__()
+        self.arguments = arguments
+        self._loop = EventLoopThread("daly_bms_shell")
+        self._loop.start()
+        self._client: DalyClient | None = None
+        self._found: list[FoundDevice] = []
+        self._last_sample: BmsSample | None = None
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T | None:
+        """Run BLE work in the loop thread; print a failure instead of raising it."""
+        try:
+            return self._loop.submit(coroutine).result()
+        except (TransportError, DalyProtocolError) as error:
+            self._print(f"error: {error}")
+            return None
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def _target(self, argument: str) -> tuple[str, str]:
+        """MAC and name to connect to: a number from the last scan, a MAC, a name, or defaults."""
+        argument = argument.strip()
+        if argument.isdigit() and 1 <= int(argument) <= len(self._found):
+            return self._found[int(argument) - 1].address, ""
+        if MAC_ADDRESS_PATTERN.fullmatch(argument):
+            return argument.upper(), ""
+        if argument:
+            return "", argument
+        return self.arguments.mac, self.arguments.name
+
+    def _connected_client(self) -> DalyClient | None:
+        if self._client is None or not self._client.transport.is_connected:
+            self._print("not connected: use connect first")
+            return None
+        return self._client
+
+    async def _connect(self, mac: str, name: str) -> DalyClient:
+        transport = BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
+        client = DalyClient(transport, self.arguments.request_timeout)
+        transport.set_callbacks(client.on_notify, lambda: None)
+        await transport.connect()
+        client.attach()
+        return client
+
+    def _read(self) -> BmsSample | None:
+        client = self._connected_client()
+        if client is None:
+            return None
+        sample = self._run(client.read_sample())
+        if sample is not None:
+            self._last_sample = sample
+        return sample
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._run(self._client.transport.disconnect())
+            self._client = None
+
+    def do_scan(self, _argument: str) -> None:
+        """List the Daly BMS in range, numbered for connect. Usage: scan."""
+        found = self._run(scan(self.arguments.adapter, self.arguments.timeout))
+        if found is None:
+            return
+        self._found = found
+        for number, device in enumerate(found, start=1):
+            self._print(f"{number}. {device.address}  {device.rssi:>4} dBm  {device.name}")
+        if not found:
+            self._print("no Daly BMS seen")
+
+    def do_connect(self, argument: str) -> None:
+        """Connect to a BMS. Usage: connect [NUMBER|MAC|NAME].
+
+        Without an argument: the --mac/--name given, else the first DL- device.
+        """
+        self._disconnect()
+        client = self._run(self._connect(*self._target(argument)))
+        if client is not None:
+            self._client = client
+            self._print(f"connected to {client.transport.description}")
+
+    def do_data(self, _argument: str) -> None:
+        """Read one sample and print it as a table. Usage: data."""
+        sample = self._read()
+        if sample is not None:
+            self._print(
+                text_report(sample, self._client.transport.description if self._client else "")
+            )
+
+    def do_json(self, _argument: str) -> None:
+        """Read one sample and print it as one JSON object. Usage: json."""
+        sample = self._read()
+        if sample is not None:
+            self._print(json.dumps(sample_record(sample)))
+
+    def do_status(self, _argument: str) -> None:
+        """Show connection, counters, rejected frames, last sample age. Usage: status."""
+        client = self._client
+        connected = client is not None and client.transport.is_connected
+        self._print(
+            f"connected: {'yes, ' + client.transport.description if client and connected else 'no'}"
+        )
+        if client is not None:
+            rejected = {reason.value: n for reason, n in client.assembler.rejected.items() if n}
+            self._print(f"requests: {client.requests}, unanswered: {client.timeouts}")
+            self._print(f"rejected frames: {rejected or 'none'}")
+        if self._last_sample is not None:
+            self._print(f"last sample: {time.time() - self._last_sample.received_at:.1f} s ago")
+
+    def do_continuous(self, argument: str) -> None:
+        """Print a JSON line per read until Ctrl+C. Usage: continuous [INTERVAL [COUNT]]."""
+        words = argument.split()
+        try:
+            interval = float(words[0]) if words else self.arguments.interval
+            count = int(words[1]) if len(words) > 1 else 0
+        except ValueError:
+            self._print("usage: continuous [INTERVAL_SECONDS [COUNT]]")
+            return
+        done = 0
+        try:
+            while not count or done < count:
+                sample = self._read()
+                if sample is None:
+                    return
+                self._print(json.dumps(sample_record(sample)))
+                done += 1
+                if not count or done < count:
+                    time.sleep(interval)
+        except KeyboardInterrupt:
+            self._print("stopped")
+
+    def do_reset(self, _argument: str) -> None:
+        """Disconnect, forget the scan results and the last sample. Usage: reset."""
+        self._disconnect()
+        self._found = []
+        self._last_sample = None
+        self._print("reset")
+
+    def do_exit(self, _argument: str) -> bool:
+        """Disconnect and leave. Usage: exit."""
+        self._disconnect()
+        return True
+
+    do_quit = do_exit
+
+    def do_EOF(self, argument: str) -> bool:  # noqa: N802 (cmd's name for end of input)
+        """End of input: leave like exit."""
+        return self.do_exit(argument)
+
+    def emptyline(self) -> bool:
+        """Do nothing on an empty line (instead of repeating the last command)."""
+        return False
+
+    def default(self, line: str) -> None:
+        """Name the unknown command and where the list is."""
+        self._print(f"unknown command {line.split()[0]!r}: type help for the commands")
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread."""
+        self._disconnect()
+        self._loop.stop(5.0)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``shell`` subcommand."""
+    parser = subparsers.add_parser("shell", help="interactive shell")
+    add_device_arguments(parser)
+    add_poll_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Run the shell until exit or end of input."""
+    shell = DalyShell(arguments)
+    try:
+        shell.cmdloop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shell.close()
+    return ExitCode.OK
