@@ -1,16 +1,17 @@
-"""A BlueZ mock on a private D-Bus, and a virtual BMS on it, for tests with the real bleak.
+"""A BlueZ mock on a private D-Bus, and virtual BMS on it, for tests with the real bleak.
 
-bluezoo (run as its own process) serves org.bluez with a central adapter hci0 and a peripheral
-adapter hci1 on a dbus-daemon of its own; DBUS_SYSTEM_BUS_ADDRESS points bleak at it. bluezoo
-1.0.2 reports a device to the first scan tick only and connects it once, so each test gets a
-fresh bus, and the virtual BMS starts advertising only once the central is discovering (as a BMS
-that wakes while the driver searches): then no scan can miss its one report.
+bluezoo (run as its own process through tools/bluez_mock.py, which lets it reconnect) serves
+org.bluez with a central adapter hci0 and peripheral adapters hci1, hci2, ... on a dbus-daemon
+of its own; DBUS_SYSTEM_BUS_ADDRESS points bleak at it. Each test gets a fresh bus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,14 @@ CENTRAL_ADDRESS = "00:AA:01:00:00:01"
 PERIPHERAL_ADDRESS = "00:AA:01:00:00:02"
 NAME_PREFIX = "DL-SIM"
 READY_TIMEOUT_S = 30.0
+SCAN_INTERVAL_S = 0.5
+LAUNCHER = Path(__file__).resolve().parents[1] / "tools" / "bluez_mock.py"
+SIM = shutil.which("daly-bms-sim", path=str(Path(sys.executable).parent))
+
+
+def peripheral_address(number: int) -> str:
+    """Address of peripheral adapter hci<number> (hci1 is PERIPHERAL_ADDRESS)."""
+    return f"00:AA:01:00:00:{number + 1:02X}"
 
 
 def real_frame_responder(request: bytes) -> bytes | None:
@@ -39,13 +48,13 @@ def real_frame_responder(request: bytes) -> bytes | None:
     return None if block is None else answers.get(block.start)
 
 
-async def _adapter_ready(address: str) -> bool:
+async def _adapter_ready(address: str, adapter: str) -> bool:
     try:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
     except OSError:
         return False
     try:
-        await bus.introspect("org.bluez", "/org/bluez/hci1")
+        await bus.introspect("org.bluez", f"/org/bluez/{adapter}")
         return True
     except Exception:
         return False
@@ -64,8 +73,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def bluez_mock(log_dir: Path) -> Iterator[str]:
-    """Start dbus-daemon + bluezoo; yield the bus address; stop both whatever happens."""
+def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
+    """Start dbus-daemon + bluezoo with hci0..hci<peripherals>; yield the bus address.
+
+    Both processes are stopped whatever happens.
+    """
     daemon = subprocess.Popen(
         ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
         stdout=subprocess.PIPE,
@@ -74,14 +86,15 @@ def bluez_mock(log_dir: Path) -> Iterator[str]:
     try:
         assert daemon.stdout is not None
         address = daemon.stdout.readline().decode().strip()
-        bluezoo = Path(sys.executable).with_name("bluezoo")
+        adapters = [CENTRAL_ADDRESS] + [peripheral_address(n) for n in range(1, peripherals + 1)]
         with (log_dir / "bluezoo.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
                     [
-                        str(bluezoo),
-                        *("--auto-enable", "--scan-interval", "1", "-v"),
-                        *("-a", CENTRAL_ADDRESS, "-a", PERIPHERAL_ADDRESS),
+                        sys.executable,
+                        str(LAUNCHER),
+                        *("--scan-interval", str(SCAN_INTERVAL_S), "-v"),
+                        *(argument for address in adapters for argument in ("-a", address)),
                     ],
                     env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address},
                     stdout=log,
@@ -89,7 +102,7 @@ def bluez_mock(log_dir: Path) -> Iterator[str]:
                 )
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not asyncio.run(_adapter_ready(address)):
+        while not asyncio.run(_adapter_ready(address, f"hci{peripherals}")):
             assert time.monotonic() < deadline, "bluezoo did not come up"
             time.sleep(0.1)
         yield address
@@ -119,3 +132,42 @@ def virtual_bms(bus_address: str, name: str) -> Iterator[DalyPeripheral]:
         started.cancel()
         loop.submit(peripheral.stop()).result(READY_TIMEOUT_S)
         loop.stop(READY_TIMEOUT_S)
+
+
+class SimProcess:
+    """A running ``daly-bms-sim`` with its control socket."""
+
+    def __init__(self, process: subprocess.Popen[str], control: Path) -> None:
+        self.process = process
+        self.control_path = control
+
+    def control(self, command: dict[str, object]) -> dict[str, object]:
+        """Send one control command; return the reply."""
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(10)
+            connection.connect(str(self.control_path))
+            connection.sendall(json.dumps(command).encode() + b"\n")
+            reply: dict[str, object] = json.loads(connection.makefile().readline())
+            return reply
+
+
+@contextmanager
+def sim_process(
+    name: str, work_dir: Path, adapter: str = "hci1", *arguments: str
+) -> Iterator[SimProcess]:
+    """Run ``daly-bms-sim`` on ``adapter`` until the block ends; yield once it advertises."""
+    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
+    control = work_dir / f"{name}.sock"
+    process = subprocess.Popen(
+        [SIM, "--name", name, "--adapter", adapter, "--control", str(control), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "advertising" in line, line + process.stdout.read()
+        yield SimProcess(process, control)
+    finally:
+        _stop(process)

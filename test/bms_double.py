@@ -33,6 +33,7 @@ class BmsDouble:
         self.truncate_next = 0
         self.connects = 0
         self.writes = 0
+        self.device_information = {"firmware_version": "DOUBLE-2.1", "hardware_version": "H1"}
         self._connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_notify: Callable[[bytes], None] = lambda _data: None
@@ -60,6 +61,11 @@ class BmsDouble:
 
     async def disconnect(self) -> None:
         self._connected = False
+
+    async def read_device_information(self) -> dict[str, str]:
+        if not self._connected:
+            raise LinkLostError("not connected")
+        return dict(self.device_information)
 
     async def write(self, data: bytes) -> None:
         if not self._connected:

@@ -139,6 +139,10 @@ def test_publishes_the_values_of_the_real_frames(
     assert cells.cell_voltage_delta == pytest.approx(0.012)
     assert list(cells.temperatures) == [23.0, 23.0]
     assert len(cells.balancing) == 16
+    assert cells.cycles == 2
+    assert cells.charge_mos and cells.discharge_mos
+    assert list(cells.alarms) == ["soc_low_2"]
+    assert len(cells.alarm_words) == 4
     # The capture raises the "SOC low, level 2" alarm: a charge level, not a health problem,
     # that diagnostics warn about.
     assert battery.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_GOOD
@@ -152,6 +156,8 @@ def test_publishes_the_values_of_the_real_frames(
     assert status.level == DiagnosticStatus.WARN
     values = {kv.key: kv.value for kv in status.values}
     assert values["link_state"] == "connected"
+    assert values["firmware_version"] == "DOUBLE-2.1"
+    assert values["hardware_version"] == "H1"
 
 
 def test_reconnects_after_the_link_drops_and_publishes_nothing_while_down(

@@ -5,11 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from real_frames import STATUS, frame_bytes
+from builtin_interfaces.msg import Time
+from real_frames import SETTINGS, STATUS, frame_bytes
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.node.messages import supply_health, supply_status
-from daly_bms_ros.protocol import BmsSample, FrameAssembler, decode_status
+from daly_bms_ros.node.messages import (
+    BatteryIdentity,
+    battery_state,
+    daly_cells,
+    sample_from_messages,
+    supply_health,
+    supply_status,
+)
+from daly_bms_ros.protocol import BmsSample, FrameAssembler, decode_settings, decode_status
 
 
 def sample_with(**changes: object) -> BmsSample:
@@ -48,3 +56,28 @@ def test_supply_status(changes: dict[str, object], expected: int) -> None:
 )
 def test_supply_health(alarms: tuple[str, ...], expected: int) -> None:
     assert supply_health(alarms) == expected
+
+
+def test_messages_carry_the_whole_sample_back() -> None:
+    """The HTTP bridge rebuilds from BatteryState + DalyCells what the node published."""
+    [status_frame] = FrameAssembler().feed(frame_bytes(STATUS))
+    [settings_frame] = FrameAssembler().feed(frame_bytes(SETTINGS))
+    sample = BmsSample(
+        decode_status(status_frame), decode_settings(settings_frame), 41.0, 1795600000.25
+    )
+    stamp = Time(sec=1795600000, nanosec=250_000_000)
+    identity = BatteryIdentity(
+        "battery", "rear", "SN1", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+    )
+    rebuilt = sample_from_messages(
+        battery_state(sample, identity, stamp), daly_cells(sample, "battery", stamp)
+    )
+    # float32 fields in the messages: compare at their precision.
+    original, back = sample.status.to_dict(), rebuilt.status.to_dict()
+    assert back.keys() == original.keys()
+    for key, value in original.items():
+        assert back[key] == pytest.approx(value, rel=1e-6), key
+    assert rebuilt.settings is not None and sample.settings is not None
+    assert rebuilt.settings.rated_capacity == pytest.approx(sample.settings.rated_capacity)
+    assert rebuilt.mos_temperature == pytest.approx(41.0)
+    assert rebuilt.received_at == pytest.approx(1795600000.25)

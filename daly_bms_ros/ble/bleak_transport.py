@@ -25,23 +25,16 @@ from daly_bms_ros.ble.transport import (
     LinkLostError,
     TransportError,
 )
+from daly_bms_ros.protocol.gatt import (
+    DEVICE_INFORMATION_FIELDS,
+    DEVICE_INFORMATION_UUID,
+    NOTIFY_UUID,
+    SERVICE_UUID,
+    WRITE_UUID,
+)
 
-SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
-NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
-WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
 DALY_NAME_PREFIX = "DL-"
 CONNECT_ATTEMPTS = 2
-#: Standard GATT Device Information Service (Bluetooth SIG assigned numbers) and the
-#: characteristics of it that identify a BMS, where the firmware exposes them.
-DEVICE_INFORMATION_UUID = "0000180a-0000-1000-8000-00805f9b34fb"
-DEVICE_INFORMATION_FIELDS = {
-    "model": "00002a24-0000-1000-8000-00805f9b34fb",
-    "serial_number": "00002a25-0000-1000-8000-00805f9b34fb",
-    "firmware_version": "00002a26-0000-1000-8000-00805f9b34fb",
-    "hardware_version": "00002a27-0000-1000-8000-00805f9b34fb",
-    "software_version": "00002a28-0000-1000-8000-00805f9b34fb",
-    "manufacturer": "00002a29-0000-1000-8000-00805f9b34fb",
-}
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:

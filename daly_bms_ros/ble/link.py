@@ -13,7 +13,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from daly_bms_ros.ble.client import DalyClient
@@ -60,6 +60,7 @@ class LinkStatus:
     timeouts: int
     missed_polls: int
     last_sample_at: float | None
+    device_information: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -101,6 +102,7 @@ class BmsLink:
         self._missed_polls = 0
         self._last_sample_at: float | None = None
         self._connected_once = False
+        self._device_information: dict[str, str] = {}
         transport.set_callbacks(self._client.on_notify, self._lost.set)
 
     def status(self) -> LinkStatus:
@@ -119,6 +121,7 @@ class BmsLink:
             timeouts=self._client.timeouts,
             missed_polls=self._missed_polls,
             last_sample_at=self._last_sample_at,
+            device_information=self._device_information,
         )
 
     def set_poll_interval(self, seconds: float) -> None:
@@ -154,6 +157,8 @@ class BmsLink:
         self._lost.clear()
         await self._transport.connect()
         self._client.attach()
+        # Asked once per connection: the firmware may have been updated while away.
+        self._device_information = await self._transport.read_device_information()
         if self._connected_once:
             self._reconnects += 1
         self._connected_once = True

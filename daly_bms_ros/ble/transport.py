@@ -54,3 +54,9 @@ class BmsTransport(Protocol):
 
     async def write(self, data: bytes) -> None:
         """Send one request; raise LinkLostError if the link is gone."""
+
+    async def read_device_information(self) -> dict[str, str]:
+        """Model, versions and serial the device tells (keys of DEVICE_INFORMATION_FIELDS).
+
+        Empty when it tells nothing; raise a TransportError if the link is gone.
+        """

@@ -42,6 +42,8 @@ def link_diagnostics(
         "missed_polls": str(status.missed_polls),
         "last_error": status.last_error,
         "alarms": ", ".join(alarms),
+        "firmware_version": status.device_information.get("firmware_version", "unknown"),
+        "hardware_version": status.device_information.get("hardware_version", "unknown"),
         **{f"rejected_{reason}": str(count) for reason, count in sorted(status.rejected.items())},
     }
     return DiagnosticStatus(

@@ -10,29 +10,41 @@ this module does not postpone annotations.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dbus_fast import BusType, PropertyAccess
 from dbus_fast.aio import MessageBus, ProxyInterface
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
+from daly_bms_ros.protocol.gatt import (
+    DEVICE_INFORMATION_FIELDS,
+    DEVICE_INFORMATION_UUID,
+    NOTIFY_UUID,
+    SERVICE_UUID,
+    WRITE_UUID,
+)
 from daly_bms_ros.sim.faults import FaultInjector
 
-SERVICE_UUID = "0000fff0-0000-1000-8000-00805f9b34fb"
-NOTIFY_UUID = "0000fff1-0000-1000-8000-00805f9b34fb"
-WRITE_UUID = "0000fff2-0000-1000-8000-00805f9b34fb"
 APPLICATION_PATH = "/org/dalybms/sim"
 ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
 Responder = Callable[[bytes], bytes | None]
+#: What the virtual BMS tells in its Device Information Service: characteristic UUID, text.
+DEVICE_INFORMATION = {
+    DEVICE_INFORMATION_FIELDS["manufacturer"]: "Daly (virtual)",
+    DEVICE_INFORMATION_FIELDS["model"]: "DL-SIM",
+    DEVICE_INFORMATION_FIELDS["firmware_version"]: "SIM-1.0",
+    DEVICE_INFORMATION_FIELDS["hardware_version"]: "virtual",
+}
 
 
 class _Service(ServiceInterface):
-    def __init__(self) -> None:
+    def __init__(self, uuid: str) -> None:
         super().__init__("org.bluez.GattService1")
+        self._uuid = uuid
 
     @dbus_property(access=PropertyAccess.READ)
     def UUID(self) -> "s":
-        return SERVICE_UUID
+        return self._uuid
 
     @dbus_property(access=PropertyAccess.READ)
     def Primary(self) -> "b":
@@ -105,6 +117,22 @@ class _WriteCharacteristic(_Characteristic):
         self._on_write(bytes(value))
 
 
+class _ReadOnlyCharacteristic(_Characteristic):
+    """A constant string, as in the Device Information Service."""
+
+    def __init__(self, uuid: str, service_path: str, text: str) -> None:
+        super().__init__(uuid, service_path, ["read"])
+        self._value = text.encode()
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Value(self) -> "ay":
+        return self._value
+
+    @method()
+    def ReadValue(self, options: "a{sv}") -> "ay":
+        return self._value
+
+
 class _Advertisement(ServiceInterface):
     def __init__(self, local_name: str) -> None:
         super().__init__("org.bluez.LEAdvertisement1")
@@ -159,6 +187,7 @@ class DalyPeripheral:
         adapter: str = "hci0",
         chunk_size: int = 20,
         chunk_gap: float = 0.0,
+        device_information: Mapping[str, str] = DEVICE_INFORMATION,
     ) -> None:
         self.name = name
         self.adapter_path = f"/org/bluez/{adapter}"
@@ -169,11 +198,19 @@ class DalyPeripheral:
         self._chunk_gap = chunk_gap
         self._bus: MessageBus | None = None
         service_path = f"{APPLICATION_PATH}/service0"
+        information_path = f"{APPLICATION_PATH}/service1"
         self._notifier = _NotifyCharacteristic(service_path)
         self._objects: dict[str, ServiceInterface] = {
-            service_path: _Service(),
+            service_path: _Service(SERVICE_UUID),
             f"{service_path}/char0": self._notifier,
             f"{service_path}/char1": _WriteCharacteristic(service_path, self._on_write),
+            information_path: _Service(DEVICE_INFORMATION_UUID),
+            **{
+                f"{information_path}/char{number}": _ReadOnlyCharacteristic(
+                    uuid, information_path, text
+                )
+                for number, (uuid, text) in enumerate(device_information.items())
+            },
         }
         self._advertisement = _Advertisement(name)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -1,0 +1,179 @@
+"""`daly-bms` scan/read/monitor/info/shell against the virtual BMS, through the real bleak."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bluez_mock import NAME_PREFIX, PERIPHERAL_ADDRESS, SimProcess, bluez_mock, sim_process
+
+from daly_bms_ros.cli.exit_codes import ExitCode
+
+NAME = f"{NAME_PREFIX}CLI01"
+CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+ON_CENTRAL = ("--adapter", "hci0")
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimProcess]:
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        with sim_process(NAME, tmp_path, "hci1", "--cells", "8", "--sensors", "3") as process:
+            yield process
+
+
+def daly_bms(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    assert CLI, "daly-bms is not installed next to the test interpreter"
+    return subprocess.run(
+        [CLI, *arguments], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def json_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def test_scan_lists_the_virtual_bms(sim: SimProcess) -> None:
+    result = daly_bms("scan", "--json", "--timeout", "2", *ON_CENTRAL)
+    assert result.returncode == ExitCode.OK, result.stderr
+    [device] = json_lines(result.stdout)
+    assert device["name"] == NAME
+    assert device["address"] == PERIPHERAL_ADDRESS
+    assert isinstance(device["rssi"], int)
+
+
+def test_read_json_by_name_then_by_address(sim: SimProcess) -> None:
+    for target in (("--name", NAME), ("--mac", PERIPHERAL_ADDRESS.lower())):
+        result = daly_bms("read", "--json", *target, *ON_CENTRAL)
+        assert result.returncode == ExitCode.OK, result.stderr
+        [record] = json_lines(result.stdout)
+        assert record["device"] == f"{NAME} ({PERIPHERAL_ADDRESS})"
+        assert len(record["cell_voltages"]) == 8
+        assert len(record["temperatures"]) == 3
+        assert record["rated_capacity"] == pytest.approx(100.0)
+        assert record["pack_voltage"] == pytest.approx(sum(record["cell_voltages"]), abs=0.05)
+        assert record["power"] == pytest.approx(record["pack_voltage"] * record["current"])
+
+
+def test_read_prints_a_table(sim: SimProcess) -> None:
+    result = daly_bms("read", "--name", NAME, *ON_CENTRAL)
+    assert result.returncode == ExitCode.OK, result.stderr
+    labels = [line.split("  ")[0] for line in result.stdout.splitlines()]
+    assert {"pack voltage", "state of charge", "cell 1", "cell 8"} <= set(labels)
+
+
+def test_monitor_prints_the_legacy_bms_data_lines(sim: SimProcess) -> None:
+    result = daly_bms(
+        "monitor", "--format", "bms-data", "--count", "2", "--interval", "0.2", "--name", NAME,
+        *ON_CENTRAL,
+    )  # fmt: skip
+    assert result.returncode == ExitCode.OK, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("BMS_DATA:") for line in lines)
+    record = json.loads(lines[-1].removeprefix("BMS_DATA:"))
+    assert set(record) == {"timestamp", "device", "mac_address", "daly_protocol", "data_found"}
+    assert isinstance(record["timestamp"], int)
+    assert record["device"] == NAME
+    assert record["mac_address"] == PERIPHERAL_ADDRESS
+    assert record["data_found"] is True
+    protocol = record["daly_protocol"]
+    assert set(protocol) == {"status", "notifications", "commands"}
+    assert protocol["notifications"] > 0
+    main_info = protocol["commands"]["main_info"]
+    assert set(main_info) == {"command_sent", "response_received", "response_data", "parsed_data"}
+    assert main_info["command_sent"] == "d2030000003ed7b9"
+    assert main_info["response_received"] is True
+    parsed = main_info["parsed_data"]
+    assert set(parsed) == {
+        "header", "cellVoltages", "packVoltage", "current", "soc", "remainingCapacity",
+        "totalCapacity", "cycles", "temperatures", "mosStatus", "checksum", "timestamp",
+    }  # fmt: skip
+    response = bytes.fromhex(main_info["response_data"])
+    assert parsed["header"] == response[:3].hex() == "d2037c"
+    assert parsed["checksum"] == response[-2:].hex()
+    assert [cell["cellNumber"] for cell in parsed["cellVoltages"]] == list(range(1, 9))
+    assert all(3.0 < cell["voltage"] < 3.6 for cell in parsed["cellVoltages"])
+    assert [sensor["sensor"] for sensor in parsed["temperatures"]] == [1, 2, 3]
+    assert set(parsed["mosStatus"]) == {"chargingMos", "dischargingMos", "balancing"}
+    assert parsed["totalCapacity"] == pytest.approx(100.0)
+    # The wire frame decodes to the values printed beside it.
+    decoded = daly_bms("decode", main_info["response_data"])
+    [status] = json_lines(decoded.stdout)
+    assert status["pack_voltage"] == parsed["packVoltage"]
+    assert status["soc"] == parsed["soc"]
+
+
+def test_monitor_json_lines(sim: SimProcess) -> None:
+    result = daly_bms("monitor", "--json", "--count", "3", "--interval", "0.1", *ON_CENTRAL)
+    assert result.returncode == ExitCode.OK, result.stderr
+    records = json_lines(result.stdout)
+    assert len(records) == 3
+    assert [record["timestamp"] for record in records] == sorted(r["timestamp"] for r in records)
+    assert "connected" in result.stderr
+
+
+def test_info_reads_the_device_information_service(sim: SimProcess) -> None:
+    result = daly_bms("info", "--json", "--name", NAME, *ON_CENTRAL)
+    assert result.returncode == ExitCode.OK, result.stderr
+    [info] = json_lines(result.stdout)
+    assert info["name"] == NAME
+    assert info["mac_address"] == PERIPHERAL_ADDRESS
+    assert info["firmware_version"] == "SIM-1.0"
+    assert info["hardware_version"] == "virtual"
+    assert info["manufacturer"] == "Daly (virtual)"
+    assert info["cell_count"] == 8
+    assert info["temperature_sensors"] == 3
+    assert info["rated_capacity"] == pytest.approx(100.0)
+
+
+def test_no_device_and_no_answer_have_their_exit_codes(sim: SimProcess) -> None:
+    missing = daly_bms("read", "--name", "DL-NOWHERE", "--timeout", "1.5", *ON_CENTRAL)
+    assert missing.returncode == ExitCode.NOT_FOUND
+    assert "no BMS matching 'DL-NOWHERE'" in missing.stderr
+    assert missing.stdout == ""
+    assert sim.control({"fault": "no_answer", "count": 50}) == {"armed": {"no_answer": 50}}
+    silent = daly_bms("read", "--name", NAME, "--request-timeout", "0.3", *ON_CENTRAL)
+    assert silent.returncode == ExitCode.NO_ANSWER
+    assert "no answer to the status request" in silent.stderr
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    result = daly_bms("read", "--mac", "not-a-mac")
+    assert result.returncode == ExitCode.USAGE
+    assert "is not a MAC address like" in result.stderr
+    assert daly_bms("monitor", "--interval", "0").returncode == ExitCode.USAGE
+
+
+def test_shell_runs_a_script(sim: SimProcess) -> None:
+    assert CLI
+    script = "\n".join(
+        ["scan", "connect 1", "json", "status", "continuous 0.1 2", "frobnicate", "reset", "data"]
+    )
+    result = subprocess.run(
+        [CLI, "shell", "--timeout", "3", *ON_CENTRAL],
+        input=script + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == ExitCode.OK, result.stderr
+    output = result.stdout
+    assert f"1. {PERIPHERAL_ADDRESS}" in output
+    assert f"connected to {NAME} ({PERIPHERAL_ADDRESS})" in output
+    records = [
+        json.loads(line.removeprefix("daly> ")) for line in output.splitlines() if "{" in line
+    ]
+    assert len(records) == 3  # json, then two continuous reads
+    assert all(len(record["cell_voltages"]) == 8 for record in records)
+    assert "requests: " in output
+    assert "unknown command 'frobnicate'" in output
+    assert "reset" in output
+    assert "not connected: use connect first" in output
