@@ -81,13 +81,13 @@ class DalyBmsBridge(Node):
             "port",
             8080,
             "TCP port (0: any free port)",
-            integer_range=IntegerRange(from_value=0, to_value=65535, step=1),
+            integer_range=[IntegerRange(from_value=0, to_value=65535, step=1)],
         )
         max_age = self._declare(
             "max_age",
             5.0,
             "seconds after which a sample is stale: answers become 503",
-            floating_point_range=FloatingPointRange(from_value=0.1, to_value=3600.0, step=0.0),
+            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0, step=0.0)],
         )
         data_dir = self._declare(
             "data_dir", "", "directory for latest.json and status.json; '' writes no files"
