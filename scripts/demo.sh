@@ -42,12 +42,13 @@ pids+=($!)
 until [ -s "$WORK/bus" ]; do sleep 0.05; done
 export DBUS_SYSTEM_BUS_ADDRESS=$(head -n 1 "$WORK/bus")
 
-"$VENV/bin/bluezoo" --auto-enable --scan-interval 1 -a 00:AA:01:00:00:01 -a 00:AA:01:00:00:02 \
-    >"$WORK/bluezoo.log" 2>&1 &
+# bluezoo with the fixes that let a client reconnect (see tools/bluez_mock.py).
+"$VENV/bin/python" "$ROOT/tools/bluez_mock.py" --scan-interval 0.5 \
+    -a 00:AA:01:00:00:01 -a 00:AA:01:00:00:02 >"$WORK/bluezoo.log" 2>&1 &
 pids+=($!)
 until grep -q "Adding adapter\[1\]" "$WORK/bluezoo.log" 2>/dev/null; do sleep 0.05; done
 
-"$VENV/bin/daly-bms-sim" --name DL-SIM000001 --adapter hci1 --after-discovery-on hci0 &
+"$VENV/bin/daly-bms-sim" --name DL-SIM000001 --adapter hci1 &
 pids+=($!)
 "$VENV/lib/daly_bms_ros/daly_bms_node" --ros-args -p device_name:=DL-SIM000001 -p adapter:=hci0 &
 pids+=($!)

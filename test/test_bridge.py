@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from pathlib import Path
@@ -22,10 +22,10 @@ import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
 from builtin_interfaces.msg import Time
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from real_frames import SETTINGS, STATUS, frame_bytes
+from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
@@ -227,21 +227,6 @@ def test_data_files_are_replaced_whole(tmp_path: Path) -> None:
     assert latest["timestamp"] == 1795600000.0 + 299
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "ok"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["latest.json", "status.json"]
-
-
-def spin_in_background(context: Context, *nodes: Node) -> Callable[[], None]:
-    """Spin ``nodes`` in a thread; return the function that stops it."""
-    executor = SingleThreadedExecutor(context=context)
-    for node in nodes:
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        executor.shutdown()
-        thread.join(10)
-
-    return stop
 
 
 def wait_for_status(url: str, expected: int, timeout: float = 20.0) -> Any:

@@ -108,7 +108,7 @@ async def connect(self: Device, uuid: str | None = None) -> None:
     await original_connect(self, uuid)
 
 
-original_del_gatt_application = GattManager._GattManager__del_gatt_application  # type: ignore[attr-defined]
+original_del_gatt_application = GattManager._GattManager__del_gatt_application
 
 
 async def del_gatt_application(self: Adapter, app: Any) -> None:
@@ -125,7 +125,7 @@ def install_fixes() -> None:
     Adapter.add_device = add_device
     Device.connect = connect
     Device.disconnect = disconnect
-    GattManager._GattManager__del_gatt_application = del_gatt_application  # type: ignore[attr-defined]
+    GattManager._GattManager__del_gatt_application = del_gatt_application
 
 
 def main() -> None:
