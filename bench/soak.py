@@ -1,0 +1,102 @@
+"""Soak: the node against `daly-bms-sim` for a long run with random faults injected.
+
+Every ``--fault-every`` seconds one fault is drawn: a spoiled answer (no answer, late, corrupt
+CRC, truncated, duplicate), a dropped link, or the BMS sleeping for 1..10 s. At the end: polls,
+published samples, rejected frames by reason, reconnects, crashes (the node process ending on
+its own; must be 0) and resident memory over time (must stay flat after the warm-up).
+
+    .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from harness import listening, mock_bus, process_usage, start_node, stop_node, virtual_bms_process
+
+SPOILERS = ("no_answer", "late", "corrupt_crc", "truncated", "duplicate")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--fault-every", type=float, default=5.0)
+    parser.add_argument("--poll-interval", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=1)
+    arguments = parser.parse_args()
+    draw = random.Random(arguments.seed)
+    injected: dict[str, int] = {}
+    crashes = 0
+    memory: list[tuple[float, int]] = []
+    with (
+        tempfile.TemporaryDirectory() as work,
+        mock_bus(Path(work)),
+        virtual_bms_process(Path(work)) as sim,
+        listening() as listener,
+    ):
+        node = start_node(poll_interval=arguments.poll_interval, request_timeout=0.5)
+        started = time.monotonic()
+        end = started + arguments.minutes * 60
+        next_fault = started + arguments.fault_every
+        try:
+            while time.monotonic() < end:
+                time.sleep(0.5)
+                if node.poll() is not None:
+                    crashes += 1
+                    print(f"node ended with status {node.returncode}; restarting")
+                    node = start_node(poll_interval=arguments.poll_interval, request_timeout=0.5)
+                    continue
+                now = time.monotonic()
+                if not memory or now - memory[-1][0] >= 10:
+                    memory.append((now, process_usage(node.pid)[1]))
+                if now < next_fault:
+                    continue
+                next_fault = now + arguments.fault_every
+                kind = draw.choice((*SPOILERS, "disconnect", "sleep"))
+                injected[kind] = injected.get(kind, 0) + 1
+                if kind in SPOILERS:
+                    sim.control({"fault": kind, "count": draw.randint(1, 3)})
+                elif kind == "disconnect":
+                    sim.control({"link": "disconnect"})
+                else:
+                    sim.control({"link": "sleep"})
+                    time.sleep(draw.uniform(1, 10))
+                    sim.control({"link": "wake"})
+            listener.wait_for(listener.count() + 1, timeout=60)  # recovered from the last fault
+        finally:
+            status = stop_node(node)
+        with listener.lock:
+            diagnostics = dict(listener.diagnostics)
+        samples = listener.count()
+    elapsed = time.monotonic() - started
+    warm = [rss for at, rss in memory if at - started >= min(60.0, elapsed / 10)]
+    rejected = {
+        k.removeprefix("rejected_"): v for k, v in diagnostics.items() if k.startswith("rejected_")
+    }
+    print(
+        f"soak: {elapsed / 60:.1f} min, poll interval {arguments.poll_interval} s, "
+        f"seed {arguments.seed}"
+    )
+    print(f"faults injected: {dict(sorted(injected.items()))}")
+    print(
+        f"requests {diagnostics.get('requests')}, unanswered {diagnostics.get('timeouts')}, "
+        f"published samples {samples}, missed polls {diagnostics.get('missed_polls')}"
+    )
+    print(f"rejected frames: {rejected}")
+    print(
+        f"reconnects {diagnostics.get('reconnects')}, crashes {crashes}, "
+        f"exit status on SIGINT {status}"
+    )
+    if warm:
+        print(
+            f"RSS after warm-up {warm[0] / 2**20:.1f} MiB, at the end {warm[-1] / 2**20:.1f} MiB, "
+            f"growth {(warm[-1] - warm[0]) / 2**10:+.0f} KiB over {len(warm)} readings"
+        )
+
+
+if __name__ == "__main__":
+    main()
