@@ -119,15 +119,20 @@ def test_monitor_json_lines(sim: SimProcess) -> None:
     assert "connected" in result.stderr
 
 
-def test_info_reads_the_device_information_service(sim: SimProcess) -> None:
+def test_info_reads_the_device_information(sim: SimProcess) -> None:
     result = daly_bms("info", "--json", "--name", NAME, *ON_CENTRAL)
     assert result.returncode == ExitCode.OK, result.stderr
     [info] = json_lines(result.stdout)
     assert info["name"] == NAME
     assert info["mac_address"] == PERIPHERAL_ADDRESS
-    assert info["firmware_version"] == "SIM-1.0"
-    assert info["hardware_version"] == "virtual"
+    # From the D2 device-information block...
+    assert info["software_version"] == "SIM-1.0"
+    assert info["hardware_version"] == "SIM-HW-16S"
+    assert info["production_date"] == "20261125"
+    # ...and from the GATT Device Information Service.
+    assert info["firmware_version"] == "SIM-BLE-1.0"
     assert info["manufacturer"] == "Daly (virtual)"
+    assert info["model"] == "DL-SIM"
     assert info["cell_count"] == 8
     assert info["temperature_sensors"] == 3
     assert info["rated_capacity"] == pytest.approx(100.0)

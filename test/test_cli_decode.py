@@ -10,6 +10,8 @@ from pathlib import Path
 
 from real_frames import BAD_CRC, SETTINGS, STATUS, frame_bytes
 
+from daly_bms_ros.protocol import DeviceInfo, build_response, encode_device_info
+
 COMMAND = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
 
@@ -40,6 +42,18 @@ def test_status_frame_with_spaces() -> None:
     assert len(decoded["cell_voltages"]) == 16  # type: ignore[arg-type]
     for key in ("power", "charge_mos", "discharge_mos", "balancing"):
         assert key in decoded
+
+
+def test_device_info_block() -> None:
+    frame = build_response(encode_device_info(DeviceInfo("K00T-2.1.7", "DL-16S", "2024-03-18")))
+    status, [decoded] = decode(frame.hex())
+    assert status == 0
+    assert decoded == {
+        "block": "device_info",
+        "software_version": "K00T-2.1.7",
+        "hardware_version": "DL-16S",
+        "production_date": "2024-03-18",
+    }
 
 
 def test_concatenation_with_a_bad_frame_exits_1() -> None:

@@ -10,18 +10,22 @@ from hypothesis import strategies as st
 from real_frames import SETTINGS, STATUS, frame_bytes, real_frames
 
 from daly_bms_ros.protocol import (
+    DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     BmsStatus,
     DalyProtocolError,
+    DeviceInfo,
     Frame,
     FrameAssembler,
     FrameDecodeError,
     MosTemperature,
     build_response,
     decode_alarms,
+    decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    encode_device_info,
     encode_mos_temperature,
     encode_settings,
     encode_status,
@@ -96,6 +100,29 @@ def test_mos_temperature_round_trip() -> None:
     frame = only_frame(build_response(encode_mos_temperature(MosTemperature(41.0))))
     assert len(frame.registers) == MOS_BLOCK.count
     assert decode_mos_temperature(frame).temperature == 41.0
+
+
+def test_device_info_block_text_fields() -> None:
+    # Layout of the 0xA9 block: 16 bytes software version, 16 hardware version, 16 date, rest 0.
+    payload = (
+        b"K00T-2.1.7\x00\x00\x00\x00\x00\x00"
+        + b"DL-16S-200A\x00\x00\x00\x00\x00"
+        + b"2024.03.18 \x00\x00\x00\x00\x00"
+        + bytes(16)
+    )
+    frame = Frame(payload)
+    assert len(frame.payload) == DEVICE_INFO_BLOCK.byte_count
+    assert decode_device_info(frame) == DeviceInfo("K00T-2.1.7", "DL-16S-200A", "2024.03.18")
+    garbled = Frame(b"V1\x07\xff" + bytes(60))
+    assert decode_device_info(garbled).software_version == "V1??"
+    assert decode_device_info(garbled).hardware_version == ""
+
+
+def test_device_info_round_trip() -> None:
+    info = DeviceInfo("SIM-1.0", "SIM-HW-16S", "20261125")
+    frame = only_frame(build_response(encode_device_info(info)))
+    assert len(frame.registers) == DEVICE_INFO_BLOCK.count
+    assert decode_device_info(frame) == info
 
 
 def test_settings_round_trip() -> None:

@@ -8,6 +8,7 @@ import time
 
 from daly_bms_ros.ble.transport import BmsTransport, TransportError
 from daly_bms_ros.protocol import (
+    DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
@@ -18,6 +19,7 @@ from daly_bms_ros.protocol import (
     Frame,
     FrameAssembler,
     build_read_request,
+    decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
@@ -63,10 +65,14 @@ class DalyClient:
         for frame in self.assembler.feed(data):
             self._frames.put_nowait(frame)
 
-    async def read_block(self, block: Block) -> Frame:
-        """Send the read request for ``block`` and return its answer, resending on timeout."""
+    async def read_block(self, block: Block, retries: int | None = None) -> Frame:
+        """Send the read request for ``block`` and return its answer, resending on timeout.
+
+        ``retries`` overrides ``request_retries`` (0 for a block some firmware never answers).
+        """
         request = build_read_request(block)
-        for _attempt in range(self.request_retries + 1):
+        attempts = (self.request_retries if retries is None else retries) + 1
+        for _attempt in range(attempts):
             while not self._frames.empty():  # a late answer to an earlier request
                 self._frames.get_nowait()
             self.requests += 1
@@ -79,9 +85,21 @@ class DalyClient:
                 continue
             if len(frame.payload) == block.byte_count:
                 return frame
-        raise RequestTimeoutError(
-            f"no answer to the {block.name} request after {self.request_retries + 1} tries"
-        )
+        raise RequestTimeoutError(f"no answer to the {block.name} request after {attempts} tries")
+
+    async def device_information(self) -> dict[str, str]:
+        """Versions, production date, model... from the D2 block and the GATT service.
+
+        The D2 device-information block comes first where both tell the same field; a field
+        neither tells is absent. One unanswered request costs one request timeout.
+        """
+        information = await self.transport.read_device_information()
+        try:
+            frame = await self.read_block(DEVICE_INFO_BLOCK, retries=0)
+            block = decode_device_info(frame)
+        except (RequestTimeoutError, DalyProtocolError):
+            return information
+        return information | {name: text for name, text in block.to_dict().items() if text}
 
     async def read_sample(self) -> BmsSample:
         """Read a complete sample: status always, settings once per connection, MOS if answered."""

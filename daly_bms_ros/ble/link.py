@@ -158,7 +158,7 @@ class BmsLink:
         await self._transport.connect()
         self._client.attach()
         # Asked once per connection: the firmware may have been updated while away.
-        self._device_information = await self._transport.read_device_information()
+        self._device_information = await self._client.device_information()
         if self._connected_once:
             self._reconnects += 1
         self._connected_once = True

@@ -1,7 +1,8 @@
 """``daly-bms decode HEX ...``: decode captured frames to JSON, one object per frame found.
 
 Without the request that asked for it, a frame's block is told by its data length: 124 bytes is
-the status block, 82 the settings block, 18 the MOS temperature block.
+the status block, 82 the settings block, 64 the device-information block, 18 the MOS
+temperature block.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from daly_bms_ros.protocol import (
+    DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
@@ -21,6 +23,7 @@ from daly_bms_ros.protocol import (
     FrameAssembler,
     HexInputError,
     RejectReason,
+    decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
@@ -30,6 +33,7 @@ DECODERS: dict[int, tuple[str, Callable[[Frame], Any]]] = {
     STATUS_BLOCK.byte_count: (STATUS_BLOCK.name, decode_status),
     SETTINGS_BLOCK.byte_count: (SETTINGS_BLOCK.name, decode_settings),
     MOS_BLOCK.byte_count: (MOS_BLOCK.name, decode_mos_temperature),
+    DEVICE_INFO_BLOCK.byte_count: (DEVICE_INFO_BLOCK.name, decode_device_info),
 }
 
 

@@ -1,7 +1,8 @@
 """``daly-bms info``: what the BMS is: name, address, versions, cells, sensors, capacity.
 
-Versions, model and serial come from the standard GATT Device Information Service where the
-firmware has it; the pack layout and capacity come from one status and settings read.
+Software and hardware version and production date come from the D2 device-information block;
+model, manufacturer, serial and firmware revision from the standard GATT Device Information
+Service where the BMS has it; the pack layout and capacity from one status and settings read.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
     async with connected(arguments) as client:
         transport = client.transport
         assert isinstance(transport, BleakTransport)
-        information = await transport.read_device_information()
+        information = await client.device_information()
         sample = await client.read_sample()
     nominal = sample.settings.nominal_cell_voltage if sample.settings else float("nan")
     return json_object(
         {
             "name": transport.name,
             "mac_address": transport.address,
-            "firmware_version": information.pop("firmware_version", None),
+            "software_version": information.pop("software_version", None),
             "hardware_version": information.pop("hardware_version", None),
+            "production_date": information.pop("production_date", None),
+            "firmware_version": information.pop("firmware_version", None),
             **information,
             "cell_count": len(sample.status.cell_voltages),
             "temperature_sensors": len(sample.status.temperatures),

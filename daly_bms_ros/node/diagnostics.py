@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from daly_bms_ros.ble.link import LinkState, LinkStatus
 from daly_bms_ros.protocol import BmsSample
+
+
+def firmware_version(information: Mapping[str, str]) -> str:
+    """Daly's software version (D2 block), else the GATT firmware revision, else "unknown"."""
+    return information.get("software_version") or information.get("firmware_version", "unknown")
 
 
 def link_diagnostics(
@@ -42,8 +48,9 @@ def link_diagnostics(
         "missed_polls": str(status.missed_polls),
         "last_error": status.last_error,
         "alarms": ", ".join(alarms),
-        "firmware_version": status.device_information.get("firmware_version", "unknown"),
+        "firmware_version": firmware_version(status.device_information),
         "hardware_version": status.device_information.get("hardware_version", "unknown"),
+        "production_date": status.device_information.get("production_date", "unknown"),
         **{f"rejected_{reason}": str(count) for reason, count in sorted(status.rejected.items())},
     }
     return DiagnosticStatus(

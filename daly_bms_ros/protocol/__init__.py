@@ -3,9 +3,11 @@
 from daly_bms_ros.protocol.crc import crc16_modbus
 from daly_bms_ros.protocol.decoding import (
     decode_alarms,
+    decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    encode_device_info,
     encode_mos_temperature,
     encode_settings,
     encode_status,
@@ -19,8 +21,15 @@ from daly_bms_ros.protocol.frames import (
     build_response,
     parse_read_request,
 )
-from daly_bms_ros.protocol.model import BmsSample, BmsSettings, BmsStatus, MosTemperature
+from daly_bms_ros.protocol.model import (
+    BmsSample,
+    BmsSettings,
+    BmsStatus,
+    DeviceInfo,
+    MosTemperature,
+)
 from daly_bms_ros.protocol.registers import (
+    DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
@@ -28,6 +37,7 @@ from daly_bms_ros.protocol.registers import (
 )
 
 __all__ = [
+    "DEVICE_INFO_BLOCK",
     "MOS_BLOCK",
     "SETTINGS_BLOCK",
     "STATUS_BLOCK",
@@ -36,6 +46,7 @@ __all__ = [
     "BmsSettings",
     "BmsStatus",
     "DalyProtocolError",
+    "DeviceInfo",
     "Frame",
     "FrameAssembler",
     "FrameDecodeError",
@@ -46,9 +57,11 @@ __all__ = [
     "build_response",
     "crc16_modbus",
     "decode_alarms",
+    "decode_device_info",
     "decode_mos_temperature",
     "decode_settings",
     "decode_status",
+    "encode_device_info",
     "encode_mos_temperature",
     "encode_settings",
     "encode_status",

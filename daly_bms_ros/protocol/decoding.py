@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 from daly_bms_ros.protocol.errors import FrameDecodeError
 from daly_bms_ros.protocol.frames import Frame
-from daly_bms_ros.protocol.model import BmsSettings, BmsStatus, MosTemperature
+from daly_bms_ros.protocol.model import BmsSettings, BmsStatus, DeviceInfo, MosTemperature
 from daly_bms_ros.protocol.registers import (
     CELL_VOLTAGES,
+    DEVICE_INFO_BLOCK,
+    DEVICE_INFO_TEXT,
     FAULT_BITS,
     FAULT_WORD_COUNT,
     FAULT_WORDS_INDEX,
@@ -126,6 +128,31 @@ def decode_mos_temperature(frame: Frame) -> MosTemperature:
     """Decode the 9-register block that holds the MOS temperature."""
     checker = _RangeChecker(_registers(frame, MOS_BLOCK))
     return MosTemperature(checker.value(MOS_TEMPERATURE))
+
+
+def _text(data: bytes) -> str:
+    """ASCII text of a NUL-padded field; anything unprintable becomes '?'."""
+    text = data.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+    return "".join(char if char.isprintable() and char != "\ufffd" else "?" for char in text)
+
+
+def decode_device_info(frame: Frame) -> DeviceInfo:
+    """Decode the 32-register device-information block (versions and production date)."""
+    _registers(frame, DEVICE_INFO_BLOCK)
+    fields = {
+        name: _text(frame.payload[first : first + size])
+        for name, (first, size) in DEVICE_INFO_TEXT.items()
+    }
+    return DeviceInfo(**fields)
+
+
+def encode_device_info(info: DeviceInfo) -> list[int]:
+    """Return the device-information registers that decode to ``info``."""
+    payload = bytearray(DEVICE_INFO_BLOCK.byte_count)
+    for name, (first, size) in DEVICE_INFO_TEXT.items():
+        text = getattr(info, name).encode("ascii")[:size]
+        payload[first : first + len(text)] = text
+    return list(Frame(bytes(payload)).registers)
 
 
 def _nan_to_zero(raw: float) -> float:

@@ -87,6 +87,19 @@ class MosTemperature:
 
 
 @dataclass(frozen=True)
+class DeviceInfo:
+    """What the BMS says about itself; "" where a field is empty."""
+
+    software_version: str
+    hardware_version: str
+    production_date: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class BmsSample:
     """One complete reading: status, plus what the other blocks said, and when it arrived.
 

@@ -4,7 +4,9 @@ Sources of the meanings (cited per entry as [A], [B], [C], [D]):
 - [A] aiobmsble, Daly plugin ``aiobmsble/bms/daly_bms.py`` (patman15): status block 0x00 x 62 with
   pack voltage at register 40, current 41 (30000 offset, 0.1 A), SOC 42, remaining capacity 48,
   cell count 49, sensor count 50, cycles 51, cell delta 56, problem code 58..61; MOS temperature
-  block 0x3E x 9 with the temperature in its fifth register.
+  block 0x3E x 9 with the temperature in its fifth register; device-information block 0xA9 x 32
+  holding the software version (bytes 0..15) and hardware version (16..31) as ASCII, and a
+  production date in bytes 32..47 that the plugin reads but leaves out.
 - [B] Daly "BMS-Modbus" register list (as used by public RS485/Modbus readers, e.g.
   Sundaya-Development-Team/python-daly-16S ``address.py``): cells 0x00.., temperatures 0x20.. with
   offset 40, max/min cell voltage, max/min temperature, charge/discharge state, MOS states,
@@ -45,6 +47,7 @@ class Block:
 STATUS_BLOCK = Block("status", 0x0000, 62)  # [A]
 MOS_BLOCK = Block("mos", 0x003E, 9)  # [A]
 SETTINGS_BLOCK = Block("settings", 0x0080, 41)  # [D]
+DEVICE_INFO_BLOCK = Block("device_info", 0x00A9, 32)  # [A], right after the settings block
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,13 @@ SETTINGS_REGISTERS: dict[str, Register] = {
         Register("rated_capacity", 0, 10, unit="Ah", minimum=0.1, maximum=6500.0),  # [D]
         Register("nominal_cell_voltage", 1, 1000, unit="V", minimum=1.0, maximum=5.0),  # [D]
     )
+}
+
+#: Device-information block: ASCII text fields as (first byte, byte count) [A]; NUL-padded.
+DEVICE_INFO_TEXT: dict[str, tuple[int, int]] = {
+    "software_version": (0, 16),
+    "hardware_version": (16, 16),
+    "production_date": (32, 16),
 }
 
 #: Fault bits by (word, bit) [C]: word 0 = register 0x3A, bit 0 its least significant bit.

@@ -1,7 +1,7 @@
 """``daly-bms-sim``: a virtual Daly BMS advertising on a BlueZ adapter until Ctrl+C.
 
-It answers the status, settings and MOS-temperature requests from a battery model, in
-notifications of ``--mtu`` bytes, like a Daly smart BMS does.
+It answers the status, settings, MOS-temperature and device-information requests from a battery
+model, in notifications of ``--mtu`` bytes, like a Daly smart BMS does.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from collections.abc import Sequence
 from dbus_fast.errors import DBusError
 
 from daly_bms_ros.protocol import (
+    DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
+    DeviceInfo,
     build_response,
+    encode_device_info,
     encode_mos_temperature,
     encode_settings,
     encode_status,
@@ -29,6 +32,11 @@ from daly_bms_ros.protocol import (
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
+
+#: What the virtual BMS answers to the device-information request.
+DEVICE_INFO = DeviceInfo(
+    software_version="SIM-1.0", hardware_version="SIM-HW-16S", production_date="20261125"
+)
 
 
 class ModelResponder:
@@ -53,6 +61,9 @@ class ModelResponder:
             ),
             (MOS_BLOCK.start, MOS_BLOCK.count): lambda: encode_mos_temperature(
                 self.model.mos_temperature(elapsed)
+            ),
+            (DEVICE_INFO_BLOCK.start, DEVICE_INFO_BLOCK.count): lambda: encode_device_info(
+                DEVICE_INFO
             ),
         }.get((block.start, block.count))
         return None if registers is None else build_response(registers())

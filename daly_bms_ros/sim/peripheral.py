@@ -32,8 +32,7 @@ Responder = Callable[[bytes], bytes | None]
 DEVICE_INFORMATION = {
     DEVICE_INFORMATION_FIELDS["manufacturer"]: "Daly (virtual)",
     DEVICE_INFORMATION_FIELDS["model"]: "DL-SIM",
-    DEVICE_INFORMATION_FIELDS["firmware_version"]: "SIM-1.0",
-    DEVICE_INFORMATION_FIELDS["hardware_version"]: "virtual",
+    DEVICE_INFORMATION_FIELDS["firmware_version"]: "SIM-BLE-1.0",
 }
 
 
