@@ -35,8 +35,8 @@ from sensor_msgs.msg import BatteryState  # noqa: E402
 from daly_bms_ros.ble.loop_thread import EventLoopThread  # noqa: E402
 from daly_bms_ros.protocol import FrameAssembler  # noqa: E402
 from daly_bms_ros.sim.battery import BatteryModel  # noqa: E402
-from daly_bms_ros.sim.main import ModelResponder  # noqa: E402
 from daly_bms_ros.sim.peripheral import DalyPeripheral  # noqa: E402
+from daly_bms_ros.sim.responder import ModelResponder  # noqa: E402
 
 NODE = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_node"
 NAME = "DL-BENCH0001"

@@ -11,7 +11,7 @@ from bms_double import BmsDouble
 from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
 from daly_bms_ros.ble.transport import AdapterUnavailableError
-from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.protocol import D2, BmsSample
 
 FAST = LinkConfig(
     poll_interval=0.05,
@@ -62,18 +62,36 @@ def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
     assert client.read_mos_temperature is False
 
 
-def test_silent_bms_times_out_after_the_retries() -> None:
+def test_silent_bms_times_out_after_the_retries_of_both_protocols() -> None:
     double = BmsDouble()
     double.silent = True
 
     async def scenario() -> DalyClient:
         client = await connected_client(double, retries=2)
-        with pytest.raises(RequestTimeoutError, match="after 3 tries"):
+        with pytest.raises(RequestTimeoutError, match="either protocol"):
             await client.read_sample()
         return client
 
     client = asyncio.run(scenario())
-    assert client.requests == 3
+    assert client.requests == 3 + 3  # D2 status, then the 0x81 one
+    assert client.variant is None
+
+
+def test_bms_falling_silent_times_out_after_the_retries() -> None:
+    double = BmsDouble()
+
+    async def scenario() -> DalyClient:
+        client = await connected_client(double, retries=2)
+        await client.read_sample()
+        assert client.variant is D2
+        double.silent = True
+        before = client.requests
+        with pytest.raises(RequestTimeoutError, match="status request after 3 tries"):
+            await client.read_sample()
+        assert client.requests == before + 3
+        return client
+
+    asyncio.run(scenario())
 
 
 class Recorder:

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from real_frames import BAD_CRC, SETTINGS, STATUS, frame_bytes
 
-from daly_bms_ros.protocol import DeviceInfo, build_response, encode_device_info
+from daly_bms_ros.protocol import (
+    X81,
+    DeviceInfo,
+    build_response,
+    encode_device_info,
+    encode_x81_status,
+)
+from daly_bms_ros.sim.battery import BatteryModel
 
 COMMAND = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
@@ -53,6 +60,7 @@ def test_device_info_block() -> None:
         "software_version": "K00T-2.1.7",
         "hardware_version": "DL-16S",
         "production_date": "2024-03-18",
+        "serial_number": "",  # the D2 block has none
     }
 
 
@@ -77,3 +85,18 @@ def test_usage_error_exits_2() -> None:
     assert COMMAND
     result = subprocess.run([COMMAND], capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
+
+
+def test_x81_status_is_decoded_from_its_two_blocks() -> None:
+    model = BatteryModel(cells=20, sensors=2, max_cells=48)
+    pack, state = encode_x81_status(model.status(0.0), model.mos_temperature(0.0))
+    frames = build_response(pack, X81) + build_response(state, X81)
+    status, [decoded] = decode(frames.hex())
+    assert status == 0
+    assert decoded["block"] == "x81_status"
+    assert len(decoded["cell_voltages"]) == 20  # type: ignore[arg-type]
+    assert decoded["mos_temperature"] == model.mos_temperature(0.0).temperature
+    # Half a status is reported, not guessed at.
+    status, [alone] = decode(build_response(pack, X81).hex())
+    assert status == 1
+    assert alone == {"error": "incomplete_x81_status", "block": "x81_pack"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -205,3 +206,33 @@ def test_two_batteries_two_nodes_two_namespaces(
             node.close()
             node.destroy_node()
         listener.destroy_node()
+
+
+def test_node_reads_a_bms_of_the_0x81_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ros_context: Context
+) -> None:
+    name = f"{NAME_PREFIX}X81"
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        with sim_process(name, tmp_path, "hci1", "--protocol", "x81", "--cells", "40"):
+            node = start_node(ros_context, "x81", Parameter("device_name", value=name))
+            listener = Node("x81_listener", context=ros_context)
+            received = listen(listener, "x81")
+            stop = spin_in_background(ros_context, node, listener)
+            try:
+                wait_until(lambda: received.count() >= 3, "samples of the 0x81 BMS")
+                battery = received.batteries[-1]
+                assert len(battery.cell_voltage) == 40
+                assert all(3.0 < voltage < 3.6 for voltage in battery.cell_voltage)
+                assert math.isnan(battery.capacity)  # this variant does not tell it
+                assert received.cells[-1].mos_temperature > 0
+                wait_until(
+                    lambda: received.diagnostic_values().get("firmware_version") == "SIM-1.0",
+                    "versions from the 0x81 device-information block",
+                )
+                assert received.diagnostic_values()["hardware_version"] == "SIM-HW-16S"
+            finally:
+                stop()
+                node.close()
+                node.destroy_node()
+                listener.destroy_node()

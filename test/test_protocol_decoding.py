@@ -12,6 +12,10 @@ from real_frames import SETTINGS, STATUS, frame_bytes, real_frames
 from daly_bms_ros.protocol import (
     DEVICE_INFO_BLOCK,
     MOS_BLOCK,
+    X81,
+    X81_DEVICE_INFO_BLOCK,
+    X81_PACK_BLOCK,
+    X81_STATE_BLOCK,
     BmsStatus,
     DalyProtocolError,
     DeviceInfo,
@@ -25,11 +29,14 @@ from daly_bms_ros.protocol import (
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    decode_x81_status,
     encode_device_info,
     encode_mos_temperature,
     encode_settings,
     encode_status,
+    encode_x81_status,
 )
+from daly_bms_ros.sim.battery import BatteryModel
 
 
 def only_frame(data: bytes) -> Frame:
@@ -181,3 +188,44 @@ def test_random_status_payload_decodes_or_raises_only_protocol_errors(payload: b
         return
     assert len(status.cell_voltages) <= 32
     assert all(math.isnan(v) or 0.5 <= v <= 5.0 for v in status.cell_voltages)
+
+
+def test_x81_status_round_trip_through_both_blocks() -> None:
+    model = BatteryModel(cells=40, sensors=3, max_cells=48)
+    status, mos = model.status(321.0), model.mos_temperature(321.0)
+    pack, state = encode_x81_status(status, mos)
+    assert (len(pack), len(state)) == (X81_PACK_BLOCK.count, X81_STATE_BLOCK.count)
+    frames = FrameAssembler().feed(build_response(pack, X81) + build_response(state, X81))
+    assert [frame.address for frame in frames] == [0x51, 0x51]
+    decoded, decoded_mos = decode_x81_status(*frames)
+    assert decoded.cell_voltages == status.cell_voltages
+    assert decoded.temperatures == status.temperatures
+    for name in ("pack_voltage", "current", "soc", "remaining_capacity", "cell_delta"):
+        assert getattr(decoded, name) == pytest.approx(getattr(status, name), abs=1e-9), name
+    # No lowest-cell or average register is read in this variant: computed from the cells.
+    assert decoded.min_cell_voltage == min(status.cell_voltages)
+    assert decoded.average_cell_voltage == pytest.approx(sum(status.cell_voltages) / 40)
+    assert decoded.max_cell_voltage == max(status.cell_voltages)
+    assert (decoded.cycles, decoded.charge_mos, decoded.discharge_mos) == (
+        status.cycles, status.charge_mos, status.discharge_mos,
+    )  # fmt: skip
+    assert len(decoded.balancing_cells) == 40
+    assert decoded_mos.temperature == mos.temperature
+    assert decoded.invalid == ()
+
+
+def test_x81_absent_sensor_reads_255_and_is_invalid() -> None:
+    model = BatteryModel(cells=4, sensors=2, max_cells=48)
+    pack, state = encode_x81_status(model.status(0.0), model.mos_temperature(0.0))
+    pack[0x31] = 255  # second sensor absent
+    frames = FrameAssembler().feed(build_response(pack, X81) + build_response(state, X81))
+    decoded, _ = decode_x81_status(*frames)
+    assert math.isnan(decoded.temperatures[1])
+    assert decoded.invalid == ("temperature_2",)
+
+
+def test_x81_device_info_round_trip() -> None:
+    info = DeviceInfo("DALY-K-2.5.0-20250101-LONG", "HW-H-48S", serial_number="24011500001234")
+    frame = only_frame(build_response(encode_device_info(info, X81), X81))
+    assert len(frame.registers) == X81_DEVICE_INFO_BLOCK.count
+    assert decode_device_info(frame, X81) == info

@@ -10,6 +10,8 @@ from real_frames import BAD_CRC, SETTINGS, STATUS, frame_bytes, real_frames
 from daly_bms_ros.protocol import (
     SETTINGS_BLOCK,
     STATUS_BLOCK,
+    X81,
+    X81_PACK_BLOCK,
     FrameAssembler,
     RejectReason,
     build_read_request,
@@ -95,31 +97,50 @@ def test_expire_drops_partial_frame_as_timeout() -> None:
     assert len(assembler.feed(frame_bytes(SETTINGS))) == 1
 
 
-def test_error_response_and_newer_protocol_variant_are_reported() -> None:
-    error_body = bytes([0xD2, 0x83, 0x02])
-    error = error_body + crc16_modbus(error_body).to_bytes(2, "little")
+def test_error_responses_of_both_variants_are_reported() -> None:
+    frames = b""
+    for address in (0xD2, 0x51):
+        body = bytes([address, 0x83, 0x02])
+        frames += body + crc16_modbus(body).to_bytes(2, "little")
     assembler = FrameAssembler()
-    assert assembler.feed(error + bytes([0x81, 0x51, 0x10, 0x00])) == []
-    assert assembler.rejected[RejectReason.ERROR_RESPONSE] == 1
-    assert assembler.rejected[RejectReason.UNSUPPORTED_VARIANT] == 1
+    assert assembler.feed(frames) == []
+    assert assembler.rejected[RejectReason.ERROR_RESPONSE] == 2
+
+
+def test_frames_of_the_0x81_variant_are_assembled_with_their_address() -> None:
+    request = build_read_request(X81_PACK_BLOCK, X81)
+    assert request[:2] == b"\x81\x03"
+    parsed = parse_read_request(request, X81)
+    assert parsed is not None
+    assert (parsed.start, parsed.count) == (X81_PACK_BLOCK.start, X81_PACK_BLOCK.count)
+    assert parse_read_request(request) is None  # not a D2 request
+    x81 = build_response(list(range(62)), X81)
+    d2 = frame_bytes(STATUS)
+    assembler = FrameAssembler()
+    frames = assembler.feed(b"\x81\x00" + x81[:7]) + assembler.feed(x81[7:] + d2)
+    assert [frame.address for frame in frames] == [0x51, 0xD2]
+    assert frames[0].registers == tuple(range(62))
+    assert frames[0].to_bytes() == x81
+    assert assembler.rejected[RejectReason.BAD_HEADER] == 1  # the two bytes before the frame
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=64), max_size=12))
 def test_random_bytes_never_yield_a_frame_with_a_bad_crc(chunks: list[bytes]) -> None:
     assembler = FrameAssembler()
+    received = b"".join(chunks)
     for chunk in chunks:
         for frame in assembler.feed(chunk):
-            raw = build_response(frame.registers)
-            assert crc16_modbus(raw[:-2]) == int.from_bytes(raw[-2:], "little")
-            assert raw[3:-2] == frame.payload
+            wire = frame.to_bytes()
+            assert wire in received  # exactly the bytes received, not a repaired copy
+            assert crc16_modbus(wire[:-2]) == int.from_bytes(wire[-2:], "little")
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300), st.integers(min_value=0, max_value=299))
 def test_real_frame_survives_random_prefix_noise(noise: bytes, cut: int) -> None:
     """Garbage before a real frame never hides it when the garbage holds no header."""
-    noise = noise.replace(b"\xd2", b"\x00")
+    noise = noise.replace(b"\xd2", b"\x00").replace(b"\x51", b"\x00")
     status = frame_bytes(STATUS)
     assembler = FrameAssembler()
     data = noise + status

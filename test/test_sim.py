@@ -27,7 +27,7 @@ from daly_bms_ros.protocol import (
     encode_status,
 )
 from daly_bms_ros.sim.battery import BatteryModel, open_circuit_voltage
-from daly_bms_ros.sim.main import ModelResponder
+from daly_bms_ros.sim.responder import ModelResponder
 
 
 def test_state_of_charge_integrates_the_current() -> None:

@@ -1,4 +1,8 @@
-"""Request/response over a transport: one request at a time, each answered by one frame."""
+"""Request/response over a transport: one request at a time, each answered by one frame.
+
+The client finds out which of the two Daly protocols the BMS speaks (D2 first, then 0x81) the
+first time it reads a sample, and keeps to it.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,28 @@ import time
 
 from daly_bms_ros.ble.transport import BmsTransport, TransportError
 from daly_bms_ros.protocol import (
+    D2,
     DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
+    X81,
+    X81_DEVICE_INFO_BLOCK,
+    X81_PACK_BLOCK,
+    X81_STATE_BLOCK,
     Block,
     BmsSample,
     BmsSettings,
     DalyProtocolError,
     Frame,
     FrameAssembler,
+    Variant,
     build_read_request,
     decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    decode_x81_status,
 )
 
 
@@ -51,6 +62,8 @@ class DalyClient:
         self._settings: BmsSettings | None = None
         #: Cleared on a connection whose BMS does not answer the MOS temperature block.
         self.read_mos_temperature = True
+        #: The protocol the BMS answered; None until the first sample.
+        self.variant: Variant | None = None
 
     def attach(self) -> None:
         """Start a new connection: nothing buffered or cached from the previous one survives."""
@@ -65,12 +78,14 @@ class DalyClient:
         for frame in self.assembler.feed(data):
             self._frames.put_nowait(frame)
 
-    async def read_block(self, block: Block, retries: int | None = None) -> Frame:
+    async def read_block(
+        self, block: Block, retries: int | None = None, variant: Variant = D2
+    ) -> Frame:
         """Send the read request for ``block`` and return its answer, resending on timeout.
 
         ``retries`` overrides ``request_retries`` (0 for a block some firmware never answers).
         """
-        request = build_read_request(block)
+        request = build_read_request(block, variant)
         attempts = (self.request_retries if retries is None else retries) + 1
         for _attempt in range(attempts):
             while not self._frames.empty():  # a late answer to an earlier request
@@ -83,7 +98,7 @@ class DalyClient:
                 self.timeouts += 1
                 self.assembler.expire()
                 continue
-            if len(frame.payload) == block.byte_count:
+            if len(frame.payload) == block.byte_count and frame.address == variant.response_address:
                 return frame
         raise RequestTimeoutError(f"no answer to the {block.name} request after {attempts} tries")
 
@@ -94,16 +109,47 @@ class DalyClient:
         neither tells is absent. One unanswered request costs one request timeout.
         """
         information = await self.transport.read_device_information()
+        variant = self.variant or D2
         try:
-            frame = await self.read_block(DEVICE_INFO_BLOCK, retries=0)
-            block = decode_device_info(frame)
+            frame = await self.read_block(
+                X81_DEVICE_INFO_BLOCK if variant is X81 else DEVICE_INFO_BLOCK, 0, variant
+            )
+            block = decode_device_info(frame, variant)
         except (RequestTimeoutError, DalyProtocolError):
             return information
         return information | {name: text for name, text in block.to_dict().items() if text}
 
+    async def _detect_variant(self) -> tuple[Variant, Frame]:
+        """Ask for the D2 status, then for the 0x81 one: a BMS answers its own protocol only.
+
+        Return the variant and the status frame it answered with.
+        """
+        for variant, block in ((D2, STATUS_BLOCK), (X81, X81_PACK_BLOCK)):
+            try:
+                return variant, await self.read_block(block, variant=variant)
+            except RequestTimeoutError:
+                continue
+        raise RequestTimeoutError("no answer to the status request of either protocol (D2, 0x81)")
+
+    async def _read_x81_sample(self) -> BmsSample:
+        """Read both status blocks of the 0x81 variant (it has no block with the capacity)."""
+        pack = await self.read_block(X81_PACK_BLOCK, variant=X81)
+        state = await self.read_block(X81_STATE_BLOCK, variant=X81)
+        status, mos = decode_x81_status(pack, state)
+        return BmsSample(status, None, mos.temperature, time.time(), pack.to_bytes())
+
     async def read_sample(self) -> BmsSample:
-        """Read a complete sample: status always, settings once per connection, MOS if answered."""
-        status_frame = await self.read_block(STATUS_BLOCK)
+        """Read a complete sample of whichever protocol the BMS speaks."""
+        if self.variant is None:
+            self.variant, first_frame = await self._detect_variant()
+            if self.variant is D2:
+                return await self._read_d2_sample(first_frame)
+        if self.variant is X81:
+            return await self._read_x81_sample()
+        return await self._read_d2_sample(await self.read_block(STATUS_BLOCK))
+
+    async def _read_d2_sample(self, status_frame: Frame) -> BmsSample:
+        """Complete a D2 sample: settings once per connection, the MOS block where answered."""
         status = decode_status(status_frame)
         if self._settings is None:
             self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))

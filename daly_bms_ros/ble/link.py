@@ -157,8 +157,6 @@ class BmsLink:
         self._lost.clear()
         await self._transport.connect()
         self._client.attach()
-        # Asked once per connection: the firmware may have been updated while away.
-        self._device_information = await self._client.device_information()
         if self._connected_once:
             self._reconnects += 1
         self._connected_once = True
@@ -168,6 +166,7 @@ class BmsLink:
         """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""
         next_poll = time.monotonic()
         failed_polls = 0
+        information_read = False
         while not self._stopping.is_set():
             if self._lost.is_set() or not self._transport.is_connected:
                 raise LinkLostError("the BMS closed the link")
@@ -186,6 +185,11 @@ class BmsLink:
                 self._failures = 0
                 self._last_sample_at = time.monotonic()
                 self._on_sample(sample)
+                if not information_read:
+                    # Once per connection (firmware may change while away), once the variant
+                    # is known, and after the first sample so that it never delays one.
+                    self._device_information = await self._client.device_information()
+                    information_read = True
                 self._on_status(self.status())
             interval = self._config.poll_interval
             next_poll += interval

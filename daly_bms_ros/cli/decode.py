@@ -1,8 +1,9 @@
 """``daly-bms decode HEX ...``: decode captured frames to JSON, one object per frame found.
 
-Without the request that asked for it, a frame's block is told by its data length: 124 bytes is
-the status block, 82 the settings block, 64 the device-information block, 18 the MOS
-temperature block.
+Without the request that asked for it, a frame's block is told by its address and data length:
+from 0xD2, 124 bytes is the status block, 82 the settings block, 64 the device-information
+block, 18 the MOS temperature block; from 0x51 (the 0x81 variant), 128 bytes then 124 bytes are
+the two halves of one status, 148 bytes the device-information block.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from daly_bms_ros.protocol import (
+    D2,
     DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
     STATUS_BLOCK,
+    X81,
+    X81_DEVICE_INFO_BLOCK,
+    X81_PACK_BLOCK,
+    X81_STATE_BLOCK,
     DalyProtocolError,
     Frame,
     FrameAssembler,
@@ -27,14 +33,25 @@ from daly_bms_ros.protocol import (
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    decode_x81_status,
 )
+from daly_bms_ros.protocol.model import json_ready
 
-DECODERS: dict[int, tuple[str, Callable[[Frame], Any]]] = {
-    STATUS_BLOCK.byte_count: (STATUS_BLOCK.name, decode_status),
-    SETTINGS_BLOCK.byte_count: (SETTINGS_BLOCK.name, decode_settings),
-    MOS_BLOCK.byte_count: (MOS_BLOCK.name, decode_mos_temperature),
-    DEVICE_INFO_BLOCK.byte_count: (DEVICE_INFO_BLOCK.name, decode_device_info),
+DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
+    (D2.response_address, STATUS_BLOCK.byte_count): (STATUS_BLOCK.name, decode_status),
+    (D2.response_address, SETTINGS_BLOCK.byte_count): (SETTINGS_BLOCK.name, decode_settings),
+    (D2.response_address, MOS_BLOCK.byte_count): (MOS_BLOCK.name, decode_mos_temperature),
+    (D2.response_address, DEVICE_INFO_BLOCK.byte_count): (
+        DEVICE_INFO_BLOCK.name,
+        decode_device_info,
+    ),
+    (X81.response_address, X81_DEVICE_INFO_BLOCK.byte_count): (
+        X81_DEVICE_INFO_BLOCK.name,
+        lambda frame: decode_device_info(frame, X81),
+    ),
 }
+X81_PACK = (X81.response_address, X81_PACK_BLOCK.byte_count)
+X81_STATE = (X81.response_address, X81_STATE_BLOCK.byte_count)
 
 
 def parse_hex(text: str) -> bytes:
@@ -45,9 +62,13 @@ def parse_hex(text: str) -> bytes:
     return bytes.fromhex(cleaned)
 
 
+def _kind(frame: Frame) -> tuple[int, int]:
+    return frame.address, len(frame.payload)
+
+
 def decode_frame(frame: Frame) -> dict[str, Any]:
     """JSON object for one valid frame, or an ``error`` object when its block is unknown."""
-    block = DECODERS.get(len(frame.payload))
+    block = DECODERS.get(_kind(frame))
     if block is None:
         return {"error": "unknown_block", "data_bytes": len(frame.payload)}
     name, decoder = block
@@ -57,10 +78,44 @@ def decode_frame(frame: Frame) -> dict[str, Any]:
         return {"error": "undecodable", "block": name, "detail": str(error)}
 
 
+def decode_x81_pair(pack: Frame, state: Frame) -> dict[str, Any]:
+    """JSON object for the two status blocks of the 0x81 variant, decoded together."""
+    try:
+        status, mos = decode_x81_status(pack, state)
+    except DalyProtocolError as error:
+        return {"error": "undecodable", "block": "x81_status", "detail": str(error)}
+    return {
+        "block": "x81_status",
+        **status.to_dict(),
+        "mos_temperature": json_ready(mos.temperature),
+    }
+
+
+def decode_frames(frames: list[Frame]) -> Iterator[dict[str, Any]]:
+    """Decode each frame; a 0x81 status is two frames, pack then state, decoded as one."""
+    pending: Frame | None = None
+    for frame in frames:
+        if pending is not None:
+            if _kind(frame) == X81_STATE:
+                yield decode_x81_pair(pending, frame)
+                pending = None
+                continue
+            yield {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+            pending = None
+        if _kind(frame) == X81_PACK:
+            pending = frame
+        elif _kind(frame) == X81_STATE:
+            yield {"error": "incomplete_x81_status", "block": X81_STATE_BLOCK.name}
+        else:
+            yield decode_frame(frame)
+    if pending is not None:
+        yield {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+
+
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
     """Yield an object per valid frame, in order, then an ``error`` object per rejected piece."""
     assembler = FrameAssembler()
-    yield from (decode_frame(frame) for frame in assembler.feed(data))
+    yield from decode_frames(assembler.feed(data))
     if assembler.pending:
         assembler.expire()
         yield {"error": "truncated"}

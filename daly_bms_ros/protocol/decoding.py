@@ -6,26 +6,27 @@ import math
 from collections.abc import Sequence
 
 from daly_bms_ros.protocol.errors import FrameDecodeError
-from daly_bms_ros.protocol.frames import Frame
+from daly_bms_ros.protocol.frames import D2, X81, Frame, Variant
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus, DeviceInfo, MosTemperature
 from daly_bms_ros.protocol.registers import (
-    CELL_VOLTAGES,
+    D2_STATUS,
     DEVICE_INFO_BLOCK,
     DEVICE_INFO_TEXT,
     FAULT_BITS,
-    FAULT_WORD_COUNT,
-    FAULT_WORDS_INDEX,
-    MAX_CELLS,
     MAX_TEMPERATURE_SENSORS,
     MOS_BLOCK,
     MOS_TEMPERATURE,
     SETTINGS_BLOCK,
     SETTINGS_REGISTERS,
     STATUS_BLOCK,
-    STATUS_REGISTERS,
-    TEMPERATURES,
+    X81_DEVICE_INFO_BLOCK,
+    X81_DEVICE_INFO_TEXT,
+    X81_PACK_BLOCK,
+    X81_STATE_BLOCK,
+    X81_STATUS,
     Block,
     Register,
+    StatusLayout,
 )
 
 
@@ -69,27 +70,46 @@ def decode_alarms(words: Sequence[int]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _count(registers: Sequence[int], name: str, limit: int) -> int:
-    count = registers[STATUS_REGISTERS[name].index]
+def _count(registers: Sequence[int], layout: StatusLayout, name: str, limit: int) -> int:
+    count = registers[layout.registers[name].index]
     if count > limit:
         raise FrameDecodeError(f"{name} is {count}, at most {limit} is possible")
     return count
 
 
-def decode_status(frame: Frame) -> BmsStatus:
-    """Decode the 62-register status block."""
-    registers = _registers(frame, STATUS_BLOCK)
-    cell_count = _count(registers, "cell_count", MAX_CELLS)
-    sensor_count = _count(registers, "temperature_sensor_count", MAX_TEMPERATURE_SENSORS)
+def _cell_statistics(
+    checker: _RangeChecker, layout: StatusLayout, cells: Sequence[float]
+) -> dict[str, float]:
+    """Min, max, average and delta: from the BMS's registers, else from the valid cells."""
+    valid = [voltage for voltage in cells if not math.isnan(voltage)]
+    computed = {
+        "min_cell_voltage": min(valid, default=math.nan),
+        "max_cell_voltage": max(valid, default=math.nan),
+        "average_cell_voltage": sum(valid) / len(valid) if valid else math.nan,
+        "cell_delta": max(valid) - min(valid) if valid else math.nan,
+    }
+    return {
+        name: checker.value(layout.registers[name]) if name in layout.registers else value
+        for name, value in computed.items()
+    }
+
+
+def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
+    """Decode the status of any variant from its registers and its layout."""
+    cell_count = _count(registers, layout, "cell_count", layout.max_cells)
+    sensor_count = _count(registers, layout, "temperature_sensor_count", MAX_TEMPERATURE_SENSORS)
     checker = _RangeChecker(registers)
-    by_name = STATUS_REGISTERS
-    cells = checker.series(CELL_VOLTAGES, cell_count)
+    by_name = layout.registers
+    cells = checker.series(layout.cell_voltages, cell_count)
     valid_cells = [(voltage, i + 1) for i, voltage in enumerate(cells) if not math.isnan(voltage)]
-    balancing_bits = registers[by_name["balancing_cells"].index]
-    words = registers[FAULT_WORDS_INDEX : FAULT_WORDS_INDEX + FAULT_WORD_COUNT]
+    balancing_bits = sum(
+        registers[index] << (16 * n) for n, index in enumerate(layout.balancing_bitmaps)
+    )
+    first_word, word_count = layout.fault_words
+    words = registers[first_word : first_word + word_count]
     return BmsStatus(
         cell_voltages=cells,
-        temperatures=checker.series(TEMPERATURES, sensor_count),
+        temperatures=checker.series(layout.temperatures, sensor_count),
         pack_voltage=checker.value(by_name["pack_voltage"]),
         current=checker.value(by_name["current"]),
         soc=checker.value(by_name["soc"]),
@@ -99,10 +119,7 @@ def decode_status(frame: Frame) -> BmsStatus:
         discharge_mos=bool(registers[by_name["discharge_mos"].index]),
         balancing=bool(registers[by_name["balancing"].index]),
         balancing_cells=tuple(bool(balancing_bits >> i & 1) for i in range(cell_count)),
-        min_cell_voltage=checker.value(by_name["min_cell_voltage"]),
-        max_cell_voltage=checker.value(by_name["max_cell_voltage"]),
-        average_cell_voltage=checker.value(by_name["average_cell_voltage"]),
-        cell_delta=checker.value(by_name["cell_delta"]),
+        **_cell_statistics(checker, layout, cells),
         # The first lowest/highest cell, as the BMS's own min/max registers do not say which.
         min_cell_index=min(valid_cells)[1] if valid_cells else 0,
         max_cell_index=max(valid_cells, key=lambda cell: (cell[0], -cell[1]))[1]
@@ -112,6 +129,27 @@ def decode_status(frame: Frame) -> BmsStatus:
         alarms=decode_alarms(words),
         invalid=tuple(checker.invalid),
     )
+
+
+def decode_status(frame: Frame) -> BmsStatus:
+    """Decode the 62-register D2 status block."""
+    return _decode_layout(_registers(frame, STATUS_BLOCK), D2_STATUS)
+
+
+def _x81_registers(pack: Frame, state: Frame) -> list[int]:
+    """Join the two 0x81 blocks into one register space from 0x00 (0x40, not read, as 0)."""
+    registers = [0] * (X81_STATE_BLOCK.start + X81_STATE_BLOCK.count)
+    registers[: X81_PACK_BLOCK.count] = _registers(pack, X81_PACK_BLOCK)
+    registers[X81_STATE_BLOCK.start :] = _registers(state, X81_STATE_BLOCK)
+    return registers
+
+
+def decode_x81_status(pack: Frame, state: Frame) -> tuple[BmsStatus, MosTemperature]:
+    """Decode the status of the 0x81 variant from its two blocks; the MOS temperature with it."""
+    registers = _x81_registers(pack, state)
+    status = _decode_layout(registers, X81_STATUS)
+    checker = _RangeChecker(registers)
+    return status, MosTemperature(checker.value(X81_STATUS.registers["mos_temperature"]))
 
 
 def decode_settings(frame: Frame) -> BmsSettings:
@@ -136,20 +174,27 @@ def _text(data: bytes) -> str:
     return "".join(char if char.isprintable() and char != "\ufffd" else "?" for char in text)
 
 
-def decode_device_info(frame: Frame) -> DeviceInfo:
-    """Decode the 32-register device-information block (versions and production date)."""
-    _registers(frame, DEVICE_INFO_BLOCK)
+def _device_info_layout(variant: Variant) -> tuple[Block, dict[str, tuple[int, int]]]:
+    if variant is X81:
+        return X81_DEVICE_INFO_BLOCK, X81_DEVICE_INFO_TEXT
+    return DEVICE_INFO_BLOCK, DEVICE_INFO_TEXT
+
+
+def decode_device_info(frame: Frame, variant: Variant = D2) -> DeviceInfo:
+    """Decode a device-information block (versions; production date or serial number)."""
+    block, layout = _device_info_layout(variant)
+    _registers(frame, block)
     fields = {
-        name: _text(frame.payload[first : first + size])
-        for name, (first, size) in DEVICE_INFO_TEXT.items()
+        name: _text(frame.payload[first : first + size]) for name, (first, size) in layout.items()
     }
     return DeviceInfo(**fields)
 
 
-def encode_device_info(info: DeviceInfo) -> list[int]:
+def encode_device_info(info: DeviceInfo, variant: Variant = D2) -> list[int]:
     """Return the device-information registers that decode to ``info``."""
-    payload = bytearray(DEVICE_INFO_BLOCK.byte_count)
-    for name, (first, size) in DEVICE_INFO_TEXT.items():
+    block, layout = _device_info_layout(variant)
+    payload = bytearray(block.byte_count)
+    for name, (first, size) in layout.items():
         text = getattr(info, name).encode("ascii")[:size]
         payload[first : first + len(text)] = text
     return list(Frame(bytes(payload)).registers)
@@ -159,26 +204,15 @@ def _nan_to_zero(raw: float) -> float:
     return 0.0 if math.isnan(raw) else raw
 
 
-def encode_status(status: BmsStatus) -> list[int]:
-    """Return the status-block registers that decode to ``status`` (for the virtual BMS)."""
-    registers = [0] * STATUS_BLOCK.count
-    by_name = STATUS_REGISTERS
-    for i, voltage in enumerate(status.cell_voltages):
-        registers[CELL_VOLTAGES.index + i] = CELL_VOLTAGES.encode(_nan_to_zero(voltage))
-    for i, temperature in enumerate(status.temperatures):
-        registers[TEMPERATURES.index + i] = TEMPERATURES.encode(_nan_to_zero(temperature))
-    for name in (
-        "pack_voltage",
-        "current",
-        "soc",
-        "remaining_capacity",
-        "min_cell_voltage",
-        "max_cell_voltage",
-        "average_cell_voltage",
-        "cell_delta",
+def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[int]:
+    """Return registers 0..size-1 of ``layout`` that decode to ``status`` (virtual BMS)."""
+    registers = [0] * size
+    for first, values in (
+        (layout.cell_voltages, status.cell_voltages),
+        (layout.temperatures, status.temperatures),
     ):
-        register = by_name[name]
-        registers[register.index] = register.encode(_nan_to_zero(getattr(status, name)))
+        for i, value in enumerate(values):
+            registers[first.index + i] = first.encode(_nan_to_zero(value))
     flags = {
         "cell_count": len(status.cell_voltages),
         "temperature_sensor_count": len(status.temperatures),
@@ -186,12 +220,31 @@ def encode_status(status: BmsStatus) -> list[int]:
         "charge_mos": int(status.charge_mos),
         "discharge_mos": int(status.discharge_mos),
         "balancing": int(status.balancing),
-        "balancing_cells": sum(1 << i for i, on in enumerate(status.balancing_cells) if on),
     }
-    for name, raw in flags.items():
-        registers[by_name[name].index] = raw
-    registers[FAULT_WORDS_INDEX : FAULT_WORDS_INDEX + FAULT_WORD_COUNT] = status.alarm_words
+    for name, register in layout.registers.items():
+        if name in flags:
+            registers[register.index] = flags[name]
+        elif hasattr(status, name):
+            registers[register.index] = register.encode(_nan_to_zero(getattr(status, name)))
+    bits = sum(1 << i for i, on in enumerate(status.balancing_cells) if on)
+    for n, index in enumerate(layout.balancing_bitmaps):
+        registers[index] = bits >> (16 * n) & 0xFFFF
+    first_word, word_count = layout.fault_words
+    registers[first_word : first_word + word_count] = status.alarm_words[:word_count]
     return registers
+
+
+def encode_status(status: BmsStatus) -> list[int]:
+    """Return the D2 status-block registers that decode to ``status``."""
+    return _encode_layout(status, D2_STATUS, STATUS_BLOCK.count)
+
+
+def encode_x81_status(status: BmsStatus, mos: MosTemperature) -> tuple[list[int], list[int]]:
+    """Return the two 0x81 blocks (pack, state) that decode to ``status`` and ``mos``."""
+    registers = _encode_layout(status, X81_STATUS, X81_STATE_BLOCK.start + X81_STATE_BLOCK.count)
+    mos_register = X81_STATUS.registers["mos_temperature"]
+    registers[mos_register.index] = mos_register.encode(_nan_to_zero(mos.temperature))
+    return registers[: X81_PACK_BLOCK.count], registers[X81_STATE_BLOCK.start :]
 
 
 def encode_settings(settings: BmsSettings) -> list[int]:

@@ -2,7 +2,9 @@
 
 A Daly D2 read request is ``D2 03 <start:2> <count:2> <crc:2>``; the answer is
 ``D2 03 <n> <n data bytes> <crc:2>``; an error answer is ``D2 83 <code> <crc:2>``. Multi-byte
-fields are big-endian except the CRC, which is little-endian.
+fields are big-endian except the CRC, which is little-endian. The newer protocol variant is the
+same Modbus-style exchange with request address 0x81 and response address 0x51 (see
+``registers`` for its layout).
 """
 
 from __future__ import annotations
@@ -16,14 +18,25 @@ from dataclasses import dataclass
 from daly_bms_ros.protocol.crc import crc16_modbus
 from daly_bms_ros.protocol.registers import Block
 
-ADDRESS = 0xD2
 READ = 0x03
 ERROR_FLAG = 0x80
-#: Address byte of the newer Daly protocol variant, whose layout is not supported.
-VARIANT_ADDRESS = 0x81
 #: Modbus allows at most 125 registers in one read.
 MAX_DATA_BYTES = 250
-_HEADER = bytes((ADDRESS, READ))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of the two Daly BLE protocols: the address byte of its requests and of its answers."""
+
+    name: str
+    request_address: int
+    response_address: int
+
+
+D2 = Variant("d2", 0xD2, 0xD2)
+X81 = Variant("x81", 0x81, 0x51)
+VARIANTS = (D2, X81)
+_RESPONSE_ADDRESSES = frozenset(variant.response_address for variant in VARIANTS)
 
 
 class RejectReason(enum.Enum):
@@ -34,7 +47,6 @@ class RejectReason(enum.Enum):
     BAD_HEADER = "bad_header"
     TIMEOUT = "timeout"
     ERROR_RESPONSE = "error_response"
-    UNSUPPORTED_VARIANT = "unsupported_variant"
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class Frame:
     """A response whose address, function, length and CRC were all valid."""
 
     payload: bytes
+    address: int = D2.response_address
 
     @property
     def registers(self) -> tuple[int, ...]:
@@ -50,21 +63,21 @@ class Frame:
 
     def to_bytes(self) -> bytes:
         """Return the frame as it was on the wire: header, length, payload, CRC."""
-        return _with_crc(bytes((ADDRESS, READ, len(self.payload))) + self.payload)
+        return _with_crc(bytes((self.address, READ, len(self.payload))) + self.payload)
 
 
 def _with_crc(body: bytes) -> bytes:
     return body + struct.pack("<H", crc16_modbus(body))
 
 
-def build_read_request(block: Block) -> bytes:
+def build_read_request(block: Block, variant: Variant = D2) -> bytes:
     """Request that reads ``block`` (e.g. the status block: d2 03 00 00 00 3e d7 b9)."""
-    return _with_crc(struct.pack(">BBHH", ADDRESS, READ, block.start, block.count))
+    return _with_crc(struct.pack(">BBHH", variant.request_address, READ, block.start, block.count))
 
 
-def parse_read_request(data: bytes) -> Block | None:
-    """Return the registers a valid read request asks for, or None for anything else."""
-    if len(data) != 8 or data[:2] != _HEADER:
+def parse_read_request(data: bytes, variant: Variant = D2) -> Block | None:
+    """Return the registers a valid read request of ``variant`` asks for, or None."""
+    if len(data) != 8 or data[:2] != bytes((variant.request_address, READ)):
         return None
     if crc16_modbus(data[:6]) != struct.unpack_from("<H", data, 6)[0]:
         return None
@@ -72,9 +85,10 @@ def parse_read_request(data: bytes) -> Block | None:
     return Block("request", start, count)
 
 
-def build_response(registers: Sequence[int]) -> bytes:
+def build_response(registers: Sequence[int], variant: Variant = D2) -> bytes:
     """Response frame carrying ``registers`` (what a BMS sends back to a read)."""
-    return Frame(struct.pack(f">{len(registers)}H", *registers)).to_bytes()
+    payload = struct.pack(f">{len(registers)}H", *registers)
+    return Frame(payload, variant.response_address).to_bytes()
 
 
 class FrameAssembler:
@@ -109,7 +123,7 @@ class FrameAssembler:
         buffer += chunk
         frames: list[Frame] = []
         while buffer:
-            if buffer[0] != ADDRESS:
+            if buffer[0] not in _RESPONSE_ADDRESSES:
                 self._skip_to_header()
                 continue
             if len(buffer) < 3:
@@ -131,12 +145,12 @@ class FrameAssembler:
             if len(buffer) < total:
                 break
             if self._crc_ok(total):
-                frames.append(Frame(bytes(buffer[3 : 3 + length])))
+                frames.append(Frame(bytes(buffer[3 : 3 + length]), buffer[0]))
                 del buffer[:total]
             else:
                 self.rejected[RejectReason.BAD_CRC] += 1
                 # A truncated frame may hide the start of the next one: resume there.
-                next_header = buffer.find(_HEADER, 1, total)
+                next_header = self._next_header(1, total)
                 del buffer[: next_header if next_header > 0 else total]
         return frames
 
@@ -153,13 +167,17 @@ class FrameAssembler:
         self.rejected[reason] += 1
         del self._buffer[:count]
 
+    def _next_header(self, start: int, end: int | None = None) -> int:
+        """Index of the first response header (address + read function) in the range, or -1."""
+        found = [
+            index
+            for address in _RESPONSE_ADDRESSES
+            if (index := self._buffer.find(bytes((address, READ)), start, end)) >= 0
+        ]
+        return min(found, default=-1)
+
     def _skip_to_header(self) -> None:
-        """Drop bytes before the next D2 address; a 0x81 start means the other protocol."""
+        """Drop the bytes before the next response address."""
         buffer = self._buffer
-        reason = (
-            RejectReason.UNSUPPORTED_VARIANT
-            if buffer[0] == VARIANT_ADDRESS
-            else RejectReason.BAD_HEADER
-        )
-        next_address = buffer.find(ADDRESS)
-        self._reject(next_address if next_address > 0 else len(buffer), reason)
+        found = [index for address in _RESPONSE_ADDRESSES if (index := buffer.find(address)) > 0]
+        self._reject(min(found, default=len(buffer)), RejectReason.BAD_HEADER)

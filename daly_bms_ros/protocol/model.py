@@ -88,11 +88,12 @@ class MosTemperature:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What the BMS says about itself; "" where a field is empty."""
+    """What the BMS says about itself; "" where a field is empty or the variant lacks it."""
 
     software_version: str
     hardware_version: str
-    production_date: str
+    production_date: str = ""
+    serial_number: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""

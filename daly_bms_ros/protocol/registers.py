@@ -1,12 +1,14 @@
 """The Daly BLE register map: the one place that says what each register means.
 
-Sources of the meanings (cited per entry as [A], [B], [C], [D]):
+Sources of the meanings (cited per entry as [A] to [E]):
 - [A] aiobmsble, Daly plugin ``aiobmsble/bms/daly_bms.py`` (patman15): status block 0x00 x 62 with
   pack voltage at register 40, current 41 (30000 offset, 0.1 A), SOC 42, remaining capacity 48,
   cell count 49, sensor count 50, cycles 51, cell delta 56, problem code 58..61; MOS temperature
   block 0x3E x 9 with the temperature in its fifth register; device-information block 0xA9 x 32
   holding the software version (bytes 0..15) and hardware version (16..31) as ASCII, and a
-  production date in bytes 32..47 that the plugin reads but leaves out.
+  production date in bytes 32..47 that the plugin reads but leaves out. For the 0x81 variant:
+  status in blocks 0x00 x 64 and 0x41 x 62, problem code at 0x6D..0x6E, device information
+  0x178 x 74 (software version bytes 0..27, hardware 28..41, serial number 42..55).
 - [B] Daly "BMS-Modbus" register list (as used by public RS485/Modbus readers, e.g.
   Sundaya-Development-Team/python-daly-16S ``address.py``): cells 0x00.., temperatures 0x20.. with
   offset 40, max/min cell voltage, max/min temperature, charge/discharge state, MOS states,
@@ -15,6 +17,11 @@ Sources of the meanings (cited per entry as [A], [B], [C], [D]):
   registers 0x3A..0x3D carry as 16-bit words, first byte in the low half (public readers label
   register 0x3A bits 0..15 as "level 1 cell V high", "level 2 cell V high", ... "level 2 discharge
   temperature low").
+- [E] patagonaa/esphome-daly-hkms-bms ``daly_hkms_bms_registers.h`` (MIT): the register map of
+  the 0x81 variant ("HKMS", answers from address 0x51): cells 0x00..0x2F, temperatures
+  0x30..0x37, voltage 0x38, current 0x39, SOC 0x3A, counts 0x3C/0x3D, max cell 0x3E, delta 0x42,
+  remaining capacity 0x4B, cycles 0x4C, balancing 0x4D and bitmaps 0x4F..0x51, MOS states
+  0x52/0x53, MOS temperature 0x5A; the same scales and offsets as D2.
 - [D] The real captures in shared/frames/ (16S pack): a 41-register settings block starting with
   the rated capacity (3100 = 310.0 Ah) and the nominal cell voltage (3200 mV).
 Register numbers are relative to the block start.
@@ -74,39 +81,105 @@ class Register:
         return round(value * self.divisor) + self.offset
 
 
-#: Status block: first cell voltage register [A][B]; 32 registers, mV.
-CELL_VOLTAGES = Register("cell_voltage", 0, 1000, unit="V", minimum=0.5, maximum=5.0)
-#: First temperature sensor register [A][B]; 8 registers, degC + 40.
-TEMPERATURES = Register(
-    "temperature", 32, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=120.0
-)
+@dataclass(frozen=True)
+class StatusLayout:
+    """Where one protocol variant keeps the values of the pack's status.
 
-STATUS_REGISTERS: dict[str, Register] = {
-    register.name: register
-    for register in (
-        Register("pack_voltage", 40, 10, unit="V", minimum=0.0, maximum=200.0),  # [A]
-        Register(
-            "current", 41, 10, CURRENT_OFFSET, "A", minimum=-3000.0, maximum=3000.0
-        ),  # [A] positive = charging
-        Register("soc", 42, 10, unit="%", minimum=0.0, maximum=100.0),  # [A]
-        Register("max_cell_voltage", 43, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
-        Register("min_cell_voltage", 44, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
-        Register("remaining_capacity", 48, 10, unit="Ah", minimum=0.0, maximum=6500.0),  # [A]
+    Register indices count from the first register read; ``registers`` holds the scalar values
+    by the name of the BmsStatus field (plus the counts and flags); a statistic a variant lacks
+    (min, max, average cell voltage, delta) is computed from the cells.
+    """
+
+    max_cells: int
+    cell_voltages: Register
+    temperatures: Register
+    registers: dict[str, Register]
+    #: Registers holding the per-cell balancing bits, 16 cells each, bit 0 = first cell.
+    balancing_bitmaps: tuple[int, ...]
+    #: First fault word and how many there are.
+    fault_words: tuple[int, int]
+
+
+def _by_name(*registers: Register) -> dict[str, Register]:
+    return {register.name: register for register in registers}
+
+
+def _cells(index: int) -> Register:
+    return Register("cell_voltage", index, 1000, unit="V", minimum=0.5, maximum=5.0)
+
+
+def _temperatures(index: int) -> Register:
+    return Register(
+        "temperature", index, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=120.0
+    )
+
+
+def _pack(voltage: int, current: int, soc: int, capacity: int) -> tuple[Register, ...]:
+    """Pack voltage, current (positive = charging), SOC and remaining capacity: both variants."""
+    return (
+        Register("pack_voltage", voltage, 10, unit="V", minimum=0.0, maximum=200.0),
+        Register("current", current, 10, CURRENT_OFFSET, "A", minimum=-3000.0, maximum=3000.0),
+        Register("soc", soc, 10, unit="%", minimum=0.0, maximum=100.0),
+        Register("remaining_capacity", capacity, 10, unit="Ah", minimum=0.0, maximum=6500.0),
+    )
+
+
+def _cell_statistic(name: str, index: int) -> Register:
+    return Register(
+        name, index, 1000, unit="V", minimum=0.0 if name == "cell_delta" else 0.5, maximum=5.0
+    )
+
+
+#: The D2 status block 0x00 x 62: cells at 0 (32, mV) [A][B], temperatures at 32 (8, degC + 40)
+#: [A][B], pack values at 40/41/42/48 [A], fault words 0x3A..0x3D [A][C].
+D2_STATUS = StatusLayout(
+    max_cells=MAX_CELLS,
+    cell_voltages=_cells(0),
+    temperatures=_temperatures(32),
+    registers=_by_name(
+        *_pack(voltage=40, current=41, soc=42, capacity=48),  # [A]
+        _cell_statistic("max_cell_voltage", 43),  # [B]
+        _cell_statistic("min_cell_voltage", 44),  # [B]
         Register("cell_count", 49),  # [A]
         Register("temperature_sensor_count", 50),  # [A]
         Register("cycles", 51),  # [A]
         Register("balancing", 52),  # [B] balance state, non-zero while balancing
         Register("charge_mos", 53),  # [B] 1 = on
         Register("discharge_mos", 54),  # [B] 1 = on
-        Register("average_cell_voltage", 55, 1000, unit="V", minimum=0.5, maximum=5.0),  # [B]
-        Register("cell_delta", 56, 1000, unit="V", minimum=0.0, maximum=5.0),  # [A]
-        # [B] lists register 57 as the balancing bitmap of cells 1..16; bit n = cell n + 1.
-        Register("balancing_cells", 57),
-    )
-}
-#: Fault words 0x3A..0x3D [A][C].
-FAULT_WORDS_INDEX = 58
-FAULT_WORD_COUNT = 4
+        _cell_statistic("average_cell_voltage", 55),  # [B]
+        _cell_statistic("cell_delta", 56),  # [A]
+    ),
+    balancing_bitmaps=(57,),  # [B] balancing bitmap of cells 1..16
+    fault_words=(58, 4),
+)
+
+#: The 0x81 variant reads two blocks [A]: 0x00 x 64 and 0x41 x 62 (0x40, the lowest cell
+#: voltage [E], lies between them and is not read). Indices below count from register 0x00.
+X81_PACK_BLOCK = Block("x81_pack", 0x0000, 64)  # [A]
+X81_STATE_BLOCK = Block("x81_state", 0x0041, 62)  # [A]
+X81_DEVICE_INFO_BLOCK = Block("x81_device_info", 0x0178, 74)  # [A]
+X81_MAX_CELLS = 48
+X81_STATUS = StatusLayout(
+    max_cells=X81_MAX_CELLS,
+    cell_voltages=_cells(0x00),  # [E] 0x00..0x2F, mV
+    temperatures=_temperatures(0x30),  # [E] 0x30..0x37, degC + 40, 255 when absent
+    registers=_by_name(
+        *_pack(voltage=0x38, current=0x39, soc=0x3A, capacity=0x4B),  # [E][A]
+        Register("cell_count", 0x3C),  # [E][A]
+        Register("temperature_sensor_count", 0x3D),  # [E][A]
+        _cell_statistic("max_cell_voltage", 0x3E),  # [E]
+        _cell_statistic("cell_delta", 0x42),  # [E]
+        Register("cycles", 0x4C),  # [E][A]
+        Register("balancing", 0x4D),  # [E][A] non-zero while balancing
+        Register("charge_mos", 0x52),  # [E][A]
+        Register("discharge_mos", 0x53),  # [E][A]
+        Register(
+            "mos_temperature", 0x5A, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=150.0
+        ),  # [E]
+    ),
+    balancing_bitmaps=(0x4F, 0x50, 0x51),  # [E] cells 1..16, 17..32, 33..48
+    fault_words=(0x6D, 2),  # [A] "problem code", bit meanings unpublished
+)
 
 #: MOS block: temperature of the MOS switches, degC + 40 [A].
 MOS_TEMPERATURE = Register(
@@ -126,6 +199,12 @@ DEVICE_INFO_TEXT: dict[str, tuple[int, int]] = {
     "software_version": (0, 16),
     "hardware_version": (16, 16),
     "production_date": (32, 16),
+}
+#: The same for the 0x81 variant's device-information block [A].
+X81_DEVICE_INFO_TEXT: dict[str, tuple[int, int]] = {
+    "software_version": (0, 28),
+    "hardware_version": (28, 14),
+    "serial_number": (42, 14),
 }
 
 #: Fault bits by (word, bit) [C]: word 0 = register 0x3A, bit 0 its least significant bit.

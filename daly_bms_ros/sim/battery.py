@@ -15,6 +15,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from daly_bms_ros.protocol import BmsSettings, BmsStatus, MosTemperature, decode_alarms
+from daly_bms_ros.protocol.registers import MAX_CELLS
 
 #: LiFePO4 open-circuit voltage (V) by state of charge (0..1), typical datasheet values.
 OCV_CURVE: tuple[tuple[float, float], ...] = (
@@ -52,11 +53,13 @@ class BatteryModel:
     period_s: float = 600.0
     cycles: int = 12
     seed: int = 1
+    #: The most cells the protocol variant carries (D2: 32, 0x81: 48).
+    max_cells: int = MAX_CELLS
     _offsets: tuple[float, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.cells <= 32:
-            raise ValueError(f"cells must be 1..32, not {self.cells}")
+        if not 1 <= self.cells <= self.max_cells:
+            raise ValueError(f"cells must be 1..{self.max_cells}, not {self.cells}")
         if not 1 <= self.sensors <= 8:
             raise ValueError(f"sensors must be 1..8, not {self.sensors}")
         spread = random.Random(self.seed)

@@ -11,62 +11,18 @@ import asyncio
 import json
 import signal
 import sys
-import time
 from collections.abc import Sequence
 
 from dbus_fast.errors import DBusError
 
-from daly_bms_ros.protocol import (
-    DEVICE_INFO_BLOCK,
-    MOS_BLOCK,
-    SETTINGS_BLOCK,
-    STATUS_BLOCK,
-    DeviceInfo,
-    build_response,
-    encode_device_info,
-    encode_mos_temperature,
-    encode_settings,
-    encode_status,
-    parse_read_request,
-)
+from daly_bms_ros.protocol import VARIANTS, X81, Variant
+from daly_bms_ros.protocol.registers import X81_MAX_CELLS
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
+from daly_bms_ros.sim.responder import ModelResponder
 
-#: What the virtual BMS answers to the device-information request.
-DEVICE_INFO = DeviceInfo(
-    software_version="SIM-1.0", hardware_version="SIM-HW-16S", production_date="20261125"
-)
-
-
-class ModelResponder:
-    """Answer read requests with the model's state at the time of the request."""
-
-    def __init__(self, model: BatteryModel) -> None:
-        self.model = model
-        self.started = time.monotonic()
-
-    def __call__(self, request: bytes) -> bytes | None:
-        """Return the response frame, or None for a request this BMS does not answer."""
-        block = parse_read_request(request)
-        if block is None:
-            return None
-        elapsed = time.monotonic() - self.started
-        registers = {
-            (STATUS_BLOCK.start, STATUS_BLOCK.count): lambda: encode_status(
-                self.model.status(elapsed)
-            ),
-            (SETTINGS_BLOCK.start, SETTINGS_BLOCK.count): lambda: encode_settings(
-                self.model.settings()
-            ),
-            (MOS_BLOCK.start, MOS_BLOCK.count): lambda: encode_mos_temperature(
-                self.model.mos_temperature(elapsed)
-            ),
-            (DEVICE_INFO_BLOCK.start, DEVICE_INFO_BLOCK.count): lambda: encode_device_info(
-                DEVICE_INFO
-            ),
-        }.get((block.start, block.count))
-        return None if registers is None else build_response(registers())
+PROTOCOLS = {variant.name: variant for variant in VARIANTS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="daly-bms-sim", description=__doc__)
     parser.add_argument("--name", default="DL-SIM000001", help="advertised name")
     parser.add_argument("--adapter", default="hci1", help="BlueZ adapter to advertise on")
-    parser.add_argument("--cells", type=int, default=16, help="cells in series (1..32)")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="d2",
+        help="protocol variant: d2 (address 0xD2) or x81 (the newer one, 0x81/0x51)",
+    )
+    parser.add_argument(
+        "--cells", type=int, default=16, help="cells in series (1..32; 1..48 for x81)"
+    )
     parser.add_argument("--sensors", type=int, default=2, help="temperature sensors (1..8)")
     parser.add_argument("--capacity", type=float, default=100.0, help="rated capacity, Ah")
     parser.add_argument("--mtu", type=int, default=20, help="bytes per notification")
@@ -135,11 +99,10 @@ async def control(
 
 async def serve(arguments: argparse.Namespace) -> None:
     """Advertise and answer until SIGINT or SIGTERM."""
-    model = BatteryModel(
-        cells=arguments.cells, sensors=arguments.sensors, capacity_ah=arguments.capacity
-    )
+    variant = PROTOCOLS[arguments.protocol]
+    responder = ModelResponder(model_for(arguments, variant), variant)
     peripheral = DalyPeripheral(
-        arguments.name, ModelResponder(model), arguments.adapter, arguments.mtu, arguments.gap
+        arguments.name, responder, arguments.adapter, arguments.mtu, arguments.gap
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,12 +123,22 @@ async def serve(arguments: argparse.Namespace) -> None:
         await peripheral.stop()
 
 
+def model_for(arguments: argparse.Namespace, variant: Variant) -> BatteryModel:
+    """Build the battery model the arguments describe; ValueError for an impossible pack."""
+    return BatteryModel(
+        cells=arguments.cells,
+        sensors=arguments.sensors,
+        capacity_ah=arguments.capacity,
+        max_cells=X81_MAX_CELLS if variant is X81 else BatteryModel.max_cells,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the virtual BMS; exit 2 on bad arguments, 1 when BlueZ refuses it."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
-        BatteryModel(cells=arguments.cells, sensors=arguments.sensors)
+        model_for(arguments, PROTOCOLS[arguments.protocol])
     except ValueError as error:
         parser.error(str(error))
     try:
