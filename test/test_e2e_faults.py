@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +104,20 @@ def two_sims(
             yield front, rear
 
 
+@contextmanager
+def spinning(context: Context, bms_nodes: list[DalyBmsNode], listener: Node) -> Iterator[None]:
+    """Spin the nodes meanwhile; then disconnect the BMS nodes and destroy every node."""
+    stop = spin_in_background(context, *bms_nodes, listener)
+    try:
+        yield
+    finally:
+        stop()
+        for node in bms_nodes:
+            node.close()
+            node.destroy_node()
+        listener.destroy_node()
+
+
 def start_node(context: Context, namespace: str, *target: Parameter) -> DalyBmsNode:
     return DalyBmsNode(
         context=context, namespace=namespace, parameter_overrides=[*FAST_LINK, *target]
@@ -116,8 +131,7 @@ def test_node_survives_every_fault_and_never_publishes_stale_data(
     node = start_node(ros_context, "front", Parameter("device_name", value=FRONT))
     listener = Node("fault_listener", context=ros_context)
     received = listen(listener, "front")
-    stop = spin_in_background(ros_context, node, listener)
-    try:
+    with spinning(ros_context, [node], listener):
         wait_until(lambda: received.count() >= 3, "first samples")
         first = received.batteries[0]
         assert len(first.cell_voltage) == 16
@@ -171,11 +185,6 @@ def test_node_survives_every_fault_and_never_publishes_stale_data(
         wait_until(
             lambda: received.diagnostics[-1].level == DiagnosticStatus.OK, "diagnostics OK again"
         )
-    finally:
-        stop()
-        node.close()
-        node.destroy_node()
-        listener.destroy_node()
 
 
 def test_two_batteries_two_nodes_two_namespaces(
@@ -187,8 +196,7 @@ def test_two_batteries_two_nodes_two_namespaces(
     ]
     listener = Node("two_listener", context=ros_context)
     front, rear = listen(listener, "front"), listen(listener, "rear")
-    stop = spin_in_background(ros_context, *nodes, listener)
-    try:
+    with spinning(ros_context, nodes, listener):
         wait_until(lambda: front.count() >= 2 and rear.count() >= 2, "both batteries")
         assert {len(m.cell_voltage) for m in front.batteries} == {16}
         assert {len(m.cell_voltage) for m in rear.batteries} == {8}
@@ -200,12 +208,6 @@ def test_two_batteries_two_nodes_two_namespaces(
         )
         assert front.diagnostic_values()["device"] == f"{FRONT} ({peripheral_address(1)})"
         assert rear.diagnostic_values()["device"] == f"{REAR} ({peripheral_address(2)})"
-    finally:
-        stop()
-        for node in nodes:
-            node.close()
-            node.destroy_node()
-        listener.destroy_node()
 
 
 def test_node_reads_a_bms_of_the_0x81_protocol(
@@ -218,8 +220,7 @@ def test_node_reads_a_bms_of_the_0x81_protocol(
             node = start_node(ros_context, "x81", Parameter("device_name", value=name))
             listener = Node("x81_listener", context=ros_context)
             received = listen(listener, "x81")
-            stop = spin_in_background(ros_context, node, listener)
-            try:
+            with spinning(ros_context, [node], listener):
                 wait_until(lambda: received.count() >= 3, "samples of the 0x81 BMS")
                 battery = received.batteries[-1]
                 assert len(battery.cell_voltage) == 40
@@ -231,8 +232,3 @@ def test_node_reads_a_bms_of_the_0x81_protocol(
                     "versions from the 0x81 device-information block",
                 )
                 assert received.diagnostic_values()["hardware_version"] == "SIM-HW-16S"
-            finally:
-                stop()
-                node.close()
-                node.destroy_node()
-                listener.destroy_node()

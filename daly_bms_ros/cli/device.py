@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient
@@ -62,6 +62,16 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds to wait for one answer (default 2)",
     )
+
+
+def add_reading_parser(
+    subparsers: Any, name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+) -> None:
+    """Register a subcommand that reads the BMS once and prints a table or, with --json, JSON."""
+    parser = subparsers.add_parser(name, help=help_text)
+    add_device_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=handler)
 
 
 def transport_for(arguments: argparse.Namespace) -> BleakTransport:

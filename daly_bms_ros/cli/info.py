@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
+from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol.model import json_object
 from daly_bms_ros.report import rated_capacity
@@ -46,10 +46,7 @@ async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``info`` subcommand."""
-    parser = subparsers.add_parser("info", help="firmware, hardware and layout of the BMS")
-    add_device_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=run)
+    add_reading_parser(subparsers, "info", "versions, serial and layout of the BMS", run)
 
 
 def run(arguments: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
+from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import sample_record, text_report
@@ -21,10 +21,7 @@ async def read_once(arguments: argparse.Namespace) -> tuple[str, BmsSample]:
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``read`` subcommand."""
-    parser = subparsers.add_parser("read", help="read one sample")
-    add_device_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=run)
+    add_reading_parser(subparsers, "read", "read one sample", run)
 
 
 def run(arguments: argparse.Namespace) -> int:

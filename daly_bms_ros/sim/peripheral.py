@@ -72,12 +72,12 @@ class _Characteristic(ServiceInterface):
         return self._flags
 
 
-class _NotifyCharacteristic(_Characteristic):
-    """fff1: the BMS's answers, as notifications."""
+class _ReadableCharacteristic(_Characteristic):
+    """A characteristic with a value a central may read (bluezoo also needs Value to notify)."""
 
-    def __init__(self, service_path: str) -> None:
-        super().__init__(NOTIFY_UUID, service_path, ["notify", "read"])
-        self._value = b""
+    def __init__(self, uuid: str, service_path: str, flags: list[str], value: bytes) -> None:
+        super().__init__(uuid, service_path, flags)
+        self._value = value
 
     @dbus_property(access=PropertyAccess.READ)
     def Value(self) -> "ay":
@@ -86,6 +86,13 @@ class _NotifyCharacteristic(_Characteristic):
     @method()
     def ReadValue(self, options: "a{sv}") -> "ay":
         return self._value
+
+
+class _NotifyCharacteristic(_ReadableCharacteristic):
+    """fff1: the BMS's answers, as notifications."""
+
+    def __init__(self, service_path: str) -> None:
+        super().__init__(NOTIFY_UUID, service_path, ["notify", "read"], b"")
 
     @method()
     def StartNotify(self) -> None:
@@ -114,22 +121,6 @@ class _WriteCharacteristic(_Characteristic):
     @method()
     def WriteValue(self, value: "ay", options: "a{sv}") -> None:
         self._on_write(bytes(value))
-
-
-class _ReadOnlyCharacteristic(_Characteristic):
-    """A constant string, as in the Device Information Service."""
-
-    def __init__(self, uuid: str, service_path: str, text: str) -> None:
-        super().__init__(uuid, service_path, ["read"])
-        self._value = text.encode()
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Value(self) -> "ay":
-        return self._value
-
-    @method()
-    def ReadValue(self, options: "a{sv}") -> "ay":
-        return self._value
 
 
 class _Advertisement(ServiceInterface):
@@ -205,8 +196,8 @@ class DalyPeripheral:
             f"{service_path}/char1": _WriteCharacteristic(service_path, self._on_write),
             information_path: _Service(DEVICE_INFORMATION_UUID),
             **{
-                f"{information_path}/char{number}": _ReadOnlyCharacteristic(
-                    uuid, information_path, text
+                f"{information_path}/char{number}": _ReadableCharacteristic(
+                    uuid, information_path, ["read"], text.encode()
                 )
                 for number, (uuid, text) in enumerate(device_information.items())
             },
