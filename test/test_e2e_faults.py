@@ -21,6 +21,7 @@ from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
+from daly_bms_ros.sim.battery import BatteryModel
 
 FRONT = f"{NAME_PREFIX}FRONT"
 REAR = f"{NAME_PREFIX}REAR"
@@ -138,6 +139,10 @@ def test_node_survives_every_fault_and_never_publishes_stale_data(
         assert all(3.0 < voltage < 3.6 for voltage in first.cell_voltage)
         assert first.capacity == pytest.approx(100.0)
         assert 0.0 < first.percentage <= 1.0
+        model = BatteryModel()  # what daly-bms-sim runs with its defaults
+        assert received.cells[0].cycles == model.cycles
+        assert first.percentage == pytest.approx(model.initial_soc, abs=0.02)  # just started
+        assert first.voltage == pytest.approx(sum(first.cell_voltage), abs=0.1)
         wait_until(
             lambda: received.diagnostic_values().get("firmware_version") == "SIM-1.0", "firmware"
         )
