@@ -31,6 +31,8 @@ class BmsDouble:
         self.silent = False
         self.corrupt_next = 0
         self.truncate_next = 0
+        #: The next write fails as a write over a dead link does.
+        self.fail_next_write = False
         self.connects = 0
         self.writes = 0
         self.device_information = {"firmware_version": "DOUBLE-2.1", "hardware_version": "H1"}
@@ -70,6 +72,9 @@ class BmsDouble:
     async def write(self, data: bytes) -> None:
         if not self._connected:
             raise LinkLostError("not connected")
+        if self.fail_next_write:
+            self.fail_next_write = False
+            raise LinkLostError("write failed")
         self.writes += 1
         request = parse_read_request(data)
         answer = None if request is None else self.answers.get((request.start, request.count))

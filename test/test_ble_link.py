@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 from bms_double import BmsDouble
 
+from daly_bms_ros.ble import bleak_transport
 from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
-from daly_bms_ros.ble.transport import AdapterUnavailableError
+from daly_bms_ros.ble.transport import AdapterUnavailableError, LinkLostError
 from daly_bms_ros.protocol import D2, BmsSample
 
 FAST = LinkConfig(
@@ -179,3 +180,32 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     for failures, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)):
         delays = [backoff_delay(failures, config) for _ in range(50)]
         assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+
+
+def test_a_gatt_operation_without_reply_is_a_lost_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A D-Bus call to BlueZ has no deadline of its own: the transport gives it one."""
+    monkeypatch.setattr(bleak_transport, "GATT_OPERATION_TIMEOUT_S", 0.05)
+    never = asyncio.Event()
+
+    async def scenario() -> None:
+        with pytest.raises(LinkLostError, match=r"a write to fff2 got no reply within 0\.05 s"):
+            await bleak_transport.bounded(never.wait(), "a write to fff2")
+        assert await bleak_transport.bounded(asyncio.sleep(0, "done"), "a read") == "done"
+
+    asyncio.run(scenario())
+
+
+def test_a_lost_link_during_a_poll_reconnects_at_once() -> None:
+    double = BmsDouble()
+
+    async def scenario(_link: BmsLink, recorder: Recorder) -> None:
+        await until(lambda: len(recorder.samples) >= 2)
+        double.fail_next_write = True
+        await until(lambda: double.connects >= 2 and len(recorder.samples) >= 4)
+
+    recorder = asyncio.run(run_link(double, scenario))
+    # Straight from the failed write to a new connection: no retries over a dead link.
+    assert double.connects == 2
+    failed = [status for status in recorder.statuses if status.last_error == "write failed"]
+    assert failed and failed[0].state is LinkState.BACKOFF
+    assert recorder.statuses[-1].reconnects == 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from bleak import BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -35,6 +35,18 @@ from daly_bms_ros.protocol.gatt import (
 
 DALY_NAME_PREFIX = "DL-"
 CONNECT_ATTEMPTS = 2
+#: No GATT operation of a BMS takes seconds: one that does is stuck (a D-Bus call to BlueZ has
+#: no deadline of its own), and the link is treated as lost.
+GATT_OPERATION_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+async def bounded(operation: Awaitable[T], what: str) -> T:
+    """Await a GATT operation for at most GATT_OPERATION_TIMEOUT_S; LinkLostError after that."""
+    try:
+        return await asyncio.wait_for(operation, GATT_OPERATION_TIMEOUT_S)
+    except asyncio.TimeoutError as error:
+        raise LinkLostError(f"{what} got no reply within {GATT_OPERATION_TIMEOUT_S:g} s") from error
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
@@ -128,7 +140,7 @@ class BleakTransport:
                 **self._scanner_options,
             )
             self._client = client
-            await client.start_notify(NOTIFY_UUID, self._notified)
+            await bounded(client.start_notify(NOTIFY_UUID, self._notified), "subscribing to fff1")
         except (BleakError, OSError, asyncio.TimeoutError) as error:
             await self.disconnect()
             raise translate_error(error) from error
@@ -143,8 +155,8 @@ class BleakTransport:
         """Close the link, ignoring errors of a link that is already gone."""
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):
-                await client.disconnect()
+            with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError, LinkLostError):
+                await bounded(client.disconnect(), "disconnecting")
 
     async def read_device_information(self) -> dict[str, str]:
         """Model, versions and serial from the GATT Device Information Service, where present.
@@ -164,8 +176,8 @@ class BleakTransport:
             if characteristic is None:
                 continue
             try:
-                value = await client.read_gatt_char(characteristic)
-            except (BleakError, OSError, asyncio.TimeoutError):
+                value = await bounded(client.read_gatt_char(characteristic), f"reading {field}")
+            except (BleakError, OSError, LinkLostError):
                 continue
             information[field] = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
         return information
@@ -175,6 +187,8 @@ class BleakTransport:
         if self._client is None or not self._client.is_connected:
             raise LinkLostError("not connected")
         try:
-            await self._client.write_gatt_char(WRITE_UUID, data, response=False)
+            await bounded(
+                self._client.write_gatt_char(WRITE_UUID, data, response=False), "a write to fff2"
+            )
         except (BleakError, OSError, asyncio.TimeoutError) as error:
             raise translate_error(error) from error

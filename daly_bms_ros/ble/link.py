@@ -172,6 +172,8 @@ class BmsLink:
                 raise LinkLostError("the BMS closed the link")
             try:
                 sample = await self._client.read_sample()
+            except LinkLostError:
+                raise  # no use asking again over a link that is gone: reconnect now
             except (TransportError, DalyProtocolError) as error:
                 failed_polls += 1
                 self._last_error = str(error)

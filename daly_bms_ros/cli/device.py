@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ from daly_bms_ros.ble.client import DalyClient
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
-from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 T = TypeVar("T")
 
@@ -93,13 +93,16 @@ async def connected(arguments: argparse.Namespace) -> AsyncIterator[DalyClient]:
         await transport.disconnect()
 
 
-def run_ble(command: Callable[[], Awaitable[T]]) -> T | ExitCode:
-    """Run a BLE coroutine; a BLE failure is printed on stderr and becomes its exit status."""
+def run_ble(command: Callable[[], Coroutine[Any, Any, T]]) -> T | ExitCode:
+    """Run a BLE coroutine; a failure is printed on stderr and becomes the exit status."""
     try:
-        return asyncio.run(command())  # type: ignore[arg-type]
+        return asyncio.run(command())
     except TransportError as error:
         print(f"daly-bms: {error}", file=sys.stderr)
         return exit_code_for(error)
+    except DalyProtocolError as error:
+        print(f"daly-bms: the BMS answered something undecodable: {error}", file=sys.stderr)
+        return ExitCode.FAILED
 
 
 def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
