@@ -16,6 +16,8 @@ model. This launcher starts bluezoo with these run-time fixes, each one small:
 5. Connecting to a device that has no GATT application or no advertisement fails, as a
    connection attempt to a device that is out of range or asleep does.
 6. The scan interval may be a fraction of a second.
+7. Discovery is shared as in BlueZ: it runs while any client asked for it (one client's
+   StopDiscovery no longer ends another's scan), with one scan task per adapter.
 
 Usage: python tools/bluez_mock.py --scan-interval 0.5 -a 00:AA:01:00:00:01 -a 00:AA:01:00:00:02
 (on the bus that DBUS_SYSTEM_BUS_ADDRESS names).
@@ -120,12 +122,35 @@ async def del_gatt_application(self: Adapter, app: Any) -> None:
                 await disconnect(device)
 
 
+original_create_discovering_task = service_module.BluezMockService.create_discovering_task
+
+
+def create_discovering_task(self: Any, adapter_id: int) -> asyncio.Task[None]:
+    """Keep one scan task per adapter, however many clients start discovery (fix 7)."""
+    running: asyncio.Task[None] = self.adapters[adapter_id].discovering_task
+    if isinstance(running, asyncio.Task) and not running.done():
+        return running
+    task: asyncio.Task[None] = original_create_discovering_task(self, adapter_id)
+    return task
+
+
+original_stop_discovering = Adapter._Adapter__stop_discovering
+
+
+async def stop_discovering(self: Adapter) -> None:
+    """Stop scanning only when no client wants it any more (fix 7)."""
+    if not self.scan_subscribers:
+        await original_stop_discovering(self)
+
+
 def install_fixes() -> None:
     """Patch bluezoo's classes in this process."""
     Adapter.add_device = add_device
     Device.connect = connect
     Device.disconnect = disconnect
     GattManager._GattManager__del_gatt_application = del_gatt_application
+    service_module.BluezMockService.create_discovering_task = create_discovering_task
+    Adapter._Adapter__stop_discovering = stop_discovering
 
 
 def main() -> None:
