@@ -54,9 +54,15 @@ class _RangeChecker:
         return math.nan
 
     def series(self, first: Register, count: int) -> tuple[float, ...]:
-        return tuple(
-            self.value(first, first.index + i, f"{first.name}_{i + 1}") for i in range(count)
-        )
+        """``count`` registers from ``first`` on; the hot path of decoding, hence inlined."""
+        values = [
+            first.decode(raw) for raw in self.registers[first.index : first.index + count]
+        ]
+        for i, value in enumerate(values):
+            if not first.minimum <= value <= first.maximum:
+                self.invalid.append(f"{first.name}_{i + 1}")
+                values[i] = math.nan
+        return tuple(values)
 
 
 def decode_alarms(words: Sequence[int]) -> tuple[str, ...]:
