@@ -209,3 +209,9 @@ def test_a_lost_link_during_a_poll_reconnects_at_once() -> None:
     failed = [status for status in recorder.statuses if status.last_error == "write failed"]
     assert failed and failed[0].state is LinkState.BACKOFF
     assert recorder.statuses[-1].reconnects == 1
+
+
+def test_a_closed_d_bus_connection_means_bluez_is_unreachable() -> None:
+    error = bleak_transport.translate_error(EOFError())
+    assert isinstance(error, AdapterUnavailableError)
+    assert str(error) == "BlueZ/D-Bus not reachable: the D-Bus connection closed"

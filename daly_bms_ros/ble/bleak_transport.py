@@ -39,6 +39,9 @@ CONNECT_ATTEMPTS = 2
 #: no deadline of its own), and the link is treated as lost.
 GATT_OPERATION_TIMEOUT_S = 5.0
 T = TypeVar("T")
+#: What bleak and its D-Bus library raise when an operation fails; EOFError is the D-Bus
+#: connection to BlueZ closing under a pending call.
+BLE_ERRORS = (BleakError, OSError, asyncio.TimeoutError, EOFError)
 
 
 async def bounded(operation: Awaitable[T], what: str) -> T:
@@ -63,8 +66,10 @@ def translate_error(error: Exception) -> TransportError:
         isinstance(error, BleakDBusError) and "org.bluez" in str(error.dbus_error)
     ):
         return AdapterUnavailableError(f"Bluetooth not available: {error}")
-    if isinstance(error, (FileNotFoundError, ConnectionError)):
-        return AdapterUnavailableError(f"BlueZ/D-Bus not reachable: {error}")
+    if isinstance(error, (FileNotFoundError, ConnectionError, EOFError)):
+        return AdapterUnavailableError(
+            f"BlueZ/D-Bus not reachable: {str(error) or 'the D-Bus connection closed'}"
+        )
     return LinkLostError(f"{type(error).__name__}: {error}")
 
 
@@ -141,7 +146,7 @@ class BleakTransport:
             )
             self._client = client
             await bounded(client.start_notify(NOTIFY_UUID, self._notified), "subscribing to fff1")
-        except (BleakError, OSError, asyncio.TimeoutError) as error:
+        except BLE_ERRORS as error:
             await self.disconnect()
             raise translate_error(error) from error
 
@@ -155,7 +160,7 @@ class BleakTransport:
         """Close the link, ignoring errors of a link that is already gone."""
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError, LinkLostError):
+            with contextlib.suppress(*BLE_ERRORS, LinkLostError):
                 await bounded(client.disconnect(), "disconnecting")
 
     async def read_device_information(self) -> dict[str, str]:
@@ -177,7 +182,7 @@ class BleakTransport:
                 continue
             try:
                 value = await bounded(client.read_gatt_char(characteristic), f"reading {field}")
-            except (BleakError, OSError, LinkLostError):
+            except (*BLE_ERRORS, LinkLostError):
                 continue
             information[field] = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
         return information
@@ -190,5 +195,5 @@ class BleakTransport:
             await bounded(
                 self._client.write_gatt_char(WRITE_UUID, data, response=False), "a write to fff2"
             )
-        except (BleakError, OSError, asyncio.TimeoutError) as error:
+        except BLE_ERRORS as error:
             raise translate_error(error) from error
