@@ -55,9 +55,7 @@ class _RangeChecker:
 
     def series(self, first: Register, count: int) -> tuple[float, ...]:
         """``count`` registers from ``first`` on; the hot path of decoding, hence inlined."""
-        values = [
-            first.decode(raw) for raw in self.registers[first.index : first.index + count]
-        ]
+        values = [first.decode(raw) for raw in self.registers[first.index : first.index + count]]
         for i, value in enumerate(values):
             if not first.minimum <= value <= first.maximum:
                 self.invalid.append(f"{first.name}_{i + 1}")
