@@ -299,9 +299,13 @@ def test_bridge_node_serves_the_topics_of_two_batteries(
 BRIDGE = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_bridge"
 
 
-def test_bridge_refuses_a_bad_parameter() -> None:
+@pytest.mark.parametrize(
+    ("parameter", "message"),
+    [("port:=70000", "port"), ("batteries:=['/front','front']", "distinct namespaces")],
+)
+def test_bridge_refuses_a_bad_parameter(parameter: str, message: str) -> None:
     result = subprocess.run(
-        [str(BRIDGE), "--ros-args", "-p", "port:=70000"],
+        [str(BRIDGE), "--ros-args", "-p", parameter],
         capture_output=True,
         text=True,
         timeout=60,
@@ -309,7 +313,7 @@ def test_bridge_refuses_a_bad_parameter() -> None:
     )
     assert result.returncode == 2, result.stderr
     assert "invalid parameter" in result.stderr
-    assert "port" in result.stderr
+    assert message in result.stderr
 
 
 def test_serve_without_ros_over_ble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.messages import sample_from_messages
+from daly_bms_ros.node.parameters import InvalidSettingError
 
 #: Name of the battery in the bridge's own namespace (parameter value "").
 DEFAULT_BATTERY = "bms"
@@ -94,9 +95,11 @@ class DalyBmsBridge(Node):
         )
         names = [battery_name(namespace) for namespace in namespaces]
         if len(set(names)) != len(names):
-            raise ValueError(f"batteries must name distinct namespaces, got {list(namespaces)}")
+            raise InvalidSettingError(
+                f"batteries must name distinct namespaces, got {list(namespaces)}"
+            )
         if not host:
-            raise ValueError("host must be an address to bind, e.g. 127.0.0.1")
+            raise InvalidSettingError("host must be an address to bind, e.g. 127.0.0.1")
         self.store = SampleStore(names, max_age)
         for namespace, name in zip(namespaces, names, strict=True):
             pairing = _Pairing(self.store, name)

@@ -79,16 +79,21 @@ def transport_for(arguments: argparse.Namespace) -> BleakTransport:
     return BleakTransport(arguments.mac, arguments.name, arguments.adapter, arguments.timeout)
 
 
+async def connect_client(transport: BleakTransport, request_timeout: float) -> DalyClient:
+    """Connect ``transport`` and return a client reading through it."""
+    client = DalyClient(transport, request_timeout)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    await transport.connect()
+    client.attach()
+    return client
+
+
 @asynccontextmanager
 async def connected(arguments: argparse.Namespace) -> AsyncIterator[DalyClient]:
     """Yield a client on a connected transport; disconnect whatever happens."""
     transport = transport_for(arguments)
-    client = DalyClient(transport, arguments.request_timeout)
-    transport.set_callbacks(client.on_notify, lambda: None)
     try:
-        await transport.connect()
-        client.attach()
-        yield client
+        yield await connect_client(transport, arguments.request_timeout)
     finally:
         await transport.disconnect()
 

@@ -18,7 +18,7 @@ from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient
 from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
-from daly_bms_ros.cli.device import add_device_arguments, add_poll_arguments
+from daly_bms_ros.cli.device import add_device_arguments, add_poll_arguments, connect_client
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.scan import FoundDevice, scan
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
@@ -70,14 +70,6 @@ class DalyShell(cmd.Cmd):
             return None
         return self._client
 
-    async def _connect(self, mac: str, name: str) -> DalyClient:
-        transport = BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
-        client = DalyClient(transport, self.arguments.request_timeout)
-        transport.set_callbacks(client.on_notify, lambda: None)
-        await transport.connect()
-        client.attach()
-        return client
-
     def _read(self) -> BmsSample | None:
         client = self._connected_client()
         if client is None:
@@ -109,7 +101,9 @@ class DalyShell(cmd.Cmd):
         Without an argument: the --mac/--name given, else the first DL- device.
         """
         self._disconnect()
-        client = self._run(self._connect(*self._target(argument)))
+        mac, name = self._target(argument)
+        transport = BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
+        client = self._run(connect_client(transport, self.arguments.request_timeout))
         if client is not None:
             self._client = client
             self._print(f"connected to {client.transport.description}")

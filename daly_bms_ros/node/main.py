@@ -40,7 +40,7 @@ def run_node(
     rclpy.init(args=None if args is None else list(args))
     try:
         node = create()
-    except (InvalidSettingError, ParameterException, ValueError) as error:
+    except (InvalidSettingError, ParameterException) as error:
         rclpy.logging.get_logger(name).fatal(f"invalid parameter: {error}")
         rclpy.try_shutdown()
         return EXIT_INVALID_PARAMETER
