@@ -36,6 +36,9 @@ from daly_bms_ros.protocol import (
     decode_x81_status,
 )
 
+#: The block each protocol's sample starts with, in the order the protocols are tried.
+FIRST_STATUS_BLOCK: dict[Variant, Block] = {D2: STATUS_BLOCK, X81: X81_PACK_BLOCK}
+
 
 class RequestTimeoutError(TransportError):
     """The BMS did not answer a request, also after the retries."""
@@ -124,16 +127,15 @@ class DalyClient:
 
         Return the variant and the status frame it answered with.
         """
-        for variant, block in ((D2, STATUS_BLOCK), (X81, X81_PACK_BLOCK)):
+        for variant, block in FIRST_STATUS_BLOCK.items():
             try:
                 return variant, await self.read_block(block, variant=variant)
             except RequestTimeoutError:
                 continue
         raise RequestTimeoutError("no answer to the status request of either protocol (D2, 0x81)")
 
-    async def _read_x81_sample(self) -> BmsSample:
-        """Read both status blocks of the 0x81 variant (it has no block with the capacity)."""
-        pack = await self.read_block(X81_PACK_BLOCK, variant=X81)
+    async def _read_x81_sample(self, pack: Frame) -> BmsSample:
+        """Complete a 0x81 sample with its second block (it has no block with the capacity)."""
         state = await self.read_block(X81_STATE_BLOCK, variant=X81)
         status, mos = decode_x81_status(pack, state)
         return BmsSample(status, None, mos.temperature, time.time(), pack.to_bytes())
@@ -142,11 +144,13 @@ class DalyClient:
         """Read a complete sample of whichever protocol the BMS speaks."""
         if self.variant is None:
             self.variant, first_frame = await self._detect_variant()
-            if self.variant is D2:
-                return await self._read_d2_sample(first_frame)
+        else:
+            first_frame = await self.read_block(
+                FIRST_STATUS_BLOCK[self.variant], variant=self.variant
+            )
         if self.variant is X81:
-            return await self._read_x81_sample()
-        return await self._read_d2_sample(await self.read_block(STATUS_BLOCK))
+            return await self._read_x81_sample(first_frame)
+        return await self._read_d2_sample(first_frame)
 
     async def _read_d2_sample(self, status_frame: Frame) -> BmsSample:
         """Complete a D2 sample: settings once per connection, the MOS block where answered."""
