@@ -237,7 +237,6 @@ class DalyPeripheral:
 
     async def disconnect_centrals(self) -> int:
         """Drop the link to every connected central, as a BMS resetting its radio; count them."""
-        assert self._bus is not None, "start() first"
         manager = await self._interface("/", "org.freedesktop.DBus.ObjectManager")
         objects = await manager.call_get_managed_objects()  # type: ignore[attr-defined]
         dropped = 0
