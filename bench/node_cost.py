@@ -34,6 +34,7 @@ def node_cost(interval: float, seconds: float) -> None:
             count_before = listener.count()
             with listener.lock:
                 missed_before = int(listener.diagnostics.get("missed_polls", "0"))
+                requests_before = int(listener.diagnostics.get("requests", "0"))
             started = time.monotonic()
             peak_rss = 0
             while time.monotonic() - started < seconds:
@@ -44,17 +45,19 @@ def node_cost(interval: float, seconds: float) -> None:
             samples = listener.count() - count_before
             with listener.lock:
                 missed = int(listener.diagnostics.get("missed_polls", "0")) - missed_before
+                requests = int(listener.diagnostics.get("requests", "0")) - requests_before
         finally:
             stop_node(node)
     print(
         f"poll interval {interval:g} s over {elapsed:.0f} s: "
         f"CPU {100 * (cpu_after - cpu_before) / elapsed:.1f} % of one core, "
         f"RSS {rss / 2**20:.1f} MiB (peak {peak_rss / 2**20:.1f} MiB), "
-        f"{samples / elapsed:.2f} samples/s, missed polls {missed}"
+        f"{samples / elapsed:.2f} samples/s, missed polls {missed}, "
+        f"{requests / max(samples, 1):.2f} requests per sample"
     )
 
 
-async def back_to_back(seconds: float) -> tuple[int, float]:
+async def back_to_back(seconds: float) -> tuple[int, float, int]:
     transport = BleakTransport(device_name=NAME, adapter="hci0", connect_timeout=10.0)
     client = DalyClient(transport, request_timeout=1.0)
     transport.set_callbacks(client.on_notify, lambda: None)
@@ -62,11 +65,11 @@ async def back_to_back(seconds: float) -> tuple[int, float]:
     client.attach()
     try:
         await client.read_sample()
-        samples, started = 0, time.monotonic()
+        samples, started, requests = 0, time.monotonic(), client.requests
         while time.monotonic() - started < seconds:
             await client.read_sample()
             samples += 1
-        return samples, time.monotonic() - started
+        return samples, time.monotonic() - started, client.requests - requests
     finally:
         await transport.disconnect()
 
@@ -81,10 +84,10 @@ def main() -> None:
         try:
             for interval in (1.0, 0.1):
                 node_cost(interval, arguments.seconds)
-            samples, elapsed = asyncio.run(back_to_back(arguments.burst))
+            samples, elapsed, requests = asyncio.run(back_to_back(arguments.burst))
             print(
                 f"BLE client back to back: {samples / elapsed:.0f} complete samples/s "
-                f"(status + MOS blocks, {samples} in {elapsed:.0f} s)"
+                f"({samples} in {elapsed:.0f} s, {requests / samples:.2f} requests per sample)"
             )
         finally:
             bms.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.protocol import BmsSample, BmsStatus
 from daly_bms_ros.protocol.model import json_object, json_ready
 
 #: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.
@@ -68,10 +68,17 @@ def summary_record(sample: BmsSample) -> dict[str, Any]:
     )
 
 
+def cell_balancing(status: BmsStatus) -> tuple[bool | None, ...]:
+    """Each cell's balancing flag; None for every cell when the BMS did not tell them."""
+    if status.balancing_cells is None:
+        return (None,) * len(status.cell_voltages)
+    return status.balancing_cells
+
+
 def cells_record(sample: BmsSample) -> dict[str, Any]:
-    """Per-cell voltages and balancing, with the min/max/average/delta statistics."""
+    """Per-cell voltages and balancing (null: unknown), with the min/max/average/delta."""
     status = sample.status
-    balancing = status.balancing_cells or (False,) * len(status.cell_voltages)
+    balancing = cell_balancing(status)
     return json_object(
         {
             "timestamp": sample.received_at,
@@ -130,7 +137,7 @@ def text_report(sample: BmsSample, device: str = "") -> str:
         ("MOS temperature", _number(sample.mos_temperature, "degC", 0)),
         ("alarms", ", ".join(status.alarms) or "none"),
     ]
-    balancing = status.balancing_cells or (False,) * len(status.cell_voltages)
+    balancing = cell_balancing(status)
     rows += [
         (
             f"cell {number}",

@@ -42,10 +42,16 @@ def peripheral_address(number: int) -> str:
 
 
 def real_frame_responder(request: bytes) -> bytes | None:
-    """Answer the status and settings requests with the real captures; ignore the rest."""
+    """Answer the status and settings reads with the real captures; ignore the rest.
+
+    As the firmware of the captured pack, it answers the 62-register status read only.
+    """
     block = parse_read_request(request)
-    answers = {STATUS_BLOCK.start: frame_bytes(STATUS), SETTINGS_BLOCK.start: frame_bytes(SETTINGS)}
-    return None if block is None else answers.get(block.start)
+    answers = {
+        (STATUS_BLOCK.start, STATUS_BLOCK.count): frame_bytes(STATUS),
+        (SETTINGS_BLOCK.start, SETTINGS_BLOCK.count): frame_bytes(SETTINGS),
+    }
+    return None if block is None else answers.get((block.start, block.count))
 
 
 async def _adapter_ready(address: str, adapter: str) -> bool:

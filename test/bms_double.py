@@ -47,7 +47,11 @@ class BmsDouble:
 
     @property
     def description(self) -> str:
-        return "DL-DOUBLE (C6:6C:09:03:1B:9E)"
+        return f"DL-DOUBLE ({self.address})"
+
+    @property
+    def address(self) -> str:
+        return "C6:6C:09:03:1B:9E"
 
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]

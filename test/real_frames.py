@@ -1,4 +1,9 @@
-"""The real captured frames in ../shared/frames beside the repository."""
+"""Real captured frames: ../shared/frames beside the repository, and field_frames.json here.
+
+field_frames.json holds answers of real devices published by other projects, each with its
+source (repository, commit, file and line, or issue thread) and the values that source states
+("stated") or that were decoded by hand from a published register table ("decoded_by_hand").
+"""
 
 from __future__ import annotations
 
@@ -24,3 +29,16 @@ def frame_bytes(frame_id: str) -> bytes:
 STATUS = "daly16s-status-7c"
 SETTINGS = "daly16s-settings-52"
 BAD_CRC = "daly16s-status-7c-badcrc"
+
+FIELD_FRAMES_FILE = Path(__file__).resolve().parent / "field_frames.json"
+
+
+@cache
+def field_frames() -> dict[str, dict[str, Any]]:
+    """Real answers published by other projects, each with its source and what it states."""
+    return {entry["id"]: entry for entry in json.loads(FIELD_FRAMES_FILE.read_text())}
+
+
+def field_bytes(frame_id: str) -> bytes:
+    """The raw bytes of one published capture."""
+    return bytes.fromhex(field_frames()[frame_id]["hex"])

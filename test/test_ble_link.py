@@ -58,8 +58,10 @@ def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
     assert sample.status.pack_voltage == pytest.approx(51.1)
     rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}
     assert rejected == {"bad_crc": 1, "timeout": 1}
-    # Two for the spoiled status answers, three for the MOS block the capture lacks.
-    assert client.timeouts == 2 + 3
+    # The double answers as the 62-register firmware of its capture: each of the three rounds
+    # of detection has an unanswered probe (80 registers, 0x81) before the 62-register read;
+    # two for the spoiled status answers, three for the MOS block the capture lacks.
+    assert client.timeouts == 3 + 2 + 3
     assert client.read_mos_temperature is False
 
 
@@ -74,7 +76,8 @@ def test_silent_bms_times_out_after_the_retries_of_both_protocols() -> None:
         return client
 
     client = asyncio.run(scenario())
-    assert client.requests == 3 + 3  # D2 status, then the 0x81 one
+    # Three rounds: the D2 80-register and 0x81 status together, then the D2 62-register one.
+    assert client.requests == 3 * (2 + 1)
     assert client.variant is None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -42,7 +43,11 @@ VIEWS = ("", "/summary", "/cells", "/temps")
 def real_sample(received_at: float = 1795600000.0) -> BmsSample:
     [status] = FrameAssembler().feed(frame_bytes(STATUS))
     [settings] = FrameAssembler().feed(frame_bytes(SETTINGS))
-    return BmsSample(decode_status(status), decode_settings(settings), 35.0, received_at)
+    return BmsSample(
+        dataclasses.replace(decode_status(status), mos_temperature=35.0),
+        decode_settings(settings),
+        received_at=received_at,
+    )
 
 
 def get(url: str) -> tuple[int, str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_read_json_by_name_then_by_address(sim: SimProcess) -> None:
         assert len(record["temperatures"]) == 3
         assert record["rated_capacity"] == pytest.approx(100.0)
         assert record["pack_voltage"] == pytest.approx(sum(record["cell_voltages"]), abs=0.05)
-        assert record["power"] == pytest.approx(record["pack_voltage"] * record["current"])
+        # The BMS's own power register: floor(|V*I|), signed like the current.
+        power = record["pack_voltage"] * record["current"]
+        assert record["power"] == math.copysign(math.floor(abs(power)), power)
 
 
 def test_read_prints_a_table(sim: SimProcess) -> None:
@@ -88,7 +91,8 @@ def test_monitor_prints_the_legacy_bms_data_lines(sim: SimProcess) -> None:
     assert protocol["notifications"] > 0
     main_info = protocol["commands"]["main_info"]
     assert set(main_info) == {"command_sent", "response_received", "response_data", "parsed_data"}
-    assert main_info["command_sent"] == "d2030000003ed7b9"
+    # The virtual BMS answers the 80-register read, as firmware that has it does.
+    assert main_info["command_sent"] == "d20300000050" + "5655"
     assert main_info["response_received"] is True
     parsed = main_info["parsed_data"]
     assert set(parsed) == {
@@ -96,7 +100,7 @@ def test_monitor_prints_the_legacy_bms_data_lines(sim: SimProcess) -> None:
         "totalCapacity", "cycles", "temperatures", "mosStatus", "checksum", "timestamp",
     }  # fmt: skip
     response = bytes.fromhex(main_info["response_data"])
-    assert parsed["header"] == response[:3].hex() == "d2037c"
+    assert parsed["header"] == response[:3].hex() == "d203a0"
     assert parsed["checksum"] == response[-2:].hex()
     assert [cell["cellNumber"] for cell in parsed["cellVoltages"]] == list(range(1, 9))
     assert all(3.0 < cell["voltage"] < 3.6 for cell in parsed["cellVoltages"])
@@ -126,8 +130,8 @@ def test_info_reads_the_device_information(sim: SimProcess) -> None:
     assert info["name"] == NAME
     assert info["mac_address"] == PERIPHERAL_ADDRESS
     # From the D2 device-information block...
-    assert info["software_version"] == "SIM-1.0"
-    assert info["hardware_version"] == "SIM-HW-16S"
+    assert info["software_version"] == "11_261125_SIM1"
+    assert info["hardware_version"] == "H1.0_SIM_16S"
     assert info["production_date"] == "20261125"
     # ...and from the GATT Device Information Service.
     assert info["firmware_version"] == "SIM-BLE-1.0"

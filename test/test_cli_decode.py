@@ -8,15 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from real_frames import BAD_CRC, SETTINGS, STATUS, frame_bytes
+from real_frames import BAD_CRC, SETTINGS, STATUS, field_bytes, frame_bytes
 
-from daly_bms_ros.protocol import (
-    X81,
-    DeviceInfo,
-    build_response,
-    encode_device_info,
-    encode_x81_status,
-)
+from daly_bms_ros.protocol import X81, build_response, encode_x81_status
 from daly_bms_ros.sim.battery import BatteryModel
 
 COMMAND = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
@@ -51,17 +45,35 @@ def test_status_frame_with_spaces() -> None:
         assert key in decoded
 
 
-def test_device_info_block() -> None:
-    frame = build_response(encode_device_info(DeviceInfo("K00T-2.1.7", "DL-16S", "2024-03-18")))
-    status, [decoded] = decode(frame.hex())
+def test_device_info_block_prints_what_the_app_shows() -> None:
+    # A real answer (aiobmsble's test data): versions stored reversed in 16-byte fields.
+    status, [decoded] = decode(field_bytes("aiobmsble-version16").hex())
     assert status == 0
     assert decoded == {
         "block": "device_info",
-        "software_version": "K00T-2.1.7",
-        "hardware_version": "DL-16S",
-        "production_date": "2024-03-18",
+        "software_version": "11_240123_K00T",
+        "hardware_version": "H2.0_103R_309F9F",
+        "production_date": "20240229",
         "serial_number": "",  # the D2 block has none
+        "model": "",
     }
+
+
+def test_80_register_status_and_every_reason_is_printed_once() -> None:
+    blue = field_bytes("blue16s-status80-1")
+    short = field_bytes("aiobmsble-too-short")
+    status, objects = decode(blue.hex(), short.hex(), frame_bytes(BAD_CRC).hex(), "ab" * 5)
+    assert status == 1
+    assert objects[0]["block"] == "status_80"
+    assert objects[0]["power"] == -131.0
+    assert objects[1:] == [{"error": "bad_crc"}, {"error": "bad_length"}, {"error": "bad_header"}]
+
+
+def test_a_truncated_frame_does_not_hide_the_frame_after_it() -> None:
+    status, objects = decode(frame_bytes(STATUS)[:22].hex() + frame_bytes(SETTINGS).hex())
+    assert status == 1
+    assert objects[0]["block"] == "settings"
+    assert objects[1:] == [{"error": "truncated"}]
 
 
 def test_concatenation_with_a_bad_frame_exits_1() -> None:
@@ -89,7 +101,7 @@ def test_usage_error_exits_2() -> None:
 
 def test_x81_status_is_decoded_from_its_two_blocks() -> None:
     model = BatteryModel(cells=20, sensors=2, max_cells=48)
-    pack, state = encode_x81_status(model.status(0.0), model.mos_temperature(0.0))
+    pack, state = encode_x81_status(model.status(0.0))
     frames = build_response(pack, X81) + build_response(state, X81)
     status, [decoded] = decode(frames.hex())
     assert status == 0

@@ -22,6 +22,9 @@ from sensor_msgs.msg import BatteryState
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.sim.battery import BatteryModel
+from daly_bms_ros.sim.responder import DEVICE_INFO
+
+SIM_SOFTWARE = DEVICE_INFO.software_version
 
 FRONT = f"{NAME_PREFIX}FRONT"
 REAR = f"{NAME_PREFIX}REAR"
@@ -144,7 +147,8 @@ def test_node_survives_every_fault_and_never_publishes_stale_data(
         assert first.percentage == pytest.approx(model.initial_soc, abs=0.02)  # just started
         assert first.voltage == pytest.approx(sum(first.cell_voltage), abs=0.1)
         wait_until(
-            lambda: received.diagnostic_values().get("firmware_version") == "SIM-1.0", "firmware"
+            lambda: received.diagnostic_values().get("firmware_version") == "11_261125_SIM1",
+            "firmware",
         )
 
         # Spoiled answers are counted and dropped; data keeps flowing.
@@ -233,7 +237,10 @@ def test_node_reads_a_bms_of_the_0x81_protocol(
                 assert math.isnan(battery.capacity)  # this variant does not tell it
                 assert received.cells[-1].mos_temperature > 0
                 wait_until(
-                    lambda: received.diagnostic_values().get("firmware_version") == "SIM-1.0",
+                    lambda: received.diagnostic_values().get("firmware_version")
+                    == "11_261125_SIM1",
                     "versions from the 0x81 device-information block",
                 )
-                assert received.diagnostic_values()["hardware_version"] == "SIM-HW-16S"
+                assert (
+                    received.diagnostic_values()["hardware_version"] == DEVICE_INFO.hardware_version
+                )

@@ -62,9 +62,8 @@ def test_messages_carry_the_whole_sample_back() -> None:
     """The HTTP bridge rebuilds from BatteryState + DalyCells what the node published."""
     [status_frame] = FrameAssembler().feed(frame_bytes(STATUS))
     [settings_frame] = FrameAssembler().feed(frame_bytes(SETTINGS))
-    sample = BmsSample(
-        decode_status(status_frame), decode_settings(settings_frame), 41.0, 1795600000.25
-    )
+    status = dataclasses.replace(decode_status(status_frame), mos_temperature=41.0)
+    sample = BmsSample(status, decode_settings(settings_frame), 1795600000.25)
     stamp = Time(sec=1795600000, nanosec=250_000_000)
     identity = BatteryIdentity(
         "battery", "rear", "SN1", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0

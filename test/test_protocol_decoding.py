@@ -36,6 +36,7 @@ from daly_bms_ros.protocol import (
     encode_status,
     encode_x81_status,
 )
+from daly_bms_ros.protocol.registers import CHARGE_STATES
 from daly_bms_ros.sim.battery import BatteryModel
 
 
@@ -66,6 +67,11 @@ def test_status_frame_decodes_to_stated_values() -> None:
     assert status.min_cell_index == 1
     assert status.max_cell_index == 6
     assert status.power == pytest.approx(0.0)
+    assert status.charge_state == "idle"
+    assert (status.max_temperature, status.min_temperature) == (23.0, 23.0)
+    # The 62-register read carries no per-cell balancing bits: unknown, not "none".
+    assert status.balancing_cells is None
+    assert math.isnan(status.mos_temperature)
     assert status.alarm_words == (0, 0x80, 0, 0)
     assert status.alarms == ("soc_low_2",)
     assert status.invalid == ()
@@ -78,7 +84,7 @@ def test_settings_frame_gives_rated_capacity() -> None:
 
 
 def test_block_of_the_wrong_size_is_refused() -> None:
-    with pytest.raises(FrameDecodeError, match="status block has 124 data bytes"):
+    with pytest.raises(FrameDecodeError, match="status answer has 124 or 160 data bytes"):
         decode_status(only_frame(frame_bytes(SETTINGS)))
 
 
@@ -125,9 +131,10 @@ def test_device_info_block_text_fields() -> None:
     assert decode_device_info(garbled).hardware_version == ""
 
 
-def test_device_info_round_trip() -> None:
-    info = DeviceInfo("SIM-1.0", "SIM-HW-16S", "20261125")
-    frame = only_frame(build_response(encode_device_info(info)))
+@pytest.mark.parametrize("fields_of_32", [False, True])
+def test_device_info_round_trip(fields_of_32: bool) -> None:
+    info = DeviceInfo("11_261125_SIM1", "H1.0_SIM_16S", "" if fields_of_32 else "20261125")
+    frame = only_frame(build_response(encode_device_info(info, fields_of_32=fields_of_32)))
     assert len(frame.registers) == DEVICE_INFO_BLOCK.count
     assert decode_device_info(frame) == info
 
@@ -148,18 +155,21 @@ def statuses(draw: st.DrawFn) -> BmsStatus:
         float(t) for t in draw(st.lists(st.integers(-20, 80), min_size=0, max_size=8))
     )
     words = tuple(draw(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4)))
+    pack_voltage = draw(st.integers(1, 1500)) / 10
+    current = draw(st.integers(-3000, 3000)) / 10
+    power = float(math.floor(abs(pack_voltage * current)))
     return BmsStatus(
         cell_voltages=cells,
         temperatures=temperatures,
-        pack_voltage=draw(st.integers(0, 1500)) / 10,
-        current=draw(st.integers(-3000, 3000)) / 10,
+        pack_voltage=pack_voltage,
+        current=current,
         soc=draw(st.integers(0, 1000)) / 10,
         remaining_capacity=draw(st.integers(0, 6000)) / 10,
         cycles=draw(st.integers(0, 65535)),
         charge_mos=draw(st.booleans()),
         discharge_mos=draw(st.booleans()),
         balancing=draw(st.booleans()),
-        balancing_cells=tuple(draw(st.booleans()) if i < 16 else False for i in range(len(cells))),
+        balancing_cells=tuple(draw(st.booleans()) for _ in cells),
         min_cell_voltage=min(cells),
         max_cell_voltage=max(cells),
         average_cell_voltage=round(sum(cells) / len(cells), 3),
@@ -168,6 +178,13 @@ def statuses(draw: st.DrawFn) -> BmsStatus:
         max_cell_index=cells.index(max(cells)) + 1,
         alarm_words=words,
         alarms=decode_alarms(words),
+        power=-power if current < 0 else power,
+        charge_state=draw(st.sampled_from(CHARGE_STATES)),
+        max_temperature=max(temperatures, default=math.nan),
+        min_temperature=min(temperatures, default=math.nan),
+        balance_current=draw(st.integers(0, 200)) / 1000,
+        mos_temperature=float(draw(st.integers(-39, 150))),  # -40: raw 0, "no sensor"
+        board_temperature=float(draw(st.integers(-39, 150))),
     )
 
 
@@ -192,12 +209,12 @@ def test_random_status_payload_decodes_or_raises_only_protocol_errors(payload: b
 
 def test_x81_status_round_trip_through_both_blocks() -> None:
     model = BatteryModel(cells=40, sensors=3, max_cells=48)
-    status, mos = model.status(321.0), model.mos_temperature(321.0)
-    pack, state = encode_x81_status(status, mos)
+    status = model.status(321.0)
+    pack, state = encode_x81_status(status)
     assert (len(pack), len(state)) == (X81_PACK_BLOCK.count, X81_STATE_BLOCK.count)
     frames = FrameAssembler().feed(build_response(pack, X81) + build_response(state, X81))
     assert [frame.address for frame in frames] == [0x51, 0x51]
-    decoded, decoded_mos = decode_x81_status(*frames)
+    decoded = decode_x81_status(*frames)
     assert decoded.cell_voltages == status.cell_voltages
     assert decoded.temperatures == status.temperatures
     for name in ("pack_voltage", "current", "soc", "remaining_capacity", "cell_delta"):
@@ -210,22 +227,29 @@ def test_x81_status_round_trip_through_both_blocks() -> None:
         status.cycles, status.charge_mos, status.discharge_mos,
     )  # fmt: skip
     assert len(decoded.balancing_cells) == 40
-    assert decoded_mos.temperature == mos.temperature
+    assert decoded.mos_temperature == status.mos_temperature
+    assert decoded.balancing_cells == status.balancing_cells
     assert decoded.invalid == ()
 
 
-def test_x81_absent_sensor_reads_255_and_is_invalid() -> None:
+def test_x81_absent_sensor_reads_255_as_unknown_not_invalid() -> None:
     model = BatteryModel(cells=4, sensors=2, max_cells=48)
-    pack, state = encode_x81_status(model.status(0.0), model.mos_temperature(0.0))
+    pack, state = encode_x81_status(model.status(0.0))
     pack[0x31] = 255  # second sensor absent
     frames = FrameAssembler().feed(build_response(pack, X81) + build_response(state, X81))
-    decoded, _ = decode_x81_status(*frames)
+    decoded = decode_x81_status(*frames)
     assert math.isnan(decoded.temperatures[1])
-    assert decoded.invalid == ("temperature_2",)
+    assert decoded.invalid == ()
 
 
 def test_x81_device_info_round_trip() -> None:
-    info = DeviceInfo("DALY-K-2.5.0-20250101-LONG", "HW-H-48S", serial_number="24011500001234")
+    info = DeviceInfo(
+        "12_260120_K00T",
+        "H2.1_103E_30XF",
+        "20260530",
+        serial_number="221LD091400444",
+        model="DL_HKMS_3.2.E",
+    )
     frame = only_frame(build_response(encode_device_info(info, X81), X81))
     assert len(frame.registers) == X81_DEVICE_INFO_BLOCK.count
     assert decode_device_info(frame, X81) == info

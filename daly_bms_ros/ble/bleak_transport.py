@@ -1,8 +1,9 @@
 """The BLE transport on bleak: find the BMS, connect with bleak-retry-connector, notify/write.
 
-Daly smart BMS expose service fff0 with notify characteristic fff1 (answers) and write
-characteristic fff2 (requests). Without an address or name, the first device whose name starts
-with "DL-" or that advertises fff0 is taken.
+Daly smart BMS take requests and answer on service fff0 (notify fff1, write fff2) or, on newer
+firmware, on service ff00 (notify ff01, write ff02): the first layout that accepts the
+subscription is used. Without an address or name, the first device that looks like a Daly BMS is
+taken: named "DL-…" or "JHB-…", advertising fff0 or ff00, or with Daly's manufacturer data.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from daly_bms_ros.ble.transport import (
 from daly_bms_ros.protocol.gatt import (
     DEVICE_INFORMATION_FIELDS,
     DEVICE_INFORMATION_UUID,
-    NOTIFY_UUID,
-    SERVICE_UUID,
-    WRITE_UUID,
+    GATT_LAYOUTS,
+    MANUFACTURER_IDS,
+    NAME_PREFIXES,
+    GattLayout,
 )
 
-DALY_NAME_PREFIX = "DL-"
 CONNECT_ATTEMPTS = 2
 #: No GATT operation of a BMS takes seconds: one that does is stuck (a D-Bus call to BlueZ has
 #: no deadline of its own), and the link is treated as lost.
@@ -53,9 +54,13 @@ async def bounded(operation: Awaitable[T], what: str) -> T:
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
-    """Whether an advertisement looks like a Daly smart BMS."""
+    """Whether an advertisement looks like a Daly smart BMS (name, service or manufacturer)."""
     name = device.name or advertisement.local_name or ""
-    return name.startswith(DALY_NAME_PREFIX) or SERVICE_UUID in advertisement.service_uuids
+    return (
+        name.startswith(NAME_PREFIXES)
+        or any(layout.service in advertisement.service_uuids for layout in GATT_LAYOUTS)
+        or not MANUFACTURER_IDS.isdisjoint(advertisement.manufacturer_data)
+    )
 
 
 def translate_error(error: Exception) -> TransportError:
@@ -88,11 +93,13 @@ class BleakTransport:
         self._scanner_options: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
         self._connect_timeout = connect_timeout
         self._client: BleakClientWithServiceCache | None = None
+        #: The GATT layout the connected BMS answers on.
+        self.layout: GattLayout = GATT_LAYOUTS[0]
         self._target = mac_address or device_name or "Daly BMS"
         self._description = self._target
-        #: Advertised name and address of the device last found ("" before that).
+        #: Advertised name of the device last found ("" before that).
         self.name = ""
-        self.address = ""
+        self._address = ""
         self._on_notify: Callable[[bytes], None] = lambda _data: None
         self._on_disconnect: Callable[[], None] = lambda: None
 
@@ -105,6 +112,11 @@ class BleakTransport:
     def description(self) -> str:
         """Name and address of the device."""
         return self._description
+
+    @property
+    def address(self) -> str:
+        """Address of the device last found ("" before that)."""
+        return self._address
 
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
@@ -133,7 +145,7 @@ class BleakTransport:
         """Find, connect, subscribe to fff1."""
         try:
             device = await self._find()
-            self.name, self.address = device.name or "", device.address
+            self.name, self._address = device.name or "", device.address
             self._description = f"{device.name or '?'} ({device.address})"
             client = await establish_connection(
                 BleakClientWithServiceCache,
@@ -145,10 +157,31 @@ class BleakTransport:
                 **self._scanner_options,
             )
             self._client = client
-            await bounded(client.start_notify(NOTIFY_UUID, self._notified), "subscribing to fff1")
-        except BLE_ERRORS as error:
+            self.layout = await self._subscribe(client)
+        except (*BLE_ERRORS, LinkLostError) as error:
             await self.disconnect()
             raise translate_error(error) from error
+
+    async def _subscribe(self, client: BleakClientWithServiceCache) -> GattLayout:
+        """Subscribe to the answers of the first GATT layout the BMS has and accepts."""
+        refusals = []
+        for layout in GATT_LAYOUTS:
+            if client.services.get_service(layout.service) is None:
+                continue
+            try:
+                await bounded(
+                    client.start_notify(layout.notify, self._notified),
+                    f"subscribing to {layout.name}",
+                )
+            except BleakError as error:  # e.g. fff1 "NotPermitted" beside a working ff01
+                refusals.append(f"{layout.name}: {error}")
+                continue
+            return layout
+        raise LinkLostError(
+            "the device has no Daly service that accepts notifications "
+            f"(looked for {', '.join(layout.name for layout in GATT_LAYOUTS)}"
+            + (f"; {'; '.join(refusals)})" if refusals else ")")
+        )
 
     def _notified(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
         self._on_notify(bytes(data))
@@ -188,12 +221,14 @@ class BleakTransport:
         return information
 
     async def write(self, data: bytes) -> None:
-        """Write a request to fff2 without response (what the BMS's own app does)."""
+        """Write a request without response (what the BMS's own app does)."""
         if self._client is None or not self._client.is_connected:
             raise LinkLostError("not connected")
+        layout = self.layout
         try:
             await bounded(
-                self._client.write_gatt_char(WRITE_UUID, data, response=False), "a write to fff2"
+                self._client.write_gatt_char(layout.write, data, response=False),
+                f"a write to {layout.name}",
             )
         except BLE_ERRORS as error:
             raise translate_error(error) from error

@@ -43,6 +43,8 @@ class LinkConfig:
     request_retries: int = 2
     reconnect_delay_min: float = 1.0
     reconnect_delay_max: float = 30.0
+    #: Turn the sign of current and power round (firmware that reports charging as negative).
+    invert_current: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class LinkStatus:
     timeouts: int
     missed_polls: int
     last_sample_at: float | None
+    #: Polls that failed in a row on this connection (the link is rebuilt after a few).
+    failed_polls: int = 0
+    #: Address of the BMS once found ("" before).
+    address: str = ""
     device_information: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -92,15 +98,20 @@ class BmsLink:
         self._config = config
         self._on_sample = on_sample
         self._on_status = on_status
-        self._client = DalyClient(transport, config.request_timeout, config.request_retries)
+        self._client = DalyClient(
+            transport, config.request_timeout, config.request_retries, config.invert_current
+        )
         self._state = LinkState.CONNECTING
         self._lost = asyncio.Event()
         self._stopping = asyncio.Event()
+        #: Set when the poll interval changes, so a wait for the next poll ends at once.
+        self._rescheduled = asyncio.Event()
         self._reconnects = 0
         self._failures = 0
         self._last_error = ""
         self._missed_polls = 0
         self._last_sample_at: float | None = None
+        self._failed_polls = 0
         self._connected_once = False
         self._device_information: dict[str, str] = {}
         transport.set_callbacks(self._client.on_notify, self._lost.set)
@@ -122,11 +133,18 @@ class BmsLink:
             missed_polls=self._missed_polls,
             last_sample_at=self._last_sample_at,
             device_information=self._device_information,
+            failed_polls=self._failed_polls,
+            address=self._transport.address,
         )
 
     def set_poll_interval(self, seconds: float) -> None:
-        """Change the poll interval; takes effect from the next poll. Call in the loop thread."""
+        """Change the poll interval at once, not after the old interval runs out.
+
+        The next poll is due one new interval after the last one (now, if that is past).
+        Call in the loop thread.
+        """
         self._config = dataclasses.replace(self._config, poll_interval=seconds)
+        self._rescheduled.set()
 
     def _enter(self, state: LinkState) -> None:
         self._state = state
@@ -165,7 +183,7 @@ class BmsLink:
     async def _poll_until_lost(self) -> None:
         """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""
         next_poll = time.monotonic()
-        failed_polls = 0
+        self._failed_polls = 0
         information_read = False
         while not self._stopping.is_set():
             if self._lost.is_set() or not self._transport.is_connected:
@@ -175,15 +193,15 @@ class BmsLink:
             except LinkLostError:
                 raise  # no use asking again over a link that is gone: reconnect now
             except (TransportError, DalyProtocolError) as error:
-                failed_polls += 1
+                self._failed_polls += 1
                 self._last_error = str(error)
                 self._on_status(self.status())
-                if failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
+                if self._failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
                     raise
             else:
                 if self._lost.is_set():
                     raise LinkLostError("the BMS closed the link during a read")
-                failed_polls = 0
+                self._failed_polls = 0
                 self._failures = 0
                 self._last_sample_at = time.monotonic()
                 self._on_sample(sample)
@@ -193,6 +211,7 @@ class BmsLink:
                     self._device_information = await self._client.device_information()
                     information_read = True
                 self._on_status(self.status())
+            last_poll = next_poll
             interval = self._config.poll_interval
             next_poll += interval
             now = time.monotonic()
@@ -200,14 +219,18 @@ class BmsLink:
                 skipped = int((now - next_poll) // interval) + 1
                 self._missed_polls += skipped
                 next_poll += skipped * interval
-            await self._sleep(next_poll - now)
+            while True:
+                self._rescheduled.clear()
+                await self._sleep(next_poll - time.monotonic(), self._rescheduled)
+                if not self._rescheduled.is_set():
+                    break
+                # A new interval counts from the last poll: a shorter one may be due now.
+                next_poll = max(last_poll + self._config.poll_interval, time.monotonic())
 
-    async def _sleep(self, seconds: float) -> None:
-        """Wait, but wake at once on stop or link loss."""
-        waits = [
-            asyncio.ensure_future(self._stopping.wait()),
-            asyncio.ensure_future(self._lost.wait()),
-        ]
+    async def _sleep(self, seconds: float, *wake_on: asyncio.Event) -> None:
+        """Wait, but wake at once on stop, link loss or any of ``wake_on``."""
+        events = (self._stopping, self._lost, *wake_on)
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(
                 waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED

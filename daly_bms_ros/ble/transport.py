@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 #: A Bluetooth device address as BlueZ prints it, e.g. C6:6C:09:03:1B:9E.
-MAC_ADDRESS_PATTERN = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+MAC_ADDRESS_PATTERN = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 
 
 class TransportError(Exception):
@@ -40,6 +40,10 @@ class BmsTransport(Protocol):
     @property
     def description(self) -> str:
         """Name and address of the device, for logs and diagnostics."""
+
+    @property
+    def address(self) -> str:
+        """Address of the device once found ("" before): a stable identity of the battery."""
 
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]

@@ -1,9 +1,10 @@
 """``daly-bms decode HEX ...``: decode captured frames to JSON, one object per frame found.
 
 Without the request that asked for it, a frame's block is told by its address and data length:
-from 0xD2, 124 bytes is the status block, 82 the settings block, 64 the device-information
-block, 18 the MOS temperature block; from 0x51 (the 0x81 variant), 128 bytes then 124 bytes are
-the two halves of one status, 148 bytes the device-information block.
+from 0xD2, 124 bytes is the status block, 160 the 80-register status read, 82 the settings
+block, 64 the device-information block, 18 the MOS temperature block; from 0x51 (the 0x81
+variant), 128 bytes then 124 bytes are the two halves of one status, 148 bytes the
+device-information block.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from daly_bms_ros.protocol import (
     DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
+    STATUS_80_BLOCK,
     STATUS_BLOCK,
     X81,
     X81_DEVICE_INFO_BLOCK,
@@ -35,10 +37,10 @@ from daly_bms_ros.protocol import (
     decode_status,
     decode_x81_status,
 )
-from daly_bms_ros.protocol.model import json_ready
 
 DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
     (D2.response_address, STATUS_BLOCK.byte_count): (STATUS_BLOCK.name, decode_status),
+    (D2.response_address, STATUS_80_BLOCK.byte_count): (STATUS_80_BLOCK.name, decode_status),
     (D2.response_address, SETTINGS_BLOCK.byte_count): (SETTINGS_BLOCK.name, decode_settings),
     (D2.response_address, MOS_BLOCK.byte_count): (MOS_BLOCK.name, decode_mos_temperature),
     (D2.response_address, DEVICE_INFO_BLOCK.byte_count): (
@@ -81,14 +83,10 @@ def decode_frame(frame: Frame) -> dict[str, Any]:
 def decode_x81_pair(pack: Frame, state: Frame) -> dict[str, Any]:
     """JSON object for the two status blocks of the 0x81 variant, decoded together."""
     try:
-        status, mos = decode_x81_status(pack, state)
+        status = decode_x81_status(pack, state)
     except DalyProtocolError as error:
         return {"error": "undecodable", "block": "x81_status", "detail": str(error)}
-    return {
-        "block": "x81_status",
-        **status.to_dict(),
-        "mos_temperature": json_ready(mos.temperature),
-    }
+    return {"block": "x81_status", **status.to_dict()}
 
 
 def decode_frames(frames: list[Frame]) -> Iterator[dict[str, Any]]:
@@ -113,16 +111,17 @@ def decode_frames(frames: list[Frame]) -> Iterator[dict[str, Any]]:
 
 
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
-    """Yield an object per valid frame, in order, then an ``error`` object per rejected piece."""
+    """Yield an object per valid frame, in order, then one ``error`` object per rejected piece.
+
+    A frame cut short at the end of the input is ``truncated``; frames after a cut-short one
+    are still found.
+    """
     assembler = FrameAssembler()
-    yield from decode_frames(assembler.feed(data))
-    if assembler.pending:
-        assembler.expire()
-        yield {"error": "truncated"}
+    yield from decode_frames(assembler.feed(data) + assembler.expire())
     for reason in RejectReason:
-        if reason is not RejectReason.TIMEOUT:
-            for _ in range(assembler.rejected[reason]):
-                yield {"error": reason.value}
+        name = "truncated" if reason is RejectReason.TIMEOUT else reason.value
+        for _ in range(assembler.rejected[reason]):
+            yield {"error": name}
 
 
 def add_parser(subparsers: Any) -> None:

@@ -62,6 +62,11 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         default=2.0,
         help="seconds to wait for one answer (default 2)",
     )
+    parser.add_argument(
+        "--invert-current",
+        action="store_true",
+        help="turn the current's sign round (firmware that reports charging as negative)",
+    )
 
 
 def add_reading_parser(
@@ -75,13 +80,15 @@ def add_reading_parser(
 
 
 def transport_for(arguments: argparse.Namespace) -> BleakTransport:
-    """Build the transport the options describe (no --mac/--name: the first "DL-" device)."""
+    """Build the transport the options describe (no --mac/--name: the first Daly-like device)."""
     return BleakTransport(arguments.mac, arguments.name, arguments.adapter, arguments.timeout)
 
 
-async def connect_client(transport: BleakTransport, request_timeout: float) -> DalyClient:
-    """Connect ``transport`` and return a client reading through it."""
-    client = DalyClient(transport, request_timeout)
+async def connect_client(transport: BleakTransport, arguments: argparse.Namespace) -> DalyClient:
+    """Connect ``transport`` and return a client reading through it as the options say."""
+    client = DalyClient(
+        transport, arguments.request_timeout, invert_current=arguments.invert_current
+    )
     transport.set_callbacks(client.on_notify, lambda: None)
     await transport.connect()
     client.attach()
@@ -93,7 +100,7 @@ async def connected(arguments: argparse.Namespace) -> AsyncIterator[DalyClient]:
     """Yield a client on a connected transport; disconnect whatever happens."""
     transport = transport_for(arguments)
     try:
-        yield await connect_client(transport, arguments.request_timeout)
+        yield await connect_client(transport, arguments)
     finally:
         await transport.disconnect()
 
@@ -150,7 +157,11 @@ async def follow(
             last_state = status.state
             print(f"daly-bms: {status.device}: {status.summary}", file=sys.stderr, flush=True)
 
-    config = LinkConfig(poll_interval=arguments.interval, request_timeout=arguments.request_timeout)
+    config = LinkConfig(
+        poll_interval=arguments.interval,
+        request_timeout=arguments.request_timeout,
+        invert_current=arguments.invert_current,
+    )
     link = BmsLink(transport, config, sample_seen, status_seen)
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

@@ -10,12 +10,21 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from daly_bms_ros.protocol import STATUS_BLOCK, BmsSample, build_read_request
+from daly_bms_ros.protocol import VARIANTS, Block, BmsSample, build_read_request
 from daly_bms_ros.protocol.model import json_object
 from daly_bms_ros.report import rated_capacity
 
 PREFIX = "BMS_DATA:"
-STATUS_REQUEST_HEX = build_read_request(STATUS_BLOCK).hex()
+
+
+def request_for(frame: bytes) -> str:
+    """Return the status request (hex) that ``frame`` answered: its protocol and size.
+
+    The earlier reader always sent the 62-register read; a BMS that answers 80 registers is
+    read with one request a sample, and the record says so.
+    """
+    variant = next(variant for variant in VARIANTS if variant.response_address == frame[0])
+    return build_read_request(Block("status", 0, frame[2] // 2), variant).hex()
 
 
 def bms_data(sample: BmsSample, name: str, address: str, notifications: int) -> dict[str, Any]:
@@ -56,7 +65,7 @@ def bms_data(sample: BmsSample, name: str, address: str, notifications: int) -> 
                 "notifications": notifications,
                 "commands": {
                     "main_info": {
-                        "command_sent": STATUS_REQUEST_HEX,
+                        "command_sent": request_for(frame),
                         "response_received": bool(frame),
                         "response_data": frame.hex(),
                         "parsed_data": parsed,

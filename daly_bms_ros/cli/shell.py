@@ -103,7 +103,7 @@ class DalyShell(cmd.Cmd):
         self._disconnect()
         mac, name = self._target(argument)
         transport = BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
-        client = self._run(connect_client(transport, self.arguments.request_timeout))
+        client = self._run(connect_client(transport, self.arguments))
         if client is not None:
             self._client = client
             self._print(f"connected to {client.transport.description}")

@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import rclpy
-from rclpy.exceptions import ParameterException
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.exceptions import NotInitializedException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
@@ -35,11 +36,19 @@ def run_node(
 ) -> int:
     """Spin a node until SIGINT/SIGTERM, then close it cleanly and return 0.
 
-    A refused parameter returns 2 (a restart cannot help); an OSError while starting returns 1.
+    A refused parameter returns 2 (a restart cannot help); an OSError while starting returns 1;
+    a signal while starting returns 0 without a traceback.
     """
-    rclpy.init(args=None if args is None else list(args))
     try:
+        rclpy.init(args=None if args is None else list(args))
         node = create()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.try_shutdown()  # stopped while starting: as quiet as a stop later on
+        return 0
+    except (RCLError, NotInitializedException):
+        if rclpy.ok():
+            raise
+        return 0  # a signal shut the context down while the node was being built
     except (InvalidSettingError, ParameterException) as error:
         rclpy.logging.get_logger(name).fatal(f"invalid parameter: {error}")
         rclpy.try_shutdown()

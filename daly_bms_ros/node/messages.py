@@ -23,6 +23,11 @@ HEALTH_BY_ALARM: tuple[tuple[str, int], ...] = (
     ("under_temperature", BatteryState.POWER_SUPPLY_HEALTH_COLD),
     ("overvoltage", BatteryState.POWER_SUPPLY_HEALTH_OVERVOLTAGE),
 )
+#: The BMS's charge state as BatteryState tells it (the rest: "idle").
+CHARGE_STATE_BY_SUPPLY_STATUS = {
+    BatteryState.POWER_SUPPLY_STATUS_CHARGING: "charging",
+    BatteryState.POWER_SUPPLY_STATUS_DISCHARGING: "discharging",
+}
 #: Alarms about the state of charge say nothing about the battery's health.
 CHARGE_LEVEL_ALARM_PREFIX = "soc_"
 
@@ -97,7 +102,8 @@ def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
     message.header.stamp = stamp
     message.header.frame_id = frame_id
     message.cell_voltages = list(status.cell_voltages)
-    message.balancing = list(status.balancing_cells)
+    # Empty when the BMS did not tell which cells balance (see DalyCells.msg).
+    message.balancing = list(status.balancing_cells or ())
     message.min_cell_voltage = status.min_cell_voltage
     message.max_cell_voltage = status.max_cell_voltage
     message.average_cell_voltage = status.average_cell_voltage
@@ -106,6 +112,9 @@ def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
     message.max_cell_index = status.max_cell_index
     message.temperatures = list(status.temperatures)
     message.mos_temperature = sample.mos_temperature
+    message.power = status.power
+    message.board_temperature = status.board_temperature
+    message.balance_current = status.balance_current
     message.cycles = status.cycles
     message.charge_mos = status.charge_mos
     message.discharge_mos = status.discharge_mos
@@ -122,9 +131,10 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
     block is reduced to the rated capacity, the one setting the messages carry.
     """
     cell_voltages = tuple(float(value) for value in cells.cell_voltages)
+    temperatures = tuple(float(value) for value in cells.temperatures)
     status = BmsStatus(
         cell_voltages=cell_voltages,
-        temperatures=tuple(float(value) for value in cells.temperatures),
+        temperatures=temperatures,
         pack_voltage=battery.voltage,
         current=battery.current,
         soc=battery.percentage * 100.0,
@@ -133,7 +143,7 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
         charge_mos=cells.charge_mos,
         discharge_mos=cells.discharge_mos,
         balancing=cells.balancing_active,
-        balancing_cells=tuple(bool(flag) for flag in cells.balancing),
+        balancing_cells=tuple(bool(flag) for flag in cells.balancing) if cells.balancing else None,
         min_cell_voltage=cells.min_cell_voltage,
         max_cell_voltage=cells.max_cell_voltage,
         average_cell_voltage=cells.average_cell_voltage,
@@ -142,11 +152,17 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
         max_cell_index=cells.max_cell_index,
         alarm_words=tuple(int(word) for word in cells.alarm_words),
         alarms=tuple(cells.alarms),
+        mos_temperature=cells.mos_temperature,
+        power=cells.power,
+        charge_state=CHARGE_STATE_BY_SUPPLY_STATUS.get(battery.power_supply_status, "idle"),
+        max_temperature=max(temperatures, default=math.nan),
+        min_temperature=min(temperatures, default=math.nan),
+        balance_current=cells.balance_current,
+        board_temperature=cells.board_temperature,
     )
     stamp = battery.header.stamp
     return BmsSample(
         status,
         BmsSettings(rated_capacity=battery.capacity, nominal_cell_voltage=math.nan),
-        mos_temperature=cells.mos_temperature,
         received_at=stamp.sec + stamp.nanosec * 1e-9,
     )

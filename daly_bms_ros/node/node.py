@@ -8,17 +8,19 @@ the executor never waits on Bluetooth.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.time import Time
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
@@ -40,6 +42,12 @@ from daly_bms_ros.protocol import BmsSample
 
 TransportFactory = Callable[[NodeSettings], BmsTransport]
 STOP_TIMEOUT_S = 10.0
+#: At most one log line per this many seconds about failed polls.
+FAILED_POLL_LOG_PERIOD_S = 10.0
+#: The diagnostics task: the status is named "<node name>: battery" (diagnostic_updater style).
+DIAGNOSTIC_TASK = "battery"
+#: diagnostic_updater's parameter for naming statuses after the fully qualified node name.
+USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
 def bleak_transport(settings: NodeSettings) -> BmsTransport:
@@ -64,7 +72,7 @@ class DalyBmsNode(Node):
         self._identity = BatteryIdentity(
             frame_id=settings.frame_id,
             location=settings.location,
-            serial_number=settings.serial_number or settings.mac_address,
+            serial_number=settings.serial_number or settings.mac_address.upper(),
             technology=getattr(
                 BatteryState, "POWER_SUPPLY_TECHNOLOGY_" + TECHNOLOGIES[settings.technology]
             ),
@@ -73,13 +81,24 @@ class DalyBmsNode(Node):
         self._battery_publisher = self.create_publisher(BatteryState, "battery_state", 10)
         self._cells_publisher = self.create_publisher(DalyCells, "cells", 10)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._samples: queue.SimpleQueue[BmsSample] = queue.SimpleQueue()
+        self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
         self._last_sample: BmsSample | None = None
         self._sample_ready = self.create_guard_condition(self._publish_samples)
-        self.create_timer(settings.diagnostics_period, self._publish_diagnostics)
+        # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
+        # driver that cannot reach its BMS must say so whatever the simulation does.
+        self.create_timer(
+            settings.diagnostics_period,
+            self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._status_prefix = (
+            self.get_fully_qualified_name()
+            if self.get_parameter(USE_FQN_PARAMETER).value
+            else self.get_name()
+        )
 
         self._link = BmsLink(
             transport_factory(settings),
@@ -89,14 +108,15 @@ class DalyBmsNode(Node):
                 request_retries=settings.request_retries,
                 reconnect_delay_min=settings.reconnect_delay_min,
                 reconnect_delay_max=settings.reconnect_delay_max,
+                invert_current=settings.invert_current,
             ),
             on_sample=self._on_sample,
             on_status=self._on_link_status,
         )
+        self.get_logger().info(f"looking for the BMS ({self._target()})")
         self._ble = EventLoopThread()
         self._ble.start()
         self._ble.submit(self._link.run())
-        self.get_logger().info(f"looking for the BMS ({self._target()})")
 
     def _target(self) -> str:
         settings = self.settings
@@ -104,10 +124,20 @@ class DalyBmsNode(Node):
             return f"address {settings.mac_address}"
         if settings.device_name:
             return f"name {settings.device_name}"
-        return "first device named DL-… or advertising service fff0"
+        return "first device that looks like a Daly BMS (DL-…/JHB-…, fff0/ff00, manufacturer)"
 
     def _declare_parameters(self) -> NodeSettings:
         """Declare every parameter with its descriptor, then check them together."""
+        self.declare_parameter(
+            USE_FQN_PARAMETER,
+            False,
+            ParameterDescriptor(
+                description="Name the diagnostics status after the node's fully qualified name "
+                "(as diagnostic_updater does with this parameter), e.g. with one node per "
+                "battery in namespaces.",
+                read_only=True,
+            ),
+        )
         values = {
             name: self.declare_parameter(
                 name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
@@ -118,7 +148,11 @@ class DalyBmsNode(Node):
 
     def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
         """Accept a run-time change only if the whole set stays valid; apply poll_interval."""
-        changes = {parameter.name: parameter.value for parameter in parameters}
+        changes = {
+            parameter.name: parameter.value
+            for parameter in parameters
+            if parameter.name in PARAMETERS
+        }
         try:
             settings = validate({**asdict(self.settings), **changes})
         except InvalidSettingError as error:
@@ -131,33 +165,56 @@ class DalyBmsNode(Node):
 
     # Called in the BLE thread.
     def _on_sample(self, sample: BmsSample) -> None:
-        self._samples.put(sample)
+        # The stamp is the moment the answer arrived, on the node's clock (sim time too).
+        self._samples.put((sample, self.get_clock().now().to_msg()))
         self._sample_ready.trigger()
 
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
             previous, self._link_status = self._link_status, status
         entered = previous is None or previous.state is not status.state
+        logger = self.get_logger()
         if entered and status.state is LinkState.CONNECTED:
-            self.get_logger().info(f"connected to {status.device}")
+            logger.info(f"connected to {status.device}")
         elif entered and status.state is LinkState.BACKOFF:
-            self.get_logger().warning(
+            logger.warning(
                 f"BMS link down ({status.last_error}); retrying, "
                 f"{status.consecutive_failures} failure(s) in a row"
+            )
+        elif status.failed_polls and (previous is None or not previous.failed_polls):
+            logger.warning(
+                f"a poll of {status.device} failed ({status.last_error}); polling on",
+                throttle_duration_sec=FAILED_POLL_LOG_PERIOD_S,
             )
 
     # Called in the executor thread.
     def _publish_samples(self) -> None:
         while True:
             try:
-                sample = self._samples.get_nowait()
+                sample, stamp = self._samples.get_nowait()
             except queue.Empty:
                 return
-            stamp = Time(nanoseconds=round(sample.received_at * 1e9)).to_msg()
-            self._battery_publisher.publish(battery_state(sample, self._identity, stamp))
+            identity = dataclasses.replace(self._identity, serial_number=self._serial_number())
+            self._battery_publisher.publish(battery_state(sample, identity, stamp))
             self._cells_publisher.publish(daly_cells(sample, self._identity.frame_id, stamp))
             with self._lock:
                 self._last_sample = sample
+
+    def _serial_number(self) -> str:
+        """Return the battery's stable identity: the parameter, the BMS's serial, its address.
+
+        The same however the BMS was found (by address or by name), once it has been found.
+        """
+        with self._lock:
+            status = self._link_status
+        if status is None:
+            return self._identity.serial_number
+        return (
+            self.settings.serial_number
+            or status.device_information.get("serial_number", "")
+            or status.address
+            or self._identity.serial_number
+        )
 
     def _publish_diagnostics(self) -> None:
         with self._lock:
@@ -168,8 +225,8 @@ class DalyBmsNode(Node):
         message.header.stamp = self.get_clock().now().to_msg()
         message.status = [
             link_diagnostics(
-                f"{self.get_fully_qualified_name()}: battery link",
-                self._identity.serial_number or status.device,
+                f"{self._status_prefix}: {DIAGNOSTIC_TASK}",
+                self._serial_number() or self.settings.device_name or "none",
                 status,
                 sample,
                 self.settings.stale_timeout,

@@ -8,6 +8,7 @@ backoff bounds) live in ``validate`` and give a message that names what is allow
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -48,6 +49,7 @@ class NodeSettings:
     serial_number: str = ""
     technology: str = "LiFePO4"
     design_capacity: float = 0.0
+    invert_current: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,16 @@ class ParameterSpec:
     constraints: str = ""
 
     def descriptor(self, default: Any) -> ParameterDescriptor:
-        """Build the ROS descriptor; the range type follows the default value's type."""
+        """Build the ROS descriptor; the range type follows the default value's type.
+
+        A floating-point parameter also takes an integer ("poll_interval:=2", as users type
+        seconds): it is declared with dynamic typing, and ``validate`` checks type and range.
+        """
         descriptor = ParameterDescriptor(
             description=self.description,
             read_only=self.read_only,
             additional_constraints=self.constraints,
+            dynamic_typing=isinstance(default, float),
         )
         if self.minimum is not None and self.maximum is not None:
             if isinstance(default, int):
@@ -89,7 +96,8 @@ class ParameterSpec:
 PARAMETERS: Mapping[str, ParameterSpec] = {
     "mac_address": ParameterSpec(
         "Bluetooth address of the BMS. Empty: find it by device_name, or else the first device "
-        "whose name starts with 'DL-' or that advertises service fff0.",
+        "that looks like a Daly BMS (named 'DL-…' or 'JHB-…', advertising service fff0 or "
+        "ff00, or with Daly manufacturer data).",
         constraints="empty or six colon-separated hex bytes, e.g. C6:6C:09:03:1B:9E",
     ),
     "device_name": ParameterSpec(
@@ -152,6 +160,10 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         minimum=0.0,
         maximum=100000.0,
     ),
+    "invert_current": ParameterSpec(
+        "Turn the sign of the current round, for firmware that reports charging as negative "
+        "(BatteryState.current is positive while charging).",
+    ),
 }
 
 DEFAULTS = NodeSettings()
@@ -161,10 +173,26 @@ class InvalidSettingError(ValueError):
     """A parameter value is not allowed; the message says which and what is allowed."""
 
 
+def _number(name: str, value: Any) -> float:
+    """Return a floating-point parameter's value as a float: a number (int too) in range."""
+    spec = PARAMETERS[name]
+    low = -math.inf if spec.minimum is None else spec.minimum
+    high = math.inf if spec.maximum is None else spec.maximum
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and low <= float(value) <= high):
+        allowed = "a number" if math.isinf(high) else f"a number from {low:g} to {high:g}"
+        raise InvalidSettingError(f"{name} must be {allowed}, not {value!r}")
+    return float(value)
+
+
 def validate(values: Mapping[str, Any]) -> NodeSettings:
     """Return settings built from ``values`` or raise InvalidSettingError naming the problem."""
-    settings = NodeSettings(**{**asdict(DEFAULTS), **values})
-    if settings.mac_address and not MAC_ADDRESS_PATTERN.match(settings.mac_address):
+    merged = {**asdict(DEFAULTS), **values}
+    for name, default in asdict(DEFAULTS).items():
+        if isinstance(default, float):
+            merged[name] = _number(name, merged[name])
+    settings = NodeSettings(**merged)
+    if settings.mac_address and not MAC_ADDRESS_PATTERN.fullmatch(settings.mac_address):
         raise InvalidSettingError(
             f"mac_address {settings.mac_address!r} is not a Bluetooth address: "
             "expected six colon-separated hex bytes such as C6:6C:09:03:1B:9E, or empty"

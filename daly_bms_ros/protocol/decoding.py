@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from daly_bms_ros.protocol.errors import FrameDecodeError
 from daly_bms_ros.protocol.frames import D2, X81, Frame, Variant
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus, DeviceInfo, MosTemperature
 from daly_bms_ros.protocol.registers import (
+    CHARGE_STATES,
     D2_STATUS,
     DEVICE_INFO_BLOCK,
-    DEVICE_INFO_TEXT,
+    DEVICE_INFO_FIELDS_16,
+    DEVICE_INFO_FIELDS_32,
     FAULT_BITS,
+    HARDWARE_VERSION_FORM,
     MAX_TEMPERATURE_SENSORS,
     MOS_BLOCK,
     MOS_TEMPERATURE,
+    PRODUCTION_DATE_FORM,
     SETTINGS_BLOCK,
     SETTINGS_REGISTERS,
+    SOFTWARE_VERSION_FORM,
+    STATUS_80_BLOCK,
     STATUS_BLOCK,
     X81_DEVICE_INFO_BLOCK,
     X81_DEVICE_INFO_TEXT,
@@ -40,14 +47,21 @@ def _registers(frame: Frame, block: Block) -> tuple[int, ...]:
 
 
 class _RangeChecker:
-    """Scale raw values and replace the physically impossible ones by NaN, noting their names."""
+    """Scale raw values; NaN for what is unknown, NaN and a noted name for the impossible.
+
+    A register the read did not cover, or holding the value a pack answers for a sensor it
+    lacks, is unknown; a value out of its physical range is impossible.
+    """
 
     def __init__(self, registers: Sequence[int]) -> None:
         self.registers = registers
         self.invalid: list[str] = []
 
     def value(self, register: Register, index: int | None = None, name: str = "") -> float:
-        value = register.decode(self.registers[register.index if index is None else index])
+        index = register.index if index is None else index
+        if index >= len(self.registers) or self.registers[index] in register.absent:
+            return math.nan
+        value = register.decode(self.registers[index])
         if register.minimum <= value <= register.maximum:
             return value
         self.invalid.append(name or register.name)
@@ -55,12 +69,20 @@ class _RangeChecker:
 
     def series(self, first: Register, count: int) -> tuple[float, ...]:
         """``count`` registers from ``first`` on; the hot path of decoding, hence inlined."""
-        values = [first.decode(raw) for raw in self.registers[first.index : first.index + count]]
+        raws = self.registers[first.index : first.index + count]
+        values = [first.decode(raw) for raw in raws]
         for i, value in enumerate(values):
-            if not first.minimum <= value <= first.maximum:
+            if raws[i] in first.absent:
+                values[i] = math.nan
+            elif not first.minimum <= value <= first.maximum:
                 self.invalid.append(f"{first.name}_{i + 1}")
                 values[i] = math.nan
         return tuple(values)
+
+    def optional(self, layout: StatusLayout, name: str) -> float:
+        """Return the value of a register some layouts lack: NaN where this one does."""
+        register = layout.registers.get(name)
+        return math.nan if register is None else self.value(register)
 
 
 def decode_alarms(words: Sequence[int]) -> tuple[str, ...]:
@@ -98,6 +120,49 @@ def _cell_statistics(
     }
 
 
+def _cell_indices(
+    registers: Sequence[int], layout: StatusLayout, cells: Sequence[float]
+) -> dict[str, int]:
+    """1-based numbers of the lowest and highest cell: the BMS's registers, else the first such.
+
+    0 when unknown (no valid cell, or a register naming a cell the pack does not have).
+    """
+    valid = [(voltage, i + 1) for i, voltage in enumerate(cells) if not math.isnan(voltage)]
+    computed = {
+        "min_cell_index": min(valid)[1] if valid else 0,
+        "max_cell_index": max(valid, key=lambda cell: (cell[0], -cell[1]))[1] if valid else 0,
+    }
+    for name in computed:
+        if name in layout.registers:
+            number = registers[layout.registers[name].index]
+            computed[name] = number if 1 <= number <= len(cells) else 0
+    return computed
+
+
+def _balancing_cells(
+    registers: Sequence[int], layout: StatusLayout, cell_count: int
+) -> tuple[bool, ...] | None:
+    """Per-cell balancing flags, or None when the read did not cover the bitmaps of every cell."""
+    needed = layout.balancing_bitmaps[: (cell_count + 15) // 16]
+    if any(index >= len(registers) for index in needed):
+        return None
+    bits = sum(registers[index] << (16 * n) for n, index in enumerate(needed))
+    return tuple(bool(bits >> i & 1) for i in range(cell_count))
+
+
+def _charge_state(registers: Sequence[int], layout: StatusLayout) -> str:
+    raw = registers[layout.registers["charge_state"].index]
+    return CHARGE_STATES[raw] if raw < len(CHARGE_STATES) else "unknown"
+
+
+def _check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float]) -> None:
+    """Refuse a status no pack can be in: what an empty or zeroed answer decodes to."""
+    if cell_count == 0:
+        raise FrameDecodeError("the status reports 0 cells: no pack is in this state")
+    if pack_voltage == 0.0 and any(not math.isnan(voltage) for voltage in cells):
+        raise FrameDecodeError("the status reports 0 V for a pack whose cells hold voltage")
+
+
 def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     """Decode the status of any variant from its registers and its layout."""
     cell_count = _count(registers, layout, "cell_count", layout.max_cells)
@@ -105,39 +170,53 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     checker = _RangeChecker(registers)
     by_name = layout.registers
     cells = checker.series(layout.cell_voltages, cell_count)
-    valid_cells = [(voltage, i + 1) for i, voltage in enumerate(cells) if not math.isnan(voltage)]
-    balancing_bits = sum(
-        registers[index] << (16 * n) for n, index in enumerate(layout.balancing_bitmaps)
-    )
+    pack_voltage = checker.value(by_name["pack_voltage"])
+    _check_plausible(cell_count, pack_voltage, cells)
+    current = checker.value(by_name["current"])
+    power = checker.value(by_name["power"])
+    statistics = _cell_statistics(checker, layout, cells)
+    indices = _cell_indices(registers, layout, cells)
     first_word, word_count = layout.fault_words
     words = registers[first_word : first_word + word_count]
     return BmsStatus(
         cell_voltages=cells,
         temperatures=checker.series(layout.temperatures, sensor_count),
-        pack_voltage=checker.value(by_name["pack_voltage"]),
-        current=checker.value(by_name["current"]),
+        pack_voltage=pack_voltage,
+        current=current,
         soc=checker.value(by_name["soc"]),
         remaining_capacity=checker.value(by_name["remaining_capacity"]),
         cycles=registers[by_name["cycles"].index],
         charge_mos=bool(registers[by_name["charge_mos"].index]),
         discharge_mos=bool(registers[by_name["discharge_mos"].index]),
         balancing=bool(registers[by_name["balancing"].index]),
-        balancing_cells=tuple(bool(balancing_bits >> i & 1) for i in range(cell_count)),
-        **_cell_statistics(checker, layout, cells),
-        # The first lowest/highest cell, as the BMS's own min/max registers do not say which.
-        min_cell_index=min(valid_cells)[1] if valid_cells else 0,
-        max_cell_index=max(valid_cells, key=lambda cell: (cell[0], -cell[1]))[1]
-        if valid_cells
-        else 0,
+        balancing_cells=_balancing_cells(registers, layout, cell_count),
+        min_cell_voltage=statistics["min_cell_voltage"],
+        max_cell_voltage=statistics["max_cell_voltage"],
+        average_cell_voltage=statistics["average_cell_voltage"],
+        cell_delta=statistics["cell_delta"],
+        min_cell_index=indices["min_cell_index"],
+        max_cell_index=indices["max_cell_index"],
         alarm_words=tuple(words),
         alarms=decode_alarms(words),
+        power=-power if current < 0 else power,  # the register holds |V*I|
+        charge_state=_charge_state(registers, layout),
+        max_temperature=checker.value(by_name["max_temperature"]),
+        min_temperature=checker.value(by_name["min_temperature"]),
+        balance_current=checker.optional(layout, "balance_current"),
+        mos_temperature=checker.optional(layout, "mos_temperature"),
+        board_temperature=checker.optional(layout, "board_temperature"),
         invalid=tuple(checker.invalid),
     )
 
 
 def decode_status(frame: Frame) -> BmsStatus:
-    """Decode the 62-register D2 status block."""
-    return _decode_layout(_registers(frame, STATUS_BLOCK), D2_STATUS)
+    """Decode a D2 status answer: the 62-register block, or the 80-register read."""
+    if len(frame.payload) not in (STATUS_BLOCK.byte_count, STATUS_80_BLOCK.byte_count):
+        raise FrameDecodeError(
+            f"a D2 status answer has {STATUS_BLOCK.byte_count} or {STATUS_80_BLOCK.byte_count} "
+            f"data bytes, this frame {len(frame.payload)}"
+        )
+    return _decode_layout(frame.registers, D2_STATUS)
 
 
 def _x81_registers(pack: Frame, state: Frame) -> list[int]:
@@ -148,12 +227,9 @@ def _x81_registers(pack: Frame, state: Frame) -> list[int]:
     return registers
 
 
-def decode_x81_status(pack: Frame, state: Frame) -> tuple[BmsStatus, MosTemperature]:
-    """Decode the status of the 0x81 variant from its two blocks; the MOS temperature with it."""
-    registers = _x81_registers(pack, state)
-    status = _decode_layout(registers, X81_STATUS)
-    checker = _RangeChecker(registers)
-    return status, MosTemperature(checker.value(X81_STATUS.registers["mos_temperature"]))
+def decode_x81_status(pack: Frame, state: Frame) -> BmsStatus:
+    """Decode the status of the 0x81 variant from its two blocks."""
+    return _decode_layout(_x81_registers(pack, state), X81_STATUS)
 
 
 def decode_settings(frame: Frame) -> BmsSettings:
@@ -173,50 +249,109 @@ def decode_mos_temperature(frame: Frame) -> MosTemperature:
 
 
 def _text(data: bytes) -> str:
-    """ASCII text of a NUL-padded field; anything unprintable becomes '?'."""
-    text = data.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+    """ASCII text of a NUL-padded field (padded either side); anything unprintable becomes '?'."""
+    text = data.strip(b"\x00").split(b"\x00", 1)[0].decode("ascii", "replace").strip()
     return "".join(char if char.isprintable() and char != "\ufffd" else "?" for char in text)
 
 
-def _device_info_layout(variant: Variant) -> tuple[Block, dict[str, tuple[int, int]]]:
-    if variant is X81:
-        return X81_DEVICE_INFO_BLOCK, X81_DEVICE_INFO_TEXT
-    return DEVICE_INFO_BLOCK, DEVICE_INFO_TEXT
+def as_shown(stored: str, form: re.Pattern[str]) -> str:
+    """Return a version text as Daly's app shows it, turning round one stored reversed.
+
+    Some D2 firmware stores its versions reversed ("T00K_321042_11" for "11_240123_K00T")
+    [G][J]: a text is turned round when only its reverse has the form the app shows, so a text
+    stored in reading order, or of an unknown form, is kept.
+    """
+    if form.match(stored) or not form.match(stored[::-1]):
+        return stored
+    return stored[::-1]
+
+
+def _d2_device_info_layout(payload: bytes) -> Mapping[str, tuple[int, int]]:
+    """Which D2 device-information layout a payload uses: 16-byte fields, or 32-byte ones.
+
+    Bytes 16..31 hold the hardware version in the first; in the second, the end of a software
+    version that has never been seen longer than 14 characters, so they are empty.
+    """
+    first, size = DEVICE_INFO_FIELDS_16["hardware_version"]
+    if _text(payload[first : first + size]):
+        return DEVICE_INFO_FIELDS_16
+    return DEVICE_INFO_FIELDS_32
 
 
 def decode_device_info(frame: Frame, variant: Variant = D2) -> DeviceInfo:
-    """Decode a device-information block (versions; production date or serial number)."""
-    block, layout = _device_info_layout(variant)
-    _registers(frame, block)
+    """Decode a device-information block (versions; production date, model, serial number).
+
+    The third field of the D2 layout of 16-byte fields is a production date where it has the
+    form of one, else Daly's machine code, reported as the model.
+    """
+    layout: Mapping[str, tuple[int, int]]
+    if variant is X81:
+        _registers(frame, X81_DEVICE_INFO_BLOCK)
+        layout = X81_DEVICE_INFO_TEXT
+    else:
+        _registers(frame, DEVICE_INFO_BLOCK)
+        layout = _d2_device_info_layout(frame.payload)
     fields = {
         name: _text(frame.payload[first : first + size]) for name, (first, size) in layout.items()
     }
+    fields["software_version"] = as_shown(fields["software_version"], SOFTWARE_VERSION_FORM)
+    fields["hardware_version"] = as_shown(fields["hardware_version"], HARDWARE_VERSION_FORM)
+    machine_code = fields.pop("machine_code", "")
+    if PRODUCTION_DATE_FORM.fullmatch(machine_code):
+        fields["production_date"] = machine_code
+    elif machine_code:
+        fields["model"] = machine_code
     return DeviceInfo(**fields)
 
 
-def encode_device_info(info: DeviceInfo, variant: Variant = D2) -> list[int]:
-    """Return the device-information registers that decode to ``info``."""
-    block, layout = _device_info_layout(variant)
+def encode_device_info(
+    info: DeviceInfo, variant: Variant = D2, fields_of_32: bool = False
+) -> list[int]:
+    """Return the device-information registers that decode to ``info`` (virtual BMS).
+
+    A D2 BMS stores its versions reversed in the layout of 16-byte fields, its production date
+    (or else model) in the third field [A][J], and its versions in reading order in the layout
+    of 32-byte fields [F]; ``fields_of_32`` picks the layout.
+    """
+    if variant is X81:
+        block, layout = X81_DEVICE_INFO_BLOCK, X81_DEVICE_INFO_TEXT
+        texts = info.to_dict()
+    else:
+        block = DEVICE_INFO_BLOCK
+        layout = DEVICE_INFO_FIELDS_32 if fields_of_32 else DEVICE_INFO_FIELDS_16
+        reverse = not fields_of_32
+        texts = {
+            "software_version": info.software_version[:: -1 if reverse else 1],
+            "hardware_version": info.hardware_version[:: -1 if reverse else 1],
+            "machine_code": info.production_date or info.model,
+        }
     payload = bytearray(block.byte_count)
     for name, (first, size) in layout.items():
-        text = getattr(info, name).encode("ascii")[:size]
+        text = texts[name].encode("ascii")[:size]
         payload[first : first + len(text)] = text
     return list(Frame(bytes(payload)).registers)
 
 
-def _nan_to_zero(raw: float) -> float:
-    return 0.0 if math.isnan(raw) else raw
+def _raw(register: Register, value: float) -> int:
+    """Return the raw value of ``value``; for an unknown one the "absent" value, else 0."""
+    if math.isnan(value):
+        return register.absent[0] if register.absent else 0
+    return register.encode(value)
 
 
 def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[int]:
-    """Return registers 0..size-1 of ``layout`` that decode to ``status`` (virtual BMS)."""
+    """Return registers 0..size-1 of ``layout`` that decode to ``status`` (virtual BMS).
+
+    Filled as a real pack fills them: 255 in the temperature slots beyond the sensor count,
+    the power as floor(|V*I|), the charge state, the numbers of the extreme cells.
+    """
     registers = [0] * size
-    for first, values in (
-        (layout.cell_voltages, status.cell_voltages),
-        (layout.temperatures, status.temperatures),
+    for first, values, slots in (
+        (layout.cell_voltages, status.cell_voltages, 0),
+        (layout.temperatures, status.temperatures, MAX_TEMPERATURE_SENSORS),
     ):
-        for i, value in enumerate(values):
-            registers[first.index + i] = first.encode(_nan_to_zero(value))
+        for i in range(max(len(values), slots)):
+            registers[first.index + i] = _raw(first, values[i] if i < len(values) else math.nan)
     flags = {
         "cell_count": len(status.cell_voltages),
         "temperature_sensor_count": len(status.temperatures),
@@ -224,30 +359,37 @@ def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[i
         "charge_mos": int(status.charge_mos),
         "discharge_mos": int(status.discharge_mos),
         "balancing": int(status.balancing),
+        "charge_state": CHARGE_STATES.index(status.charge_state)
+        if status.charge_state in CHARGE_STATES
+        else len(CHARGE_STATES),
+        "power": 0 if math.isnan(status.power) else math.floor(abs(status.power)),
+        "min_cell_index": status.min_cell_index,
+        "max_cell_index": status.max_cell_index,
     }
     for name, register in layout.registers.items():
+        if register.index >= size:
+            continue
         if name in flags:
             registers[register.index] = flags[name]
-        elif hasattr(status, name):
-            registers[register.index] = register.encode(_nan_to_zero(getattr(status, name)))
-    bits = sum(1 << i for i, on in enumerate(status.balancing_cells) if on)
+        else:
+            registers[register.index] = _raw(register, getattr(status, name))
+    bits = sum(1 << i for i, on in enumerate(status.balancing_cells or ()) if on)
     for n, index in enumerate(layout.balancing_bitmaps):
-        registers[index] = bits >> (16 * n) & 0xFFFF
+        if index < size:
+            registers[index] = bits >> (16 * n) & 0xFFFF
     first_word, word_count = layout.fault_words
     registers[first_word : first_word + word_count] = status.alarm_words[:word_count]
     return registers
 
 
 def encode_status(status: BmsStatus) -> list[int]:
-    """Return the D2 status-block registers that decode to ``status``."""
-    return _encode_layout(status, D2_STATUS, STATUS_BLOCK.count)
+    """Return the 80 D2 status registers that decode to ``status`` (the 62-register block first)."""
+    return _encode_layout(status, D2_STATUS, STATUS_80_BLOCK.count)
 
 
-def encode_x81_status(status: BmsStatus, mos: MosTemperature) -> tuple[list[int], list[int]]:
-    """Return the two 0x81 blocks (pack, state) that decode to ``status`` and ``mos``."""
+def encode_x81_status(status: BmsStatus) -> tuple[list[int], list[int]]:
+    """Return the two 0x81 blocks (pack, state) that decode to ``status``."""
     registers = _encode_layout(status, X81_STATUS, X81_STATE_BLOCK.start + X81_STATE_BLOCK.count)
-    mos_register = X81_STATUS.registers["mos_temperature"]
-    registers[mos_register.index] = mos_register.encode(_nan_to_zero(mos.temperature))
     return registers[: X81_PACK_BLOCK.count], registers[X81_STATE_BLOCK.start :]
 
 
@@ -262,5 +404,5 @@ def encode_settings(settings: BmsSettings) -> list[int]:
 def encode_mos_temperature(mos: MosTemperature) -> list[int]:
     """Return the MOS-block registers that decode to ``mos``."""
     registers = [0] * MOS_BLOCK.count
-    registers[MOS_TEMPERATURE.index] = MOS_TEMPERATURE.encode(mos.temperature)
+    registers[MOS_TEMPERATURE.index] = _raw(MOS_TEMPERATURE, mos.temperature)
     return registers

@@ -10,6 +10,7 @@ same Modbus-style exchange with request address 0x81 and response address 0x51 (
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +38,13 @@ D2 = Variant("d2", 0xD2, 0xD2)
 X81 = Variant("x81", 0x81, 0x51)
 VARIANTS = (D2, X81)
 _RESPONSE_ADDRESSES = frozenset(variant.response_address for variant in VARIANTS)
+_ADDRESS = re.compile(
+    b"[" + b"".join(re.escape(bytes((a,))) for a in sorted(_RESPONSE_ADDRESSES)) + b"]"
+)
+#: The start of a read answer: a response address, then the read function.
+_HEADER = re.compile(
+    b"(?:" + b"|".join(re.escape(bytes((a, READ))) for a in sorted(_RESPONSE_ADDRESSES)) + b")"
+)
 
 
 class RejectReason(enum.Enum):
@@ -96,21 +104,36 @@ class FrameAssembler:
 
     Sans-I/O: it never waits. The caller feeds bytes as they arrive and calls ``expire`` when an
     answer did not complete in time; every rejected piece is counted in ``rejected`` by reason.
+    One bad piece of input is one rejection: a run of bytes that holds no frame (garbage, a frame
+    with a broken header or length, and what follows it up to the next header) counts once, under
+    the reason that started it. Every byte is looked at a bounded number of times, so any input
+    is assembled in linear time.
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self.rejected: Counter[RejectReason] = Counter()
+        #: Inside a run of rejected bytes that has been counted already.
+        self._in_garbage = False
 
     def reset(self) -> None:
         """Forget buffered bytes (a new connection starts clean); counts are kept."""
         self._buffer.clear()
+        self._in_garbage = False
 
-    def expire(self) -> None:
-        """Drop and count a partial frame: the answer it belonged to timed out."""
-        if self._buffer:
-            self.rejected[RejectReason.TIMEOUT] += 1
-            self._buffer.clear()
+    def expire(self) -> list[Frame]:
+        """Give up on the partial frame at the head: count it as a timeout, return what follows.
+
+        The partial frame may hide the start of frames after it (a cut-short answer followed by
+        the next one): the bytes after its header are assembled again, and the frames they hold
+        are returned.
+        """
+        frames: list[Frame] = []
+        while self._buffer:
+            self._count(RejectReason.TIMEOUT)
+            del self._buffer[: self._next_address(1)]
+            frames += self.feed(b"")
+        return frames
 
     @property
     def pending(self) -> int:
@@ -122,62 +145,61 @@ class FrameAssembler:
         buffer = self._buffer
         buffer += chunk
         frames: list[Frame] = []
-        while buffer:
-            if buffer[0] not in _RESPONSE_ADDRESSES:
-                self._skip_to_header()
+        position = 0
+        end = len(buffer)
+        while position < end:
+            if buffer[position] not in _RESPONSE_ADDRESSES:
+                self._count(RejectReason.BAD_HEADER)
+                position = self._next_address(position + 1)
                 continue
-            if len(buffer) < 3:
+            if end - position < 3:
                 break
-            function = buffer[1]
+            function, length = buffer[position + 1], buffer[position + 2]
             if function == READ | ERROR_FLAG:
-                if len(buffer) < 5:
+                if end - position < 5:
                     break
-                self._consume_checked(5, RejectReason.ERROR_RESPONSE)
+                self._in_garbage = False
+                ok = self._crc_ok(position, 5)
+                self.rejected[RejectReason.ERROR_RESPONSE if ok else RejectReason.BAD_CRC] += 1
+                position += 5
                 continue
-            length = buffer[2]
             if function != READ:
-                self._reject(1, RejectReason.BAD_HEADER)
+                self._count(RejectReason.BAD_HEADER)
+                position = self._next_address(position + 1)
                 continue
             if length == 0 or length % 2 or length > MAX_DATA_BYTES:
-                self._reject(1, RejectReason.BAD_LENGTH)
+                self._count(RejectReason.BAD_LENGTH)
+                position = self._next_address(position + 1)
                 continue
             total = 3 + length + 2
-            if len(buffer) < total:
+            self._in_garbage = False  # a plausible header: what follows is a new piece
+            if end - position < total:
                 break
-            if self._crc_ok(total):
-                frames.append(Frame(bytes(buffer[3 : 3 + length]), buffer[0]))
-                del buffer[:total]
+            if self._crc_ok(position, total):
+                frames.append(
+                    Frame(bytes(buffer[position + 3 : position + 3 + length]), buffer[position])
+                )
+                position += total
             else:
                 self.rejected[RejectReason.BAD_CRC] += 1
                 # A truncated frame may hide the start of the next one: resume there.
-                next_header = self._next_header(1, total)
-                del buffer[: next_header if next_header > 0 else total]
+                found = _HEADER.search(buffer, position + 1, position + total)
+                position = found.start() if found else position + total
+        del buffer[:position]
         return frames
 
-    def _crc_ok(self, total: int) -> bool:
-        expected = self._buffer[total - 2] | self._buffer[total - 1] << 8
-        return crc16_modbus(memoryview(self._buffer)[: total - 2]) == expected
+    def _count(self, reason: RejectReason) -> None:
+        """Count a rejection, once per run of rejected bytes."""
+        if not self._in_garbage:
+            self.rejected[reason] += 1
+            self._in_garbage = True
 
-    def _consume_checked(self, total: int, reason: RejectReason) -> None:
-        """Drop a short frame that is well-formed but carries no data (an error answer)."""
-        self.rejected[reason if self._crc_ok(total) else RejectReason.BAD_CRC] += 1
-        del self._buffer[:total]
-
-    def _reject(self, count: int, reason: RejectReason) -> None:
-        self.rejected[reason] += 1
-        del self._buffer[:count]
-
-    def _next_header(self, start: int, end: int | None = None) -> int:
-        """Index of the first response header (address + read function) in the range, or -1."""
-        found = [
-            index
-            for address in _RESPONSE_ADDRESSES
-            if (index := self._buffer.find(bytes((address, READ)), start, end)) >= 0
-        ]
-        return min(found, default=-1)
-
-    def _skip_to_header(self) -> None:
-        """Drop the bytes before the next response address."""
+    def _crc_ok(self, start: int, total: int) -> bool:
         buffer = self._buffer
-        found = [index for address in _RESPONSE_ADDRESSES if (index := buffer.find(address)) > 0]
-        self._reject(min(found, default=len(buffer)), RejectReason.BAD_HEADER)
+        expected = buffer[start + total - 2] | buffer[start + total - 1] << 8
+        return crc16_modbus(memoryview(buffer)[start : start + total - 2]) == expected
+
+    def _next_address(self, start: int) -> int:
+        """Index of the first response address at or after ``start``, else the buffer's end."""
+        found = _ADDRESS.search(self._buffer, start)
+        return found.start() if found else len(self._buffer)

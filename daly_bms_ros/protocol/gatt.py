@@ -1,11 +1,15 @@
-"""GATT layout of a Daly smart BMS: the UUIDs the client uses and the virtual BMS serves.
+"""GATT layouts and advertisements of Daly smart BMS: what the client looks for and the sim serves.
 
-Service fff0 carries the D2 protocol: answers are notified on fff1, requests written to fff2.
-The standard Device Information Service (0x180A, Bluetooth SIG assigned numbers) is where a BLE
-device may tell its model and versions.
+Service fff0 carries the protocol: answers are notified on fff1, requests written to fff2. Newer
+DL-/JHB- firmware refuses notifications on fff1 ("org.bluez.Error.NotPermitted") and serves the
+same exchange on service ff00 (notify ff01, write ff02) beside it (fl4p/batmon-ha issue #356 and
+its ``bmslib/models/daly2.py``). The standard Device Information Service (0x180A, Bluetooth SIG
+assigned numbers) is where a BLE device may tell its model and versions.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 def _sig_uuid(short: int) -> str:
@@ -13,9 +17,26 @@ def _sig_uuid(short: int) -> str:
     return f"0000{short:04x}-0000-1000-8000-00805f9b34fb"
 
 
-SERVICE_UUID = _sig_uuid(0xFFF0)
-NOTIFY_UUID = _sig_uuid(0xFFF1)
-WRITE_UUID = _sig_uuid(0xFFF2)
+@dataclass(frozen=True)
+class GattLayout:
+    """Where a BMS takes requests and sends answers: one service, its notify and write UUIDs."""
+
+    name: str
+    service: str
+    notify: str
+    write: str
+
+
+FFF0 = GattLayout("fff0", _sig_uuid(0xFFF0), _sig_uuid(0xFFF1), _sig_uuid(0xFFF2))
+FF00 = GattLayout("ff00", _sig_uuid(0xFF00), _sig_uuid(0xFF01), _sig_uuid(0xFF02))
+#: In the order the client tries them.
+GATT_LAYOUTS = (FFF0, FF00)
+#: How Daly BMS name themselves: "DL-" + address digits; "JHB-" on the active-balance boards
+#: (patman15/BMS_BLE-HA issues #145, #245; fl4p/batmon-ha issue #356).
+NAME_PREFIXES = ("DL-", "JHB-")
+#: Company ids of the manufacturer data Daly BMS advertise, some without a name or service:
+#: aiobmsble ``aiobmsble/bms/daly_bms.py`` matcher_dict_list (0x402 for JHB- boards).
+MANUFACTURER_IDS = frozenset((0x0102, 0x0104, 0x0302, 0x0303, 0x0402))
 DEVICE_INFORMATION_UUID = _sig_uuid(0x180A)
 #: Device Information characteristics that identify a BMS, by the name the driver reports.
 DEVICE_INFORMATION_FIELDS = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -27,8 +27,11 @@ def json_ready(value: Any) -> Any:
 class BmsStatus:
     """The status block: what the pack is doing now. Units: V, A, W, %, Ah, degC.
 
-    ``current`` is negative while discharging. A value out of its physical range is NaN and its
-    name is listed in ``invalid``.
+    ``current`` and ``power`` are negative while discharging. A value out of its physical range
+    is NaN and its name is listed in ``invalid``; a value the BMS did not report (a sensor it
+    lacks, a register the read did not cover) is NaN too, without being listed.
+    ``balancing_cells`` is None when the read carried no per-cell balancing bits (the 62-register
+    D2 read): which cells balance is then unknown, not "none".
     """
 
     cell_voltages: tuple[float, ...]
@@ -41,7 +44,7 @@ class BmsStatus:
     charge_mos: bool
     discharge_mos: bool
     balancing: bool
-    balancing_cells: tuple[bool, ...]
+    balancing_cells: tuple[bool, ...] | None
     min_cell_voltage: float
     max_cell_voltage: float
     average_cell_voltage: float
@@ -51,15 +54,33 @@ class BmsStatus:
     alarm_words: tuple[int, ...]
     alarms: tuple[str, ...] = ()
     invalid: tuple[str, ...] = ()
-
-    @property
-    def power(self) -> float:
-        """Power in W, negative while discharging."""
-        return self.pack_voltage * self.current
+    #: What the BMS reports as the pack power (W), signed like the current.
+    power: float = math.nan
+    #: "idle", "charging", "discharging" as the BMS reports it, or "unknown".
+    charge_state: str = "unknown"
+    max_temperature: float = math.nan
+    min_temperature: float = math.nan
+    #: Current through the balancing resistors (A).
+    balance_current: float = math.nan
+    mos_temperature: float = math.nan
+    board_temperature: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (NaN as None), power included."""
-        return json_object({**asdict(self), "power": self.power})
+        """JSON-ready mapping (NaN as None)."""
+        return json_object(asdict(self))
+
+    def with_current_inverted(self) -> BmsStatus:
+        """Return the same status with current and power of the opposite sign.
+
+        For firmware that reports the current's sign reversed (charging as negative).
+        """
+        swapped = {"charging": "discharging", "discharging": "charging"}
+        return replace(
+            self,
+            current=-self.current,
+            power=-self.power,
+            charge_state=swapped.get(self.charge_state, self.charge_state),
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class DeviceInfo:
     hardware_version: str
     production_date: str = ""
     serial_number: str = ""
+    model: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
@@ -110,6 +132,10 @@ class BmsSample:
 
     status: BmsStatus
     settings: BmsSettings | None = None
-    mos_temperature: float = math.nan
     received_at: float = 0.0
     status_frame: bytes = b""
+
+    @property
+    def mos_temperature(self) -> float:
+        """Temperature of the MOS switches (degC), NaN where the BMS does not report it."""
+        return self.status.mos_temperature

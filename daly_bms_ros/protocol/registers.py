@@ -21,14 +21,51 @@ Sources of the meanings (cited per entry as [A] to [E]):
   the 0x81 variant ("HKMS", answers from address 0x51): cells 0x00..0x2F, temperatures
   0x30..0x37, voltage 0x38, current 0x39, SOC 0x3A, counts 0x3C/0x3D, max cell 0x3E, delta 0x42,
   remaining capacity 0x4B, cycles 0x4C, balancing 0x4D and bitmaps 0x4F..0x51, MOS states
-  0x52/0x53, MOS temperature 0x5A; the same scales and offsets as D2.
+  0x52/0x53, MOS temperature 0x5A; the same scales and offsets as D2. Also the numbers of the
+  highest and lowest cell 0x3F/0x41, max/min temperature 0x43/0x45, charge/discharge state
+  0x48, balance current 0x4E (30000 offset, mA), power 0x58 (W, unsigned: the sign is the
+  charge/discharge state's), board temperature 0x5B; a temperature of raw 255 is a sensor
+  that is not fitted.
 - [D] The real captures in shared/frames/ (16S pack): a 41-register settings block starting with
   the rated capacity (3100 = 310.0 Ah) and the nominal cell voltage (3200 mV).
+- [F] syssi/esphome-daly-bms ``components/daly_bms_ble/daly_bms_ble.cpp`` (Apache-2.0), after
+  Daly's own ``docs/dalyModbusProtocol.xlsx`` in that repository: the status read of 80
+  registers (``D2 03 00 00 00 50``, answer ``D2 03 A0``) whose registers 0..61 are the 62-register
+  block, with max/min temperature at 45/46, charge/discharge state at 47 (0 idle, 1 charging,
+  2 discharging), average cell voltage 55, pack power in W at 57 (unsigned), and beyond 61: the
+  per-cell balancing bitmaps at 62 (cells 1..16) and 63 (17..32), the balance current at 64
+  (30000 offset, mA), the MOS temperature at 66 and the board temperature at 67 (degC + 40);
+  device-information answers of 64 bytes with the software version in bytes 0..31 and the
+  hardware version in 32..63 (its test frames: "204012" / "SH39F003", "401012" / "BMS").
+  Its real captures in ``docs/pdus`` show register 57 equal to floor(|V*I|) while the balancing
+  register 52 is 0: 57 is the power, not a balancing bitmap.
+- [G] roccotsi2/esp32-smart-bms-simulation ``README.md``: the D2 device-information answer is
+  "App Version: 16 bytes as String (reversed), MCU Version 16 bytes, Machine Version 32 bytes";
+  aiobmsble's test answer ``tests/bms/test_daly_bms.py`` (RESP[VER_INFO]) holds "T00K_321042_11",
+  "H2.0_103R_309F9F", "20240229" in 16-byte fields: the app shows such a version as
+  "11_240123_K00T".
+- [H] A real 0x81 pack (DL-D11A04015994), nRF Connect log in patman15/BMS_BLE-HA issue #806:
+  temperature slots beyond the fitted sensors read 0x00FF; the device-information answer holds
+  14-byte fields in reading order (software "12_260120_K00T", hardware "H2.1_103E_30XF", model
+  "DL_HKMS_3.2.E", battery code "221LD091400444", production date "20260530" at byte 70).
+- [I] patagonaa/esphome-daly-hkms-bms issue #1: a 0x81 pack's app shows "60_241128_01T2" and
+  hardware "JHB-R24TS-V1.2".
+- [J] A real D2 device-information answer in the btsnoop log of the Daly app,
+  syssi/esphome-daly-bms ``docs/pdus/btsnoop_daly_balancer.log`` (record 75): 16-byte fields
+  "B002_111132_03", "E303-032DG-SMB": stored reversed, as the app shows "BMS-GD230-303E" for
+  such a pack (KG-Development/SmartBMSUtility issue #43). Daly's register list bundled there
+  (``docs/dalyModbusProtocol.xlsx``) names 0xA9..0xB0 software, 0xB1..0xB8 hardware and
+  0xB9..0xC8 the machine code.
+- [K] A real 0x81 pack's capture, syssi/esphome-daly-bms
+  ``docs/pdus/ess-dl-bms-41_260321_0323.txt``: device information "41_260321_0323",
+  "ESS-DL-BMS", "ESS41_0323", "210LC210900005", date "20260326" in the same 14-byte fields as
+  [H].
 Register numbers are relative to the block start.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAX_CELLS = 32
@@ -52,6 +89,8 @@ class Block:
 
 
 STATUS_BLOCK = Block("status", 0x0000, 62)  # [A]
+#: The longer status read: the 62 registers and what real packs keep after them [F].
+STATUS_80_BLOCK = Block("status_80", 0x0000, 80)  # [F]
 MOS_BLOCK = Block("mos", 0x003E, 9)  # [A]
 SETTINGS_BLOCK = Block("settings", 0x0080, 41)  # [D]
 DEVICE_INFO_BLOCK = Block("device_info", 0x00A9, 32)  # [A], right after the settings block
@@ -71,6 +110,9 @@ class Register:
     unit: str = ""
     minimum: float = float("-inf")
     maximum: float = float("inf")
+    #: Raw values a pack answers where it has no such sensor: unknown, not a reading. The first
+    #: is what the virtual BMS answers.
+    absent: tuple[int, ...] = ()
 
     def decode(self, raw: int) -> float:
         """Scale a raw register value into the unit."""
@@ -87,7 +129,8 @@ class StatusLayout:
 
     Register indices count from the first register read; ``registers`` holds the scalar values
     by the name of the BmsStatus field (plus the counts and flags); a statistic a variant lacks
-    (min, max, average cell voltage, delta) is computed from the cells.
+    (min, max, average cell voltage, delta, cell numbers) is computed from the cells. A register
+    beyond what a read returned (the 62-register D2 read) is unknown.
     """
 
     max_cells: int
@@ -108,9 +151,24 @@ def _cells(index: int) -> Register:
     return Register("cell_voltage", index, 1000, unit="V", minimum=0.5, maximum=5.0)
 
 
-def _temperatures(index: int) -> Register:
+#: What a temperature register of a sensor that is not fitted holds: 0x00FF in unused slots
+#: [E][H] and the shared/frames capture, 0x0000 in unused slots and the board temperature of
+#: the 80-register captures [F], 0xFFFF in the MOS temperature of an active balancer [F].
+#: Raw 0 would read -40 degC: the open-circuit end of the sensor's range, not a reading.
+NO_TEMPERATURE_SENSOR = (0x00FF, 0x0000, 0xFFFF)
+
+
+def _temperature(name: str, index: int, maximum: float = 120.0) -> Register:
+    """Describe a temperature in degC + 40 (unknown where no sensor is fitted)."""
     return Register(
-        "temperature", index, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=120.0
+        name,
+        index,
+        1,
+        TEMPERATURE_OFFSET,
+        "degC",
+        minimum=-40.0,
+        maximum=maximum,
+        absent=NO_TEMPERATURE_SENSOR,
     )
 
 
@@ -118,9 +176,27 @@ def _pack(voltage: int, current: int, soc: int, capacity: int) -> tuple[Register
     """Pack voltage, current (positive = charging), SOC and remaining capacity: both variants."""
     return (
         Register("pack_voltage", voltage, 10, unit="V", minimum=0.0, maximum=200.0),
-        Register("current", current, 10, CURRENT_OFFSET, "A", minimum=-3000.0, maximum=3000.0),
+        # Raw 0 (-3000 A) is what an empty register gives, never a measurement.
+        Register("current", current, 10, CURRENT_OFFSET, "A", minimum=-2999.9, maximum=3000.0),
         Register("soc", soc, 10, unit="%", minimum=0.0, maximum=100.0),
         Register("remaining_capacity", capacity, 10, unit="Ah", minimum=0.0, maximum=6500.0),
+    )
+
+
+def _balance_current(index: int) -> Register:
+    """Describe the balance current in A: mA with a 30000 offset [E][F].
+
+    Packs without a balance-current reading answer 0x0000 (which would read -30 A) [K].
+    """
+    return Register(
+        "balance_current",
+        index,
+        1000,
+        CURRENT_OFFSET,
+        "A",
+        minimum=-10.0,
+        maximum=10.0,
+        absent=(0x0000, 0xFFFF),
     )
 
 
@@ -130,26 +206,34 @@ def _cell_statistic(name: str, index: int) -> Register:
     )
 
 
-#: The D2 status block 0x00 x 62: cells at 0 (32, mV) [A][B], temperatures at 32 (8, degC + 40)
-#: [A][B], pack values at 40/41/42/48 [A], fault words 0x3A..0x3D [A][C].
+#: The D2 status: cells at 0 (32, mV) [A][B], temperatures at 32 (8, degC + 40) [A][B], pack
+#: values at 40..57 [A][B][F], fault words 0x3A..0x3D [A][C]; registers 62.. only in the
+#: 80-register read [F].
 D2_STATUS = StatusLayout(
     max_cells=MAX_CELLS,
     cell_voltages=_cells(0),
-    temperatures=_temperatures(32),
+    temperatures=_temperature("temperature", 32),
     registers=_by_name(
         *_pack(voltage=40, current=41, soc=42, capacity=48),  # [A]
-        _cell_statistic("max_cell_voltage", 43),  # [B]
-        _cell_statistic("min_cell_voltage", 44),  # [B]
+        _cell_statistic("max_cell_voltage", 43),  # [B][F]
+        _cell_statistic("min_cell_voltage", 44),  # [B][F]
+        _temperature("max_temperature", 45),  # [B][F]
+        _temperature("min_temperature", 46),  # [B][F]
+        Register("charge_state", 47),  # [B][F] 0 idle, 1 charging, 2 discharging
         Register("cell_count", 49),  # [A]
         Register("temperature_sensor_count", 50),  # [A]
         Register("cycles", 51),  # [A]
-        Register("balancing", 52),  # [B] balance state, non-zero while balancing
+        Register("balancing", 52),  # [B][F] balance state, non-zero while balancing
         Register("charge_mos", 53),  # [B] 1 = on
         Register("discharge_mos", 54),  # [B] 1 = on
-        _cell_statistic("average_cell_voltage", 55),  # [B]
-        _cell_statistic("cell_delta", 56),  # [A]
+        _cell_statistic("average_cell_voltage", 55),  # [B][F]
+        _cell_statistic("cell_delta", 56),  # [A][F]
+        Register("power", 57, unit="W", minimum=0.0, maximum=65535.0),  # [F] |V*I|, unsigned
+        _balance_current(64),  # [F]
+        _temperature("mos_temperature", 66, maximum=150.0),  # [F]
+        _temperature("board_temperature", 67, maximum=150.0),  # [F]
     ),
-    balancing_bitmaps=(57,),  # [B] balancing bitmap of cells 1..16
+    balancing_bitmaps=(62, 63),  # [F] cells 1..16, 17..32; only in the 80-register read
     fault_words=(58, 4),
 )
 
@@ -162,29 +246,36 @@ X81_MAX_CELLS = 48
 X81_STATUS = StatusLayout(
     max_cells=X81_MAX_CELLS,
     cell_voltages=_cells(0x00),  # [E] 0x00..0x2F, mV
-    temperatures=_temperatures(0x30),  # [E] 0x30..0x37, degC + 40, 255 when absent
+    temperatures=_temperature("temperature", 0x30),  # [E] 0x30..0x37, degC + 40, 255 absent
     registers=_by_name(
         *_pack(voltage=0x38, current=0x39, soc=0x3A, capacity=0x4B),  # [E][A]
         Register("cell_count", 0x3C),  # [E][A]
         Register("temperature_sensor_count", 0x3D),  # [E][A]
         _cell_statistic("max_cell_voltage", 0x3E),  # [E]
+        Register("max_cell_index", 0x3F),  # [E]
+        Register("min_cell_index", 0x41),  # [E]
         _cell_statistic("cell_delta", 0x42),  # [E]
+        _temperature("max_temperature", 0x43),  # [E]
+        _temperature("min_temperature", 0x45),  # [E]
+        Register("charge_state", 0x48),  # [E] 0 idle, 1 charging, 2 discharging
         Register("cycles", 0x4C),  # [E][A]
         Register("balancing", 0x4D),  # [E][A] non-zero while balancing
+        _balance_current(0x4E),  # [E]
         Register("charge_mos", 0x52),  # [E][A]
         Register("discharge_mos", 0x53),  # [E][A]
-        Register(
-            "mos_temperature", 0x5A, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=150.0
-        ),  # [E]
+        Register("power", 0x58, unit="W", minimum=0.0, maximum=65535.0),  # [E] unsigned
+        _temperature("mos_temperature", 0x5A, maximum=150.0),  # [E]
+        _temperature("board_temperature", 0x5B, maximum=150.0),  # [E]
     ),
     balancing_bitmaps=(0x4F, 0x50, 0x51),  # [E] cells 1..16, 17..32, 33..48
     fault_words=(0x6D, 2),  # [A] "problem code", bit meanings unpublished
 )
 
+#: What the charge/discharge state register holds [E][F]: its raw value is the index.
+CHARGE_STATES = ("idle", "charging", "discharging")
+
 #: MOS block: temperature of the MOS switches, degC + 40 [A].
-MOS_TEMPERATURE = Register(
-    "mos_temperature", 4, 1, TEMPERATURE_OFFSET, "degC", minimum=-40.0, maximum=150.0
-)
+MOS_TEMPERATURE = _temperature("mos_temperature", 4, maximum=150.0)
 
 SETTINGS_REGISTERS: dict[str, Register] = {
     register.name: register
@@ -194,18 +285,35 @@ SETTINGS_REGISTERS: dict[str, Register] = {
     )
 }
 
-#: Device-information block: ASCII text fields as (first byte, byte count) [A]; NUL-padded.
-DEVICE_INFO_TEXT: dict[str, tuple[int, int]] = {
+#: Device-information block, D2: ASCII text fields as (first byte, byte count), NUL-padded.
+#: Two layouts are in the field. 16-byte fields, text stored reversed, then a 32-byte field
+#: (Daly's "machine code", a production date in some firmware) [A][G][J] ...
+DEVICE_INFO_FIELDS_16: dict[str, tuple[int, int]] = {
     "software_version": (0, 16),
     "hardware_version": (16, 16),
-    "production_date": (32, 16),
+    "machine_code": (32, 32),
 }
-#: The same for the 0x81 variant's device-information block [A].
+#: ... and 32-byte fields in reading order [F].
+DEVICE_INFO_FIELDS_32: dict[str, tuple[int, int]] = {
+    "software_version": (0, 32),
+    "hardware_version": (32, 32),
+}
+#: The 0x81 variant's device-information block: 14-byte fields in reading order [H][K]
+#: (software, hardware, model, battery code, an empty field, production date).
 X81_DEVICE_INFO_TEXT: dict[str, tuple[int, int]] = {
-    "software_version": (0, 28),
-    "hardware_version": (28, 14),
+    "software_version": (0, 14),
+    "hardware_version": (14, 14),
+    "model": (28, 14),
     "serial_number": (42, 14),
+    "production_date": (70, 14),
 }
+#: The form of a production date: 20240229, 2024-02-29, 240229 [A][H][K].
+PRODUCTION_DATE_FORM = re.compile(r"(?:\d{4}[-/.]?\d{2}[-/.]?\d{2}|\d{6})")
+#: How Daly's app shows a software version, "11_240123_K00T" [G][H][I][J][K], and a hardware
+#: version, "BMS-GD230-303E", "H2.0_103R_309F9F", "JHB-R24TS-V1.2" [G][H][I][J]: what tells a
+#: text stored reversed from one stored in reading order.
+SOFTWARE_VERSION_FORM = re.compile(r"\d{2}_\d{6}_")
+HARDWARE_VERSION_FORM = re.compile(r"(?:BMS|JHB|DL)[-_]|H\d+\.\d+_")
 
 #: Fault bits by (word, bit) [C]: word 0 = register 0x3A, bit 0 its least significant bit.
 FAULT_BITS: dict[tuple[int, int], str] = {

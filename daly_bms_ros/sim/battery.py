@@ -30,7 +30,10 @@ OCV_CURVE: tuple[tuple[float, float], ...] = (
 )
 CELL_RESISTANCE_OHM = 0.0008
 AMBIENT_C = 23.0
-BALANCE_THRESHOLD_V = 0.01
+#: A cell this far above the lowest one is balanced while charging (V).
+BALANCE_THRESHOLD_V = 0.008
+#: Current through a balancing resistor (A).
+BALANCE_CURRENT_A = 0.06
 
 
 def open_circuit_voltage(soc: float) -> float:
@@ -60,6 +63,8 @@ class BatteryModel:
     def __post_init__(self) -> None:
         if not 1 <= self.cells <= self.max_cells:
             raise ValueError(f"cells must be 1..{self.max_cells}, not {self.cells}")
+        if not self.capacity_ah > 0 or not self.period_s > 0:
+            raise ValueError("capacity and load period must be above 0")
         if not 1 <= self.sensors <= 8:
             raise ValueError(f"sensors must be 1..8, not {self.sensors}")
         spread = random.Random(self.seed)
@@ -76,7 +81,12 @@ class BatteryModel:
         return min(max(self.initial_soc + charge_ah / self.capacity_ah, 0.0), 1.0)
 
     def status(self, elapsed: float) -> BmsStatus:
-        """Return the status block the BMS reports ``elapsed`` seconds after it started."""
+        """Return the status the BMS reports ``elapsed`` seconds after it started.
+
+        Filled as a real pack fills it: power as floor(|V*I|) with the current's sign, the
+        charge/discharge state, max/min temperature, and per-cell balancing while charging of
+        every cell that has drifted above the lowest one.
+        """
         current = self.current(elapsed)
         soc = self.soc(elapsed)
         base = open_circuit_voltage(soc) + current * CELL_RESISTANCE_OHM
@@ -84,17 +94,16 @@ class BatteryModel:
         heat = abs(current) * 0.1
         temperatures = tuple(float(round(AMBIENT_C + heat + i)) for i in range(self.sensors))
         charging = current > 0
-        delta = round(max(cells) - min(cells), 3)
-        # The balancing register holds one bit per cell for cells 1..16 only.
         balancing_cells = tuple(
-            charging and delta > BALANCE_THRESHOLD_V and voltage == max(cells) and i < 16
-            for i, voltage in enumerate(cells)
+            charging and voltage - min(cells) > BALANCE_THRESHOLD_V for voltage in cells
         )
         alarm_words = (0, 0x40 if soc < 0.1 else 0, 0, 0)  # level-1 SOC low
+        pack_voltage = round(sum(cells), 1)
+        power = math.floor(abs(pack_voltage * current))
         return BmsStatus(
             cell_voltages=cells,
             temperatures=temperatures,
-            pack_voltage=round(sum(cells), 1),
+            pack_voltage=pack_voltage,
             current=current,
             soc=round(soc * 100, 1),
             remaining_capacity=round(soc * self.capacity_ah, 1),
@@ -106,11 +115,17 @@ class BatteryModel:
             min_cell_voltage=min(cells),
             max_cell_voltage=max(cells),
             average_cell_voltage=round(sum(cells) / len(cells), 3),
-            cell_delta=delta,
+            cell_delta=round(max(cells) - min(cells), 3),
             min_cell_index=cells.index(min(cells)) + 1,
             max_cell_index=cells.index(max(cells)) + 1,
             alarm_words=alarm_words,
             alarms=decode_alarms(alarm_words),
+            power=float(-power if current < 0 else power),
+            charge_state="charging" if charging else "discharging" if current < 0 else "idle",
+            max_temperature=max(temperatures),
+            min_temperature=min(temperatures),
+            balance_current=BALANCE_CURRENT_A if any(balancing_cells) else 0.0,
+            mos_temperature=self.mos_temperature(elapsed).temperature,
         )
 
     def settings(self) -> BmsSettings:

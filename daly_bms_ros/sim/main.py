@@ -1,7 +1,8 @@
 """``daly-bms-sim``: a virtual Daly BMS advertising on a BlueZ adapter until Ctrl+C.
 
 It answers the status, settings, MOS-temperature and device-information requests from a battery
-model, in notifications of ``--mtu`` bytes, like a Daly smart BMS does.
+model, whole frames in one notification where the link's MTU allows (``--mtu`` caps it), like a
+Daly smart BMS does; options present it as the hardware variants found in the field.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ from collections.abc import Sequence
 from dbus_fast.errors import DBusError
 
 from daly_bms_ros.protocol import VARIANTS, X81, Variant
+from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault
-from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
+from daly_bms_ros.sim.peripheral import (
+    DEFAULT_MTU,
+    MINIMUM_MTU,
+    DalyPeripheral,
+    wait_until_discovering,
+)
 from daly_bms_ros.sim.responder import ModelResponder
 
 PROTOCOLS = {variant.name: variant for variant in VARIANTS}
@@ -41,7 +48,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sensors", type=int, default=2, help="temperature sensors (1..8)")
     parser.add_argument("--capacity", type=float, default=100.0, help="rated capacity, Ah")
-    parser.add_argument("--mtu", type=int, default=20, help="bytes per notification")
+    parser.add_argument(
+        "--load-period",
+        type=float,
+        default=BatteryModel.period_s,
+        help="seconds of one discharge-then-charge cycle of the load (default %(default)g)",
+    )
+    parser.add_argument(
+        "--mtu",
+        type=int,
+        default=DEFAULT_MTU,
+        help=f"largest ATT MTU (notifications carry MTU - 3 bytes; default {DEFAULT_MTU}: "
+        "whole frames; 23: 20-byte pieces)",
+    )
+    parser.add_argument(
+        "--gatt",
+        choices=[layout.name for layout in GATT_LAYOUTS],
+        default=FFF0.name,
+        help="fff0 (fff1/fff2), or ff00 (ff01/ff02, with fff1 refusing notifications) as "
+        "newer firmware",
+    )
+    parser.add_argument(
+        "--status-registers",
+        type=int,
+        choices=(80, 62),
+        default=80,
+        help="D2 status reads answered: 80 (and 62), or 62 only as older firmware",
+    )
+    parser.add_argument(
+        "--device-info-fields",
+        type=int,
+        choices=(16, 32),
+        default=16,
+        help="D2 device-information layout: 16-byte fields (software version reversed, "
+        "production date) or 32-byte fields",
+    )
     parser.add_argument("--gap", type=float, default=0.0, help="seconds between notifications")
     parser.add_argument(
         "--control",
@@ -100,9 +141,19 @@ async def control(
 async def serve(arguments: argparse.Namespace) -> None:
     """Advertise and answer until SIGINT or SIGTERM."""
     variant = PROTOCOLS[arguments.protocol]
-    responder = ModelResponder(model_for(arguments, variant), variant)
+    responder = ModelResponder(
+        model_for(arguments, variant),
+        variant,
+        answers_80_registers=arguments.status_registers == 80,
+        device_info_fields_of_32=arguments.device_info_fields == 32,
+    )
     peripheral = DalyPeripheral(
-        arguments.name, responder, arguments.adapter, arguments.mtu, arguments.gap
+        arguments.name,
+        responder,
+        arguments.adapter,
+        arguments.mtu,
+        arguments.gap,
+        gatt={layout.name: layout for layout in GATT_LAYOUTS}[arguments.gatt],
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,6 +180,7 @@ def model_for(arguments: argparse.Namespace, variant: Variant) -> BatteryModel:
         cells=arguments.cells,
         sensors=arguments.sensors,
         capacity_ah=arguments.capacity,
+        period_s=arguments.load_period,
         max_cells=X81_MAX_CELLS if variant is X81 else BatteryModel.max_cells,
     )
 
@@ -141,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_for(arguments, PROTOCOLS[arguments.protocol])
     except ValueError as error:
         parser.error(str(error))
+    if not MINIMUM_MTU <= arguments.mtu <= DEFAULT_MTU:
+        parser.error(f"--mtu must be {MINIMUM_MTU}..{DEFAULT_MTU}, not {arguments.mtu}")
     try:
         asyncio.run(serve(arguments))
     except (OSError, ConnectionError) as error:

@@ -1,9 +1,11 @@
 """A Daly BMS as a BLE peripheral on BlueZ's D-Bus API (GATT application + advertisement).
 
 It registers service fff0 with characteristic fff1 (notify: answers) and fff2 (write: requests)
-on one adapter and advertises a "DL-…" name, as a real Daly BMS does. Each request written to
-fff2 goes to a responder (bytes in, bytes out); the answer is notified on fff1 in chunks of at
-most ``chunk_size`` bytes, the payload a BLE notification carries at the default MTU.
+on one adapter and advertises a "DL-…" name, as a real Daly BMS does; or, as newer firmware does,
+serves the exchange on ff00 (ff01/ff02) and refuses notifications on fff1. Each request written
+goes to a responder (bytes in, bytes out); the answer is notified in one notification when the
+link's MTU allows it (BlueZ tells the MTU with each write), as a real Daly sends 129- or 133-byte
+notifications on a large-MTU link, and else in pieces of MTU - 3 bytes.
 
 The D-Bus method signatures below are D-Bus type strings (dbus-fast reads them), which is why
 this module does not postpone annotations.
@@ -12,22 +14,27 @@ this module does not postpone annotations.
 import asyncio
 from collections.abc import Callable, Mapping
 
-from dbus_fast import BusType, PropertyAccess
+from dbus_fast import BusType, DBusError, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus, ProxyInterface
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
 from daly_bms_ros.protocol.gatt import (
     DEVICE_INFORMATION_FIELDS,
     DEVICE_INFORMATION_UUID,
-    NOTIFY_UUID,
-    SERVICE_UUID,
-    WRITE_UUID,
+    FFF0,
+    GattLayout,
 )
 from daly_bms_ros.sim.faults import FaultInjector
 
 APPLICATION_PATH = "/org/dalybms/sim"
 ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
 Responder = Callable[[bytes], bytes | None]
+#: The largest ATT MTU BlueZ negotiates; what a link to a real Daly usually gets.
+DEFAULT_MTU = 517
+#: ATT's notification header: a notification carries MTU - 3 bytes.
+ATT_HEADER = 3
+#: The MTU every BLE link supports.
+MINIMUM_MTU = 23
 #: What the virtual BMS tells in its Device Information Service: characteristic UUID, text.
 DEVICE_INFORMATION = {
     DEVICE_INFORMATION_FIELDS["manufacturer"]: "Daly (virtual)",
@@ -89,14 +96,21 @@ class _ReadableCharacteristic(_Characteristic):
 
 
 class _NotifyCharacteristic(_ReadableCharacteristic):
-    """fff1: the BMS's answers, as notifications."""
+    """The characteristic that notifies the BMS's answers (fff1 or ff01)."""
 
-    def __init__(self, service_path: str) -> None:
-        super().__init__(NOTIFY_UUID, service_path, ["notify", "read"], b"")
+    def __init__(self, uuid: str, service_path: str, mtu: int, refuse: bool = False) -> None:
+        super().__init__(uuid, service_path, ["notify", "read"], b"")
+        self._mtu = mtu
+        self._refuse = refuse
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MTU(self) -> "q":
+        return self._mtu
 
     @method()
     def StartNotify(self) -> None:
-        pass
+        if self._refuse:  # fff1 of firmware that answers on ff01 (fl4p/batmon-ha #356)
+            raise DBusError("org.bluez.Error.NotPermitted", "Notify acquired")
 
     @method()
     def StopNotify(self) -> None:
@@ -112,21 +126,31 @@ class _NotifyCharacteristic(_ReadableCharacteristic):
 
 
 class _WriteCharacteristic(_Characteristic):
-    """fff2: requests from the central."""
+    """The characteristic that takes requests (fff2 or ff02)."""
 
-    def __init__(self, service_path: str, on_write: Callable[[bytes], None]) -> None:
-        super().__init__(WRITE_UUID, service_path, ["write", "write-without-response"])
+    def __init__(
+        self, uuid: str, service_path: str, mtu: int, on_write: Callable[[bytes, int], None]
+    ) -> None:
+        super().__init__(uuid, service_path, ["write", "write-without-response"])
+        self._mtu = mtu
         self._on_write = on_write
+
+    @dbus_property(access=PropertyAccess.READ)
+    def MTU(self) -> "q":
+        return self._mtu
 
     @method()
     def WriteValue(self, value: "ay", options: "a{sv}") -> None:
-        self._on_write(bytes(value))
+        link_mtu = options.get("mtu")
+        mtu = link_mtu.value if isinstance(link_mtu, Variant) else self._mtu
+        self._on_write(bytes(value), min(mtu, self._mtu))
 
 
 class _Advertisement(ServiceInterface):
-    def __init__(self, local_name: str) -> None:
+    def __init__(self, local_name: str, service_uuid: str) -> None:
         super().__init__("org.bluez.LEAdvertisement1")
         self._local_name = local_name
+        self._service_uuid = service_uuid
 
     @dbus_property(access=PropertyAccess.READ)
     def Type(self) -> "s":
@@ -138,7 +162,7 @@ class _Advertisement(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def ServiceUUIDs(self) -> "as":
-        return [SERVICE_UUID]
+        return [self._service_uuid]
 
     @dbus_property(access=PropertyAccess.READ)
     def Discoverable(self) -> "b":
@@ -168,32 +192,44 @@ async def wait_until_discovering(adapter: str, bus_address: str | None = None) -
 
 
 class DalyPeripheral:
-    """Register, serve and withdraw one virtual BMS on a BlueZ adapter."""
+    """Register, serve and withdraw one virtual BMS on a BlueZ adapter.
+
+    ``gatt`` FF00 presents the newer firmware: answers on ff00, and fff0 beside it whose fff1
+    refuses notifications. ``mtu`` caps the notification size (MTU - 3 bytes) below what the
+    link negotiated.
+    """
 
     def __init__(
         self,
         name: str,
         responder: Responder,
         adapter: str = "hci0",
-        chunk_size: int = 20,
+        mtu: int = DEFAULT_MTU,
         chunk_gap: float = 0.0,
         device_information: Mapping[str, str] = DEVICE_INFORMATION,
+        gatt: GattLayout = FFF0,
     ) -> None:
         self.name = name
         self.adapter_path = f"/org/bluez/{adapter}"
         self._responder = responder
         #: Arm faults here to spoil the next answers.
         self.faults = FaultInjector()
-        self._chunk_size = chunk_size
         self._chunk_gap = chunk_gap
         self._bus: MessageBus | None = None
-        service_path = f"{APPLICATION_PATH}/service0"
-        information_path = f"{APPLICATION_PATH}/service1"
-        self._notifier = _NotifyCharacteristic(service_path)
-        self._objects: dict[str, ServiceInterface] = {
-            service_path: _Service(SERVICE_UUID),
-            f"{service_path}/char0": self._notifier,
-            f"{service_path}/char1": _WriteCharacteristic(service_path, self._on_write),
+        layouts = (gatt,) if gatt is FFF0 else (gatt, FFF0)
+        self._objects: dict[str, ServiceInterface] = {}
+        for number, layout in enumerate(layouts):
+            path = f"{APPLICATION_PATH}/service{number}"
+            notifier = _NotifyCharacteristic(layout.notify, path, mtu, refuse=layout is not gatt)
+            if layout is gatt:
+                self._notifier = notifier
+            self._objects |= {
+                path: _Service(layout.service),
+                f"{path}/char0": notifier,
+                f"{path}/char1": _WriteCharacteristic(layout.write, path, mtu, self._on_write),
+            }
+        information_path = f"{APPLICATION_PATH}/service{len(layouts)}"
+        self._objects |= {
             information_path: _Service(DEVICE_INFORMATION_UUID),
             **{
                 f"{information_path}/char{number}": _ReadableCharacteristic(
@@ -202,7 +238,7 @@ class DalyPeripheral:
                 for number, (uuid, text) in enumerate(device_information.items())
             },
         }
-        self._advertisement = _Advertisement(name)
+        self._advertisement = _Advertisement(name, gatt.service)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, bus_address: str | None = None) -> None:
@@ -256,17 +292,18 @@ class DalyPeripheral:
             await self._bus.wait_for_disconnect()
             self._bus = None
 
-    def _on_write(self, request: bytes) -> None:
+    def _on_write(self, request: bytes, mtu: int) -> None:
         answer = self._responder(request)
         if answer:
-            task = asyncio.get_running_loop().create_task(self._send(answer))
+            task = asyncio.get_running_loop().create_task(self._send(answer, mtu))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, answer: bytes) -> None:
+    async def _send(self, answer: bytes, mtu: int) -> None:
         sent = await self.faults.apply(answer)
         if sent is None:
             return
-        for start in range(0, len(sent), self._chunk_size):
-            self._notifier.notify(sent[start : start + self._chunk_size])
+        size = max(mtu, MINIMUM_MTU) - ATT_HEADER
+        for start in range(0, len(sent), size):
+            self._notifier.notify(sent[start : start + size])
             await asyncio.sleep(self._chunk_gap)

@@ -1,8 +1,9 @@
 """The virtual BMS's answers: each read request of its protocol variant, from the battery model.
 
-A D2 BMS answers the status, settings, MOS-temperature and device-information blocks; a 0x81
-BMS its two status blocks and its device-information block. Requests of the other variant, or
-for other registers, go unanswered, as on a real BMS.
+A D2 BMS answers the status (80 registers, and the 62-register block), settings,
+MOS-temperature and device-information blocks; a 0x81 BMS its two status blocks and its
+device-information block. Requests of the other variant, or for other registers, go unanswered,
+as on a real BMS.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from daly_bms_ros.protocol import (
     DEVICE_INFO_BLOCK,
     MOS_BLOCK,
     SETTINGS_BLOCK,
+    STATUS_80_BLOCK,
     STATUS_BLOCK,
     X81,
     X81_DEVICE_INFO_BLOCK,
@@ -34,40 +36,61 @@ from daly_bms_ros.protocol import (
 from daly_bms_ros.sim.battery import BatteryModel
 
 #: What the virtual BMS tells about itself in its device-information block.
+#: The versions have the forms Daly's app shows ("11_240123_K00T", "H2.0_103R_309F9F").
 DEVICE_INFO = DeviceInfo(
-    software_version="SIM-1.0",
-    hardware_version="SIM-HW-16S",
+    software_version="11_261125_SIM1",
+    hardware_version="H1.0_SIM_16S",
     production_date="20261125",
     serial_number="SIM000001",
+    model="DL_SIM_1.0",
 )
 Registers = Callable[[float], list[int]]
 
 
 class ModelResponder:
-    """Answer read requests with the model's state at the time of the request."""
+    """Answer read requests with the model's state at the time of the request.
 
-    def __init__(self, model: BatteryModel, variant: Variant = D2) -> None:
+    ``answers_80_registers`` False makes a D2 BMS of the firmware that answers only the
+    62-register status read (and the MOS block for its MOS temperature);
+    ``device_info_fields_of_32`` picks the device-information layout of 32-byte fields over
+    the one of 16-byte fields with its reversed software version.
+    """
+
+    def __init__(
+        self,
+        model: BatteryModel,
+        variant: Variant = D2,
+        answers_80_registers: bool = True,
+        device_info_fields_of_32: bool = False,
+    ) -> None:
         self.model = model
         self.variant = variant
         self.started = time.monotonic()
-        self._answers: dict[Block, Registers] = (
-            {
-                STATUS_BLOCK: lambda elapsed: encode_status(model.status(elapsed)),
-                SETTINGS_BLOCK: lambda _elapsed: encode_settings(model.settings()),
-                MOS_BLOCK: lambda elapsed: encode_mos_temperature(model.mos_temperature(elapsed)),
-                DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(DEVICE_INFO),
-            }
-            if variant is D2
-            else {
+        answers: dict[Block, Registers]
+        if variant is X81:
+            answers = {
                 X81_PACK_BLOCK: lambda elapsed: self._x81_blocks(elapsed)[0],
                 X81_STATE_BLOCK: lambda elapsed: self._x81_blocks(elapsed)[1],
                 X81_DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(DEVICE_INFO, X81),
             }
-        )
-        self._by_range = {(block.start, block.count): make for block, make in self._answers.items()}
+        else:
+            answers = {
+                STATUS_BLOCK: lambda elapsed: self._d2_status(elapsed)[: STATUS_BLOCK.count],
+                SETTINGS_BLOCK: lambda _elapsed: encode_settings(model.settings()),
+                MOS_BLOCK: lambda elapsed: encode_mos_temperature(model.mos_temperature(elapsed)),
+                DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(
+                    DEVICE_INFO, fields_of_32=device_info_fields_of_32
+                ),
+            }
+            if answers_80_registers:
+                answers[STATUS_80_BLOCK] = self._d2_status
+        self._by_range = {(block.start, block.count): make for block, make in answers.items()}
+
+    def _d2_status(self, elapsed: float) -> list[int]:
+        return encode_status(self.model.status(elapsed))
 
     def _x81_blocks(self, elapsed: float) -> tuple[list[int], list[int]]:
-        return encode_x81_status(self.model.status(elapsed), self.model.mos_temperature(elapsed))
+        return encode_x81_status(self.model.status(elapsed))
 
     def __call__(self, request: bytes) -> bytes | None:
         """Return the response frame, or None for a request this BMS does not answer."""
