@@ -36,6 +36,7 @@ def rated_capacity(sample: BmsSample) -> float:
 def sample_record(sample: BmsSample) -> dict[str, Any]:
     """Every value of a sample, flat: the status block plus capacity and MOS temperature."""
     return {
+        "device": sample.device,
         "timestamp": sample.received_at,
         **sample.status.to_dict(),
         "rated_capacity": json_ready(rated_capacity(sample)),
@@ -114,11 +115,11 @@ def _number(value: float, unit: str, digits: int) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f} {unit}"
 
 
-def text_report(sample: BmsSample, device: str = "") -> str:
+def text_report(sample: BmsSample) -> str:
     """Render one sample as a human-readable table."""
     status = sample.status
     rows = [
-        ("device", device or "?"),
+        ("device", sample.device or "?"),
         ("pack voltage", _number(status.pack_voltage, "V", 2)),
         ("current", _number(status.current, "A", 1) + f" ({charge_state(sample)})"),
         ("power", _number(status.power, "W", 0)),

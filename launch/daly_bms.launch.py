@@ -1,41 +1,54 @@
 """Start one daly_bms_node: `ros2 launch daly_bms_ros daly_bms.launch.py [name:=value ...]`.
 
-The launch arguments mac_address and device_name, when given, override the parameters file, so
-the common case needs no file of its own; namespace puts all topics of one battery under one
-prefix (see two_batteries.launch.py).
+The parameters a user commonly sets per battery are launch arguments (see LAUNCH_PARAMETERS):
+when given they override the parameters file, so the common case needs no file of its own;
+namespace puts all topics of one battery under one prefix (see two_batteries.launch.py). With
+respawn:=true a crashed node is started again, but a node that refuses its parameters ends the
+launch with its error and a non-zero exit status.
 """
 
 from __future__ import annotations
 
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-OVERRIDABLE_PARAMETERS = ("mac_address", "device_name")
+from daly_bms_ros.node.launch_arguments import (
+    LAUNCH_PARAMETERS,
+    USE_SIM_TIME,
+    check_exit,
+    parameter_overrides,
+)
+from daly_bms_ros.node.parameters import PARAMETERS
 
 
-def node_for(context: LaunchContext) -> list[Node]:
+def node_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
     """Create the node once the arguments are known, adding only the overrides that were set."""
 
     def argument(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    overrides = {name: argument(name) for name in OVERRIDABLE_PARAMETERS if argument(name)}
-    return [
-        Node(
-            package="daly_bms_ros",
-            executable="daly_bms_node",
-            name="daly_bms",
-            namespace=argument("namespace"),
-            parameters=[argument("params_file"), overrides],
-            arguments=["--ros-args", "--log-level", argument("log_level")],
-            respawn=argument("respawn").lower() == "true",
-            respawn_delay=2.0,
-            output="screen",
-        )
-    ]
+    given = {name: argument(name) for name in (*LAUNCH_PARAMETERS, USE_SIM_TIME)}
+    node = Node(
+        package="daly_bms_ros",
+        executable="daly_bms_node",
+        name="daly_bms",
+        namespace=argument("namespace"),
+        parameters=[argument("params_file"), parameter_overrides(given)],
+        arguments=["--ros-args", "--log-level", argument("log_level")],
+        respawn=argument("respawn").lower() == "true",
+        respawn_delay=2.0,
+        output="screen",
+    )
+
+    def on_exit(event: ProcessExited, _context: LaunchContext) -> None:
+        check_exit(event.process_name, event.returncode)
+
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -43,13 +56,21 @@ def generate_launch_description() -> LaunchDescription:
     default_params = PathJoinSubstitution(
         [FindPackageShare("daly_bms_ros"), "config", "daly_bms.yaml"]
     )
+    parameter_arguments = [
+        DeclareLaunchArgument(
+            name,
+            default_value="",
+            description=PARAMETERS[name].description + " Empty: the parameters file's value.",
+        )
+        for name in LAUNCH_PARAMETERS
+    ]
     return LaunchDescription(
         [
+            *parameter_arguments,
             DeclareLaunchArgument(
-                "mac_address", default_value="", description="Bluetooth address of the BMS"
-            ),
-            DeclareLaunchArgument(
-                "device_name", default_value="", description="Advertised name of the BMS"
+                USE_SIM_TIME,
+                default_value="",
+                description="true: stamp messages with /clock time. Empty: the file's value.",
             ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="Namespace of this battery's topics"
@@ -61,7 +82,9 @@ def generate_launch_description() -> LaunchDescription:
                 "log_level", default_value="info", description="debug, info, warn, error, fatal"
             ),
             DeclareLaunchArgument(
-                "respawn", default_value="true", description="Restart the node if it exits"
+                "respawn",
+                default_value="true",
+                description="Start the node again after a crash (never after refused parameters)",
             ),
             OpaqueFunction(function=node_for),
         ]

@@ -25,9 +25,11 @@ from builtin_interfaces.msg import Time
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from real_frames import SETTINGS, STATUS, frame_bytes
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
+from std_msgs.msg import String
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import BridgeHttpServer
@@ -270,7 +272,9 @@ def test_bridge_node_serves_the_topics_of_two_batteries(
         assert wait_for_status(url + "/health", 503)["status"] == "no_fresh_data"
         deadline = time.monotonic() + 20
         while get(url + "/bms/front")[0] != 200 and time.monotonic() < deadline:
-            sample = real_sample(time.time())
+            sample = dataclasses.replace(
+                real_sample(time.time()), device="DL-FRONT (C6:6C:09:03:1B:9E)"
+            )
             stamp = Time(sec=int(sample.received_at), nanosec=0)
             battery_publisher, cells_publisher = publishers["front"]
             battery_publisher.publish(battery_state(sample, identity, stamp))
@@ -278,8 +282,13 @@ def test_bridge_node_serves_the_topics_of_two_batteries(
             time.sleep(0.1)
         status, _, front = get(url + "/bms/front")
         assert status == 200
-        assert front["pack_voltage"] == pytest.approx(51.1, rel=1e-6)
-        assert front["soc"] == pytest.approx(8.7, rel=1e-6)
+        # At the resolution the BMS reports, without the messages' float32 noise.
+        assert front["pack_voltage"] == 51.1
+        assert front["soc"] == 8.7
+        assert front["cell_voltages"][:3] == [3.188, 3.199, 3.199]
+        assert front["device"] == "DL-FRONT (C6:6C:09:03:1B:9E)"
+        formatted = get(url + "/bms/front/formatted")[2]
+        assert formatted.splitlines()[1].split() == ["device", "DL-FRONT", "(C6:6C:09:03:1B:9E)"]
         assert front["cycles"] == 2
         assert front["alarms"] == ["soc_low_2"]
         assert front["rated_capacity"] == pytest.approx(310.0)
@@ -294,6 +303,23 @@ def test_bridge_node_serves_the_topics_of_two_batteries(
             time.sleep(0.05)
         assert json.loads((tmp_path / "front" / "latest.json").read_text())["cycles"] == 2
         assert not (tmp_path / "rear" / "latest.json").exists()
+        # The node stops publishing: once the sample is stale the link is no longer "publishing".
+        deadline = time.monotonic() + 20
+        while get(url + "/bms/front")[0] == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status, _, stale = get(url + "/bms/front")
+        assert status == 503
+        assert stale["link"].startswith("silent")
+        # Port 0: the port actually bound is published, latched, for who subscribes later.
+        urls: list[str] = []
+        latched = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        publisher_node.create_subscription(
+            String, "/daly_bms_bridge/url", lambda message: urls.append(message.data), latched
+        )
+        deadline = time.monotonic() + 20
+        while not urls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert urls == [url]
     finally:
         stop()
         bridge.close()

@@ -7,110 +7,33 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import rclpy
 from bms_double import BmsDouble
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
+from node_harness import Listener, node_running
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from real_frames import field_bytes
 from ros_env import domain_id_for_this_run
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.node.parameters import InvalidSettingError
 from daly_bms_ros.protocol import STATUS_80_BLOCK
 
-FAST = {
-    "poll_interval": 0.2,
-    "request_timeout": 0.5,
-    "request_retries": 1,
-    "reconnect_delay_min": 0.1,
-    "reconnect_delay_max": 0.4,
-    "diagnostics_period": 0.2,
-    "mac_address": "C6:6C:09:03:1B:9E",
-    "location": "rear bay",
-}
-WAIT_S = 30.0
-
-
-class Listener:
-    """A second node that records what the driver publishes."""
-
-    def __init__(self, context: Context) -> None:
-        self.node = Node("listener", context=context)
-        self.battery: list[Any] = []
-        self.cells: list[Any] = []
-        self.diagnostics: list[Any] = []
-        self.lock = threading.RLock()
-        for message_type, topic, store in (
-            (BatteryState, "battery_state", self.battery),
-            (DalyCells, "cells", self.cells),
-            (DiagnosticArray, "/diagnostics", self.diagnostics),
-        ):
-            self.node.create_subscription(message_type, topic, self._keeper(store), 50)
-
-    def _keeper(self, store: list[Any]) -> Callable[[Any], None]:
-        def keep(message: Any) -> None:
-            with self.lock:
-                store.append(message)
-
-        return keep
-
-    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            with self.lock:
-                if condition():
-                    return
-            time.sleep(0.02)
-        pytest.fail(f"timed out waiting for {what}")
-
-    def last_diagnostic(self) -> DiagnosticStatus | None:
-        with self.lock:
-            return self.diagnostics[-1].status[0] if self.diagnostics else None
-
-
-def start_node(
-    context: Context, double: BmsDouble, **overrides: Any
-) -> tuple[DalyBmsNode, Listener, MultiThreadedExecutor, threading.Thread]:
-    parameters = [Parameter(name, value=value) for name, value in {**FAST, **overrides}.items()]
-    node = DalyBmsNode(
-        transport_factory=lambda _settings: double,
-        context=context,
-        parameter_overrides=parameters,
-    )
-    listener = Listener(context)
-    executor = MultiThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(listener.node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    return node, listener, executor, thread
-
 
 @pytest.fixture
 def running(ros_context: Context) -> Iterator[tuple[DalyBmsNode, Listener, BmsDouble]]:
     double = BmsDouble()
-    node, listener, executor, thread = start_node(ros_context, double)
-    try:
+    with node_running(ros_context, double) as (node, listener):
         yield node, listener, double
-    finally:
-        node.close()
-        executor.shutdown()
-        thread.join(10)
-        node.destroy_node()
-        listener.node.destroy_node()
 
 
 def test_publishes_the_values_of_the_real_frames(
@@ -234,8 +157,7 @@ def test_invert_current_turns_the_sign_of_a_real_discharge(
     double.answers[(STATUS_80_BLOCK.start, STATUS_80_BLOCK.count)] = field_bytes(
         "blue16s-status80-2"
     )
-    node, listener, executor, thread = start_node(ros_context, double, invert_current=invert)
-    try:
+    with node_running(ros_context, double, invert_current=invert) as (_node, listener):
         listener.wait_for(lambda: bool(listener.battery and listener.cells), "a sample")
         battery, cells = listener.battery[0], listener.cells[0]
         sign = 1 if invert else -1
@@ -249,12 +171,6 @@ def test_invert_current_turns_the_sign_of_a_real_discharge(
         # The 80-register read tells each cell's balancing (none here) and the MOS temperature.
         assert list(cells.balancing) == [False] * 16
         assert cells.mos_temperature == pytest.approx(15.0)
-    finally:
-        node.close()
-        executor.shutdown()
-        thread.join(10)
-        node.destroy_node()
-        listener.node.destroy_node()
 
 
 def test_out_of_range_parameter_is_refused(ros_context: Context) -> None:
@@ -310,6 +226,9 @@ def test_installed_node_without_bluez_keeps_retrying_and_exits_0_on_sigterm(
             if sum("BlueZ/D-Bus not reachable" in seen for seen in lines) >= 2:
                 break
         assert process.poll() is None, "the node exited instead of retrying:\n" + "".join(lines)
+        # What it looks for is logged before anything about the link.
+        first_link_line = next(n for n, line in enumerate(lines) if "BlueZ" in line)
+        assert any("looking for the BMS" in line for line in lines[:first_link_line])
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:

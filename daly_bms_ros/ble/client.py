@@ -190,7 +190,13 @@ class DalyClient:
     async def _read_x81_sample(self, pack: Frame) -> BmsSample:
         """Complete a 0x81 sample with its second block (it has no block with the capacity)."""
         state = await self.read_block(X81_STATE_BLOCK, variant=X81)
-        return BmsSample(decode_x81_status(pack, state), None, time.time(), pack.to_bytes())
+        return BmsSample(
+            decode_x81_status(pack, state),
+            None,
+            time.time(),
+            pack.to_bytes(),
+            self.transport.description,
+        )
 
     async def _read_d2_sample(self, status_frame: Frame) -> BmsSample:
         """Complete a D2 sample: settings once per connection; the MOS block after a 62 read.
@@ -208,4 +214,6 @@ class DalyClient:
             except (RequestTimeoutError, DalyProtocolError):
                 # Some firmware never answers this block: stop asking on this connection.
                 self.read_mos_temperature = False
-        return BmsSample(status, self._settings, time.time(), status_frame.to_bytes())
+        return BmsSample(
+            status, self._settings, time.time(), status_frame.to_bytes(), self.transport.description
+        )

@@ -2,7 +2,8 @@
 
 It subscribes ``<namespace>/battery_state`` and ``<namespace>/cells`` of each battery in the
 ``batteries`` parameter, pairs the two messages of each sample by their stamp, and keeps the
-latest per battery in memory for the HTTP server (and the data directory, when set).
+latest per battery in memory for the HTTP server (and the data directory, when set). The URL
+it serves, with the port actually bound, is published on ``~/url`` (transient local).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import BatteryState
+from std_msgs.msg import String
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer
-from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.bridge.store import PUBLISHING, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.messages import sample_from_messages
@@ -53,7 +56,7 @@ class _Pairing:
             return
         if self._battery.header.stamp == self._cells.header.stamp:
             self._store.update(self._name, sample_from_messages(self._battery, self._cells))
-            self._store.set_link(self._name, "publishing")
+            self._store.set_link(self._name, PUBLISHING)
             self._battery = self._cells = None
 
     def on_battery_state(self, message: BatteryState) -> None:
@@ -114,6 +117,13 @@ class DalyBmsBridge(Node):
             )
         self.server = BridgeHttpServer(self.store, host, port)
         self.server.start()
+        # The address actually served (port 0 picks a free one), latched for late subscribers.
+        self._url_publisher = self.create_publisher(
+            String,
+            "~/url",
+            QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        self._url_publisher.publish(String(data=self.server.url))
         self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
         if self._writer is not None:
             self._writer.start()

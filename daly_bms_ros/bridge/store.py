@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from daly_bms_ros.protocol import BmsSample
 
+#: The link of a battery whose node publishes its topics (the ROS bridge's only knowledge).
+PUBLISHING = "publishing"
+#: What that link is reported as once no sample came for longer than max_age.
+SILENT = "silent: no message within max_age (is the node running?)"
+
 
 @dataclass(frozen=True)
 class Reading:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.bridge.store import PUBLISHING, SILENT, SampleStore
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import (
     cells_record,
@@ -35,10 +35,12 @@ def freshness(store: SampleStore, name: str) -> tuple[BmsSample | None, dict[str
     """Return the sample if it is fresh, and the facts about its age and link, for any answer."""
     reading = store.get(name)
     age = store.age(reading)
+    stale = age is None or age > store.max_age
     facts: dict[str, Any] = {
         "battery": name,
         "age_s": None if age is None else round(age, 3),
-        "link": reading.link,
+        # Messages that stopped say nothing of themselves: "publishing" holds while fresh.
+        "link": SILENT if stale and reading.link == PUBLISHING else reading.link,
     }
     if reading.sample is None or age is None:
         facts["reason"] = "no sample received yet"
@@ -56,7 +58,7 @@ def battery_view(store: SampleStore, name: str, view: str) -> tuple[HTTPStatus, 
         return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no_fresh_data", **facts}
     if view == TEXT_VIEW:
         header = f"battery {name}, sample {facts['age_s']:.1f} s old\n"
-        return HTTPStatus.OK, header + text_report(sample, name) + "\n"
+        return HTTPStatus.OK, header + text_report(sample) + "\n"
     return HTTPStatus.OK, {**facts, **JSON_VIEWS[view](sample)}
 
 

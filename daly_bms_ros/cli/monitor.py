@@ -27,10 +27,10 @@ def format_sample(
 ) -> str:
     """One sample in the chosen output format."""
     if output_format == "json":
-        return json.dumps({"device": transport.description, **sample_record(sample)})
+        return json.dumps(sample_record(sample))
     if output_format == "bms-data":
         return bms_data_line(sample, transport.name, transport.address, status.notifications)
-    return text_report(sample, transport.description) + "\n"
+    return text_report(sample) + "\n"
 
 
 def add_parser(subparsers: Any) -> None:

@@ -12,11 +12,10 @@ from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import sample_record, text_report
 
 
-async def read_once(arguments: argparse.Namespace) -> tuple[str, BmsSample]:
-    """Return the device's description and one complete sample."""
+async def read_once(arguments: argparse.Namespace) -> BmsSample:
+    """Return one complete sample."""
     async with connected(arguments) as client:
-        sample = await client.read_sample()
-        return client.transport.description, sample
+        return await client.read_sample()
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,9 +28,8 @@ def run(arguments: argparse.Namespace) -> int:
     result = run_ble(lambda: read_once(arguments))
     if isinstance(result, ExitCode):
         return result
-    device, sample = result
     if arguments.json:
-        print(json.dumps({"device": device, **sample_record(sample)}))
+        print(json.dumps(sample_record(result)))
     else:
-        print(text_report(sample, device))
+        print(text_report(result))
     return ExitCode.OK

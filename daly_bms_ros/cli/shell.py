@@ -112,9 +112,7 @@ class DalyShell(cmd.Cmd):
         """Read one sample and print it as a table. Usage: data."""
         sample = self._read()
         if sample is not None:
-            self._print(
-                text_report(sample, self._client.transport.description if self._client else "")
-            )
+            self._print(text_report(sample))
 
     def do_json(self, _argument: str) -> None:
         """Read one sample and print it as one JSON object. Usage: json."""

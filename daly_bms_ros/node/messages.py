@@ -101,6 +101,7 @@ def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
     message = DalyCells()
     message.header.stamp = stamp
     message.header.frame_id = frame_id
+    message.device = sample.device
     message.cell_voltages = list(status.cell_voltages)
     # Empty when the BMS did not tell which cells balance (see DalyCells.msg).
     message.balancing = list(status.balancing_cells or ())
@@ -124,45 +125,58 @@ def daly_cells(sample: BmsSample, frame_id: str, stamp: Time) -> DalyCells:
     return message
 
 
+def _at_resolution(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` decimals: float32 noise off, NaN kept."""
+    return value if math.isnan(value) else round(value, digits)
+
+
+def _numbers(values: Iterable[float], digits: int) -> tuple[float, ...]:
+    return tuple(_at_resolution(float(value), digits) for value in values)
+
+
 def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
     """Rebuild the sample a BatteryState and the DalyCells of the same stamp came from.
 
     What a subscriber (the HTTP bridge) needs to show the same values as the CLI; the settings
-    block is reduced to the rated capacity, the one setting the messages carry.
+    block is reduced to the rated capacity, the one setting the messages carry. The messages'
+    float32 values are rounded back to the resolution the BMS reports (0.1 V for the pack, mV
+    for cells, 0.1 A, 0.1 %, 0.1 Ah, 1 degC, 1 W, mA for the balance current).
     """
-    cell_voltages = tuple(float(value) for value in cells.cell_voltages)
-    temperatures = tuple(float(value) for value in cells.temperatures)
+    temperatures = _numbers(cells.temperatures, 0)
     status = BmsStatus(
-        cell_voltages=cell_voltages,
+        cell_voltages=_numbers(cells.cell_voltages, 3),
         temperatures=temperatures,
-        pack_voltage=battery.voltage,
-        current=battery.current,
-        soc=battery.percentage * 100.0,
-        remaining_capacity=battery.charge,
+        pack_voltage=_at_resolution(battery.voltage, 1),
+        current=_at_resolution(battery.current, 1),
+        soc=_at_resolution(battery.percentage * 100.0, 1),
+        remaining_capacity=_at_resolution(battery.charge, 1),
         cycles=cells.cycles,
         charge_mos=cells.charge_mos,
         discharge_mos=cells.discharge_mos,
         balancing=cells.balancing_active,
         balancing_cells=tuple(bool(flag) for flag in cells.balancing) if cells.balancing else None,
-        min_cell_voltage=cells.min_cell_voltage,
-        max_cell_voltage=cells.max_cell_voltage,
-        average_cell_voltage=cells.average_cell_voltage,
-        cell_delta=cells.cell_voltage_delta,
+        min_cell_voltage=_at_resolution(cells.min_cell_voltage, 3),
+        max_cell_voltage=_at_resolution(cells.max_cell_voltage, 3),
+        average_cell_voltage=_at_resolution(cells.average_cell_voltage, 3),
+        cell_delta=_at_resolution(cells.cell_voltage_delta, 3),
         min_cell_index=cells.min_cell_index,
         max_cell_index=cells.max_cell_index,
         alarm_words=tuple(int(word) for word in cells.alarm_words),
         alarms=tuple(cells.alarms),
-        mos_temperature=cells.mos_temperature,
-        power=cells.power,
+        mos_temperature=_at_resolution(cells.mos_temperature, 0),
+        power=_at_resolution(cells.power, 0),
         charge_state=CHARGE_STATE_BY_SUPPLY_STATUS.get(battery.power_supply_status, "idle"),
         max_temperature=max(temperatures, default=math.nan),
         min_temperature=min(temperatures, default=math.nan),
-        balance_current=cells.balance_current,
-        board_temperature=cells.board_temperature,
+        balance_current=_at_resolution(cells.balance_current, 3),
+        board_temperature=_at_resolution(cells.board_temperature, 0),
     )
     stamp = battery.header.stamp
     return BmsSample(
         status,
-        BmsSettings(rated_capacity=battery.capacity, nominal_cell_voltage=math.nan),
+        BmsSettings(
+            rated_capacity=_at_resolution(battery.capacity, 1), nominal_cell_voltage=math.nan
+        ),
         received_at=stamp.sec + stamp.nanosec * 1e-9,
+        device=cells.device,
     )

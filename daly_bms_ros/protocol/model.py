@@ -127,13 +127,16 @@ class BmsSample:
     """One complete reading: status, plus what the other blocks said, and when it arrived.
 
     ``received_at`` is wall-clock time (s since the epoch); ``status_frame`` is the status
-    response as received, for tools that log the wire data next to the values.
+    response as received, for tools that log the wire data next to the values; ``device``
+    names the BMS that answered.
     """
 
     status: BmsStatus
     settings: BmsSettings | None = None
     received_at: float = 0.0
     status_frame: bytes = b""
+    #: Name and address of the BMS that answered, "" where unknown.
+    device: str = ""
 
     @property
     def mos_temperature(self) -> float:

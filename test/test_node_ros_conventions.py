@@ -1,0 +1,236 @@
+"""The node as ROS users meet it: parameters, time, identity, diagnostics, Nav2, launch policy.
+
+Through real rclpy and DDS against the BMS double that answers with real captures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bms_double import BmsDouble
+from builtin_interfaces.msg import Time
+from node_harness import node_running
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_system_default,
+)
+from real_frames import field_bytes
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.node.launch_arguments import (
+    LAUNCH_PARAMETERS,
+    RefusedConfigurationError,
+    check_exit,
+    parameter_overrides,
+)
+from daly_bms_ros.node.parameters import PARAMETERS
+from daly_bms_ros.protocol import STATUS_80_BLOCK
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+
+
+def test_lowering_the_poll_interval_takes_effect_at_once(ros_context: Context) -> None:
+    with node_running(ros_context, BmsDouble(), poll_interval=3600.0) as (node, listener):
+        listener.wait_for(lambda: bool(listener.battery), "the first sample")
+        count = len(listener.battery)
+        # An integer, as users type seconds: accepted for a floating-point parameter.
+        result = node.set_parameters([Parameter("poll_interval", value=1)])[0]
+        assert result.successful, result.reason
+        assert node.settings.poll_interval == 1.0
+        listener.wait_for(lambda: len(listener.battery) > count, "a sample after the change")
+
+
+@pytest.mark.parametrize(("value", "allowed"), [(0, "0.1 to 3600"), ("fast", "a number")])
+def test_a_poll_interval_that_is_not_allowed_is_refused(
+    ros_context: Context, value: Any, allowed: str
+) -> None:
+    with node_running(ros_context, BmsDouble()) as (node, _listener):
+        result = node.set_parameters([Parameter("poll_interval", value=value)])[0]
+        assert not result.successful
+        assert allowed in result.reason
+
+
+def test_all_stamps_come_from_the_node_clock_under_sim_time(ros_context: Context) -> None:
+    """use_sim_time: messages carry /clock time; diagnostics come before any /clock too."""
+    with node_running(
+        ros_context, BmsDouble(), parameter_overrides_extra=[Parameter("use_sim_time", value=True)]
+    ) as (_node, listener):
+        listener.wait_for(lambda: bool(listener.diagnostics), "diagnostics without /clock")
+        listener.wait_for(lambda: bool(listener.battery), "a sample without /clock")
+        assert listener.battery[0].header.stamp == Time()  # no /clock yet: time 0
+        clock = listener.node.create_publisher(Clock, "/clock", 10)
+        simulated = Time(sec=5000)
+
+        def sim_time_stamped() -> bool:
+            clock.publish(Clock(clock=simulated))
+            return listener.battery[-1].header.stamp.sec >= 5000
+
+        listener.wait_for(sim_time_stamped, "a sample stamped with /clock time")
+        battery = listener.battery[-1]
+        cells = listener.cells[-1]
+        assert battery.header.stamp.sec < 5100  # sim time, not the wall clock
+        assert cells.header.stamp == battery.header.stamp
+        listener.wait_for(
+            lambda: listener.diagnostics[-1].header.stamp.sec >= 5000, "diagnostics in sim time"
+        )
+
+
+def test_failed_polls_are_logged(ros_context: Context, capfd: pytest.CaptureFixture[str]) -> None:
+    double = BmsDouble()
+    with node_running(ros_context, double) as (_node, listener):
+        listener.wait_for(lambda: bool(listener.battery), "a sample")
+        double.silent = True
+        listener.wait_for(
+            lambda: "a poll of" in capfd.readouterr().err, "a log line about the failed poll"
+        )
+
+
+def test_found_by_name_the_battery_is_known_by_its_address(ros_context: Context) -> None:
+    double = BmsDouble()
+    with node_running(ros_context, double, mac_address="", device_name="DL-DOUBLE") as (
+        _node,
+        listener,
+    ):
+        listener.wait_for(lambda: bool(listener.battery), "a sample")
+        assert listener.battery[0].serial_number == double.address
+        listener.wait_for(lambda: listener.last_diagnostic() is not None, "diagnostics")
+        status = listener.last_diagnostic()
+        assert status is not None
+        # diagnostic_updater's naming: "<node name>: <task>", a stable hardware id.
+        assert status.name == "daly_bms: battery"
+        assert status.hardware_id == double.address
+
+
+def test_diagnostics_name_with_the_fully_qualified_node_name_on_request(
+    ros_context: Context,
+) -> None:
+    with node_running(
+        ros_context,
+        BmsDouble(),
+        parameter_overrides_extra=[Parameter("diagnostic_updater.use_fqn", value=True)],
+        namespace="front",
+    ) as (_node, listener):
+        listener.wait_for(lambda: listener.last_diagnostic() is not None, "diagnostics")
+        status = listener.last_diagnostic()
+        assert status is not None and status.name == "/front/daly_bms: battery"
+
+
+def generic_analyzer_matches(analyzer: dict[str, Any], name: str) -> bool:
+    """diagnostic_aggregator's GenericAnalyzer: startswith, contains, name, expected."""
+    return (
+        any(name.startswith(prefix) for prefix in analyzer.get("startswith", []))
+        or any(part in name for part in analyzer.get("contains", []))
+        or name in analyzer.get("name", [])
+        or name in analyzer.get("expected", [])
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "names"),
+    [
+        ("diagnostic_analyzers.yaml", {"battery": ["daly_bms: battery"]}),
+        (
+            "diagnostic_analyzers_two_batteries.yaml",
+            {"left": ["/left/daly_bms: battery"], "right": ["/right/daly_bms: battery"]},
+        ),
+    ],
+)
+def test_shipped_analyzers_group_the_status_names_the_node_publishes(
+    file: str, names: dict[str, list[str]]
+) -> None:
+    analyzers = yaml.safe_load((CONFIG / file).read_text())["analyzers"]["ros__parameters"]
+    for key, status_names in names.items():
+        analyzer = analyzers[key]
+        assert analyzer["type"] == "diagnostic_aggregator/GenericAnalyzer"
+        for name in status_names:
+            assert generic_analyzer_matches(analyzer, name), (key, name)
+        others = [other for other in names if other != key]
+        for other in others:
+            for name in names[other]:
+                assert not generic_analyzer_matches(analyzer, name), (key, name)
+
+
+def test_nav2_consumers_read_the_battery_as_they_subscribe(ros_context: Context) -> None:
+    """Nav2's IsBatteryLow/IsBatteryCharging (SystemDefaultsQoS, percentage 0..1 against
+    min_battery, power_supply_status CHARGING) and the docking server's SimpleChargingDock
+    (relative "battery_state", reliable depth 1, current > charging_threshold 0.5 A).
+    """
+    double = BmsDouble()
+    # A real discharge (-3.1 A, SOC 53 %), read inverted: a pack charging at 3.1 A.
+    double.answers[(STATUS_80_BLOCK.start, STATUS_80_BLOCK.count)] = field_bytes(
+        "blue16s-status80-2"
+    )
+    nav2 = Node("bt_navigator", context=ros_context)
+    dock = Node("docking_server", context=ros_context)
+    behavior_tree: list[BatteryState] = []
+    docking: list[BatteryState] = []
+    # The behavior tree's port battery_topic set to the driver's topic (or one remap).
+    nav2.create_subscription(
+        BatteryState, "/battery_state", behavior_tree.append, qos_profile_system_default
+    )
+    dock.create_subscription(
+        BatteryState,
+        "battery_state",
+        docking.append,
+        QoSProfile(
+            depth=1,
+            reliability=QoSReliabilityPolicy.RELIABLE,
+            durability=QoSDurabilityPolicy.VOLATILE,
+        ),
+    )
+    with node_running(ros_context, double, invert_current=True, extra_nodes=[nav2, dock]) as (
+        _node,
+        listener,
+    ):
+        listener.wait_for(lambda: bool(behavior_tree and docking), "Nav2's subscriptions")
+        for message in (behavior_tree[0], docking[0]):
+            min_battery = 0.2  # Nav2's example value, on the message's 0..1 scale
+            assert 0.0 <= message.percentage <= 1.0
+            assert not message.percentage <= min_battery  # IsBatteryLow: not low at 53 %
+            assert message.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_CHARGING
+            charging_threshold = 0.5
+            assert message.current > charging_threshold  # SimpleChargingDock: charging
+    nav2.destroy_node()
+    dock.destroy_node()
+
+
+def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
+    assert set(LAUNCH_PARAMETERS) <= set(PARAMETERS)
+    given = {name: "" for name in LAUNCH_PARAMETERS}
+    given |= {
+        "adapter": "hci1",
+        "poll_interval": "2",
+        "design_capacity": "105.5",
+        "invert_current": "True",
+        "use_sim_time": "true",
+        "frame_id": "battery_rear",
+    }
+    assert parameter_overrides(given) == {
+        "adapter": "hci1",
+        "poll_interval": 2,
+        "design_capacity": 105.5,
+        "invert_current": True,
+        "use_sim_time": True,
+        "frame_id": "battery_rear",
+    }
+    # Not a number: passed on as text, for the node to refuse with what is allowed.
+    assert parameter_overrides({"poll_interval": "soon"}) == {"poll_interval": "soon"}
+
+
+@pytest.mark.parametrize("returncode", [0, 1, -2, -15, None])
+def test_a_crash_or_a_stop_is_left_to_respawn(returncode: int | None) -> None:
+    check_exit("daly_bms", returncode)
+
+
+def test_refused_parameters_end_the_launch() -> None:
+    with pytest.raises(RefusedConfigurationError, match="refused its parameters"):
+        check_exit("daly_bms", 2)
