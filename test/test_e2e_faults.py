@@ -37,6 +37,8 @@ FAST_LINK = [
     Parameter("reconnect_delay_min", value=0.2),
     Parameter("reconnect_delay_max", value=1.0),
     Parameter("diagnostics_period", value=0.2),
+    # One node per battery in namespaces: statuses named "/<namespace>/daly_bms: battery".
+    Parameter("diagnostic_updater.use_fqn", value=True),
 ]
 
 

@@ -75,11 +75,13 @@ def test_publishes_the_values_of_the_real_frames(
     listener.wait_for(
         lambda: listener.last_diagnostic() is not None
         and "soc_low_2" in listener.last_diagnostic().message,  # type: ignore[union-attr]
-        "diagnostics warning about the alarm",
+        "diagnostics about the alarm",
     )
     status = listener.last_diagnostic()
     assert status is not None
-    assert status.level == DiagnosticStatus.WARN
+    # SOC 8.7 % is below the default critical level (soc_error 10 %), beside the BMS's alarm.
+    assert status.level == DiagnosticStatus.ERROR
+    assert "state of charge 8.7% (error at 10%)" in status.message
     values = {kv.key: kv.value for kv in status.values}
     assert values["link_state"] == "connected"
     assert values["firmware_version"] == "DOUBLE-2.1"

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from bms_double import BmsDouble
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
 from node_harness import node_running
 from rclpy.context import Context
 from rclpy.node import Node
@@ -234,3 +235,28 @@ def test_a_crash_or_a_stop_is_left_to_respawn(returncode: int | None) -> None:
 def test_refused_parameters_end_the_launch() -> None:
     with pytest.raises(RefusedConfigurationError, match="refused its parameters"):
         check_exit("daly_bms", 2)
+
+
+def test_thresholds_turn_diagnostics_warn_then_error_at_run_time(ros_context: Context) -> None:
+    """A real discharge at SOC 53 %: time to empty from it; thresholds moved past the SOC."""
+    double = BmsDouble()
+    double.answers[(STATUS_80_BLOCK.start, STATUS_80_BLOCK.count)] = field_bytes(
+        "blue16s-status80-2"
+    )
+    with node_running(ros_context, double) as (node, listener):
+
+        def diagnostic(level: bytes, text: str) -> bool:
+            status = listener.last_diagnostic()
+            return status is not None and status.level == level and text in status.message
+
+        listener.wait_for(lambda: diagnostic(DiagnosticStatus.OK, "receiving"), "OK")
+        values = {item.key: item.value for item in listener.last_diagnostic().values}
+        # 111.3 Ah left at 3.1 A (the source's stated values): about 35.9 h.
+        assert values["time_to_empty_h"] == f"{111.3 / 3.1:.2f}"
+        assert values["time_to_full_h"] == "n/a"
+        assert node.set_parameters([Parameter("soc_warn", value=60.0)])[0].successful
+        listener.wait_for(lambda: diagnostic(DiagnosticStatus.WARN, "state of charge 53"), "WARN")
+        assert node.set_parameters([Parameter("soc_error", value=55)])[0].successful
+        listener.wait_for(lambda: diagnostic(DiagnosticStatus.ERROR, "error at 55"), "ERROR")
+        refused = node.set_parameters([Parameter("soc_error", value=70.0)])[0]
+        assert not refused.successful and "at most soc_warn" in refused.reason

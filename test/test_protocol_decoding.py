@@ -253,3 +253,21 @@ def test_x81_device_info_round_trip() -> None:
     frame = only_frame(build_response(encode_device_info(info, X81), X81))
     assert len(frame.registers) == X81_DEVICE_INFO_BLOCK.count
     assert decode_device_info(frame, X81) == info
+
+
+@pytest.mark.parametrize("count", [62, 80])
+def test_an_all_zero_status_is_refused_not_published(count: int) -> None:
+    """An empty answer decodes to no pack: 0 cells, 0 V, -3000 A; it is reported invalid."""
+    with pytest.raises(FrameDecodeError, match="0 cells"):
+        decode_status(only_frame(build_response([0] * count)))
+
+
+def test_zero_volts_with_live_cells_and_an_empty_current_register_are_refused() -> None:
+    registers = list(only_frame(frame_bytes(STATUS)).registers)
+    registers[40] = 0  # pack voltage 0 V while 16 cells hold 3.2 V each
+    with pytest.raises(FrameDecodeError, match="0 V"):
+        decode_status(only_frame(build_response(registers)))
+    registers = list(only_frame(frame_bytes(STATUS)).registers)
+    registers[41] = 0  # raw 0: -3000 A, the edge only an empty register gives
+    status = decode_status(only_frame(build_response(registers)))
+    assert math.isnan(status.current) and "current" in status.invalid

@@ -11,14 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any, TypeVar
 
 from bleak import BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+from bleak.exc import BleakDBusError, BleakError
 from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+
+try:
+    from bleak.exc import BleakBluetoothNotAvailableError
+except ImportError:  # bleak < 0.22 (Ubuntu 24.04's python3-bleak) tells no such error apart
+
+    class BleakBluetoothNotAvailableError(BleakError):  # type: ignore[no-redef]
+        """Stands in for the error that older bleak never raises."""
+
 
 from daly_bms_ros.ble.transport import (
     AdapterUnavailableError,
@@ -40,6 +49,8 @@ CONNECT_ATTEMPTS = 2
 #: no deadline of its own), and the link is treated as lost.
 GATT_OPERATION_TIMEOUT_S = 5.0
 T = TypeVar("T")
+#: bleak 1.0 moved the adapter into its BlueZ-specific options; 0.21 takes it as a keyword.
+BLEAK_MAJOR = int(version("bleak").split(".", 1)[0])
 #: What bleak and its D-Bus library raise when an operation fails; EOFError is the D-Bus
 #: connection to BlueZ closing under a pending call.
 BLE_ERRORS = (BleakError, OSError, asyncio.TimeoutError, EOFError)
@@ -51,6 +62,13 @@ async def bounded(operation: Awaitable[T], what: str) -> T:
         return await asyncio.wait_for(operation, GATT_OPERATION_TIMEOUT_S)
     except asyncio.TimeoutError as error:
         raise LinkLostError(f"{what} got no reply within {GATT_OPERATION_TIMEOUT_S:g} s") from error
+
+
+def adapter_options(adapter: str) -> dict[str, Any]:
+    """Return the keyword arguments that pick ``adapter`` ("": the default) in this bleak."""
+    if not adapter:
+        return {}
+    return {"bluez": {"adapter": adapter}} if BLEAK_MAJOR >= 1 else {"adapter": adapter}
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
@@ -90,7 +108,7 @@ class BleakTransport:
     ) -> None:
         self._mac_address = mac_address.upper()
         self._device_name = device_name
-        self._scanner_options: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+        self._scanner_options = adapter_options(adapter)
         self._connect_timeout = connect_timeout
         self._client: BleakClientWithServiceCache | None = None
         #: The GATT layout the connected BMS answers on.

@@ -10,7 +10,7 @@ from typing import Any
 from bleak import BleakScanner
 from bleak.exc import BleakError
 
-from daly_bms_ros.ble.bleak_transport import is_daly, translate_error
+from daly_bms_ros.ble.bleak_transport import adapter_options, is_daly, translate_error
 from daly_bms_ros.cli.device import add_adapter_arguments, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
 
@@ -26,7 +26,7 @@ class FoundDevice:
 
 async def scan(adapter: str, timeout: float) -> list[FoundDevice]:
     """Scan for ``timeout`` seconds; Daly devices, strongest signal first."""
-    options: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+    options = adapter_options(adapter)
     try:
         seen = await BleakScanner.discover(timeout=timeout, return_adv=True, **options)
     except (BleakError, OSError) as error:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 from daly_bms_ros.ble.link import LinkState, LinkStatus
+from daly_bms_ros.node.parameters import NodeSettings
 from daly_bms_ros.protocol import BmsSample
 
 
@@ -16,27 +18,81 @@ def firmware_version(information: Mapping[str, str]) -> str:
     return information.get("software_version") or information.get("firmware_version", "unknown")
 
 
+def hours_left(sample: BmsSample) -> tuple[float, float]:
+    """Hours to empty (discharging) and to full (charging) at the present current; NaN else."""
+    status = sample.status
+    rated = sample.settings.rated_capacity if sample.settings is not None else math.nan
+    current = status.current
+    if not current or math.isnan(current) or math.isnan(status.remaining_capacity):
+        return math.nan, math.nan
+    if current < 0:
+        return status.remaining_capacity / -current, math.nan
+    return math.nan, max(rated - status.remaining_capacity, 0.0) / current
+
+
+def _passed(value: float, limit: float, low_is_bad: bool) -> bool:
+    return value <= limit if low_is_bad else value >= limit
+
+
+def battery_findings(sample: BmsSample, settings: NodeSettings) -> tuple[bytes, list[str]]:
+    """Return the worst level the thresholds give for a sample, and why (none: all OK).
+
+    Levels are DiagnosticStatus bytes (OK < WARN < ERROR), so the worst is their maximum.
+    """
+    status = sample.status
+    hottest = max((*status.temperatures, sample.mos_temperature), default=math.nan)
+    checks = (
+        ("state of charge", status.soc, "%", settings.soc_warn, settings.soc_error, True),
+        ("cell delta", status.cell_delta, " V", settings.cell_delta_warn,
+         settings.cell_delta_error, False),
+        ("temperature", hottest, " degC", settings.temperature_warn, settings.temperature_error,
+         False),
+    )  # fmt: skip
+    level, reasons = DiagnosticStatus.OK, []
+    for what, value, unit, warning, error, low_is_bad in checks:
+        if math.isnan(value):
+            continue
+        for limit, limit_level, kind in (
+            (error, DiagnosticStatus.ERROR, "error"),
+            (warning, DiagnosticStatus.WARN, "warning"),
+        ):
+            if _passed(value, limit, low_is_bad):
+                level = max(level, limit_level)
+                reasons.append(f"{what} {value:g}{unit} ({kind} at {limit:g}{unit})")
+                break
+    return level, reasons
+
+
 def link_diagnostics(
     name: str,
     hardware_id: str,
     status: LinkStatus,
     sample: BmsSample | None,
-    stale_timeout: float,
+    settings: NodeSettings,
 ) -> DiagnosticStatus:
-    """One DiagnosticStatus: OK with fresh data, WARN on alarms or stale data, ERROR when down."""
+    """One DiagnosticStatus, OK when all is well.
+
+    ERROR when the link is down or a threshold's error level is passed; WARN on alarms, stale
+    data or a threshold's warning level.
+    """
     age = None if status.last_sample_at is None else time.monotonic() - status.last_sample_at
     alarms = sample.status.alarms if sample is not None else ()
+    level, reasons = (
+        battery_findings(sample, settings) if sample is not None else (DiagnosticStatus.OK, [])
+    )
     if status.state is not LinkState.CONNECTED:
         level = DiagnosticStatus.ERROR
         message = f"link {status.state.name.lower()}"
         if status.last_error:
             message += f": {status.last_error}"
-    elif age is None or age > stale_timeout:
+    elif age is None or age > settings.stale_timeout:
         level, message = DiagnosticStatus.WARN, "connected, no fresh sample"
-    elif alarms:
-        level, message = DiagnosticStatus.WARN, "alarms: " + ", ".join(alarms)
+    elif reasons or alarms:
+        level = max(level, DiagnosticStatus.WARN)
+        message = "; ".join([*reasons, *(["alarms: " + ", ".join(alarms)] if alarms else [])])
     else:
-        level, message = DiagnosticStatus.OK, "receiving samples"
+        message = "receiving samples"
+    to_empty, to_full = hours_left(sample) if sample is not None else (math.nan, math.nan)
     values = {
         "link_state": status.state.name.lower(),
         "device": status.device,
@@ -51,6 +107,8 @@ def link_diagnostics(
         "firmware_version": firmware_version(status.device_information),
         "hardware_version": status.device_information.get("hardware_version", "unknown"),
         "production_date": status.device_information.get("production_date", "unknown"),
+        "time_to_empty_h": "n/a" if math.isnan(to_empty) else f"{to_empty:.2f}",
+        "time_to_full_h": "n/a" if math.isnan(to_full) else f"{to_full:.2f}",
         **{f"rejected_{reason}": str(count) for reason, count in sorted(status.rejected.items())},
     }
     return DiagnosticStatus(

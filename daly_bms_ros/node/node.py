@@ -229,7 +229,7 @@ class DalyBmsNode(Node):
                 self._serial_number() or self.settings.device_name or "none",
                 status,
                 sample,
-                self.settings.stale_timeout,
+                self.settings,
             )
         ]
         self._diagnostics_publisher.publish(message)

@@ -50,6 +50,12 @@ class NodeSettings:
     technology: str = "LiFePO4"
     design_capacity: float = 0.0
     invert_current: bool = False
+    soc_warn: float = 20.0
+    soc_error: float = 10.0
+    cell_delta_warn: float = 0.1
+    cell_delta_error: float = 0.3
+    temperature_warn: float = 50.0
+    temperature_error: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,42 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         minimum=0.0,
         maximum=100000.0,
     ),
+    "soc_warn": ParameterSpec(
+        "State of charge (%) at or below which diagnostics turn WARN (low).",
+        minimum=0.0,
+        maximum=100.0,
+        read_only=False,
+    ),
+    "soc_error": ParameterSpec(
+        "State of charge (%) at or below which diagnostics turn ERROR (critical).",
+        minimum=0.0,
+        maximum=100.0,
+        read_only=False,
+    ),
+    "cell_delta_warn": ParameterSpec(
+        "Highest minus lowest cell voltage (V) at or above which diagnostics turn WARN.",
+        minimum=0.0,
+        maximum=5.0,
+        read_only=False,
+    ),
+    "cell_delta_error": ParameterSpec(
+        "Highest minus lowest cell voltage (V) at or above which diagnostics turn ERROR.",
+        minimum=0.0,
+        maximum=5.0,
+        read_only=False,
+    ),
+    "temperature_warn": ParameterSpec(
+        "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn WARN.",
+        minimum=-40.0,
+        maximum=150.0,
+        read_only=False,
+    ),
+    "temperature_error": ParameterSpec(
+        "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn ERROR.",
+        minimum=-40.0,
+        maximum=150.0,
+        read_only=False,
+    ),
     "invert_current": ParameterSpec(
         "Turn the sign of the current round, for firmware that reports charging as negative "
         "(BatteryState.current is positive while charging).",
@@ -167,6 +209,12 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
 }
 
 DEFAULTS = NodeSettings()
+#: Diagnostics thresholds as (warning, error, whether the error level is the lower one).
+THRESHOLD_PAIRS = (
+    ("soc_warn", "soc_error", True),
+    ("cell_delta_warn", "cell_delta_error", False),
+    ("temperature_warn", "temperature_error", False),
+)
 
 
 class InvalidSettingError(ValueError):
@@ -202,6 +250,13 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
             f"technology {settings.technology!r} is not known: "
             f"allowed are {', '.join(TECHNOLOGIES)}"
         )
+    for warning, error, error_is_lower in THRESHOLD_PAIRS:
+        warning_value, error_value = getattr(settings, warning), getattr(settings, error)
+        if error_value > warning_value if error_is_lower else error_value < warning_value:
+            raise InvalidSettingError(
+                f"{error} ({error_value}) must be {'at most' if error_is_lower else 'at least'} "
+                f"{warning} ({warning_value}): the error level lies beyond the warning one"
+            )
     if settings.reconnect_delay_max < settings.reconnect_delay_min:
         raise InvalidSettingError(
             f"reconnect_delay_max ({settings.reconnect_delay_max}) is below reconnect_delay_min "
