@@ -156,7 +156,9 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     ),
     "frame_id": ParameterSpec("header.frame_id of the published messages."),
     "location": ParameterSpec("BatteryState.location: where the pack sits on the robot."),
-    "serial_number": ParameterSpec("BatteryState.serial_number. Empty: the mac_address parameter."),
+    "serial_number": ParameterSpec(
+        "BatteryState.serial_number. Empty: the serial number the BMS tells, else its address."
+    ),
     "technology": ParameterSpec(
         "Cell chemistry reported in BatteryState.power_supply_technology.",
         constraints="one of: " + ", ".join(TECHNOLOGIES),
