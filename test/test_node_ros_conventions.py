@@ -5,6 +5,10 @@ Through real rclpy and DDS against the BMS double that answers with real capture
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +17,11 @@ import yaml
 from bms_double import BmsDouble
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
-from node_harness import node_running
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from node_harness import FAST, Listener, node_running
 from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -33,6 +40,7 @@ from daly_bms_ros.node.launch_arguments import (
     check_exit,
     parameter_overrides,
 )
+from daly_bms_ros.node.lifecycle import DalyBmsLifecycleNode
 from daly_bms_ros.node.parameters import PARAMETERS
 from daly_bms_ros.protocol import STATUS_80_BLOCK
 
@@ -77,9 +85,11 @@ def test_all_stamps_come_from_the_node_clock_under_sim_time(ros_context: Context
 
         listener.wait_for(sim_time_stamped, "a sample stamped with /clock time")
         battery = listener.battery[-1]
-        cells = listener.cells[-1]
         assert battery.header.stamp.sec < 5100  # sim time, not the wall clock
-        assert cells.header.stamp == battery.header.stamp
+        listener.wait_for(
+            lambda: any(cells.header.stamp == battery.header.stamp for cells in listener.cells),
+            "the DalyCells of the same sample, with the same stamp",
+        )
         listener.wait_for(
             lambda: listener.diagnostics[-1].header.stamp.sec >= 5000, "diagnostics in sim time"
         )
@@ -260,3 +270,70 @@ def test_thresholds_turn_diagnostics_warn_then_error_at_run_time(ros_context: Co
         listener.wait_for(lambda: diagnostic(DiagnosticStatus.ERROR, "error at 55"), "ERROR")
         refused = node.set_parameters([Parameter("soc_error", value=70.0)])[0]
         assert not refused.successful and "at most soc_warn" in refused.reason
+
+
+def change_state(client_node: Node, transition: int) -> bool:
+    """Ask the managed node for a transition through its service, as a lifecycle manager does."""
+    client = client_node.create_client(ChangeState, "/daly_bms/change_state")
+    assert client.wait_for_service(timeout_sec=10)
+    future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
+    deadline = time.monotonic() + 20
+    while not future.done():
+        assert time.monotonic() < deadline, "no answer to the transition"
+        time.sleep(0.02)
+    client_node.destroy_client(client)
+    return bool(future.result().success)
+
+
+@contextmanager
+def managed(ros_context: Context, double: BmsDouble, **parameters: Any) -> Iterator[Any]:
+    """The managed node on ``double``, a listener and a lifecycle manager, spinning."""
+    node = DalyBmsLifecycleNode(
+        transport_factory=lambda _settings: double,
+        context=ros_context,
+        parameter_overrides=[
+            Parameter(name, value=value) for name, value in {**FAST, **parameters}.items()
+        ],
+    )
+    listener = Listener(ros_context)
+    manager = Node("lifecycle_manager", context=ros_context)
+    executor = MultiThreadedExecutor(context=ros_context)
+    for spun in (node, listener.node, manager):
+        executor.add_node(spun)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield listener, manager
+    finally:
+        node.close()
+        executor.shutdown()
+        thread.join(10)
+        for destroyed in (node, listener.node, manager):
+            destroyed.destroy_node()
+
+
+def test_managed_node_connects_only_while_active(ros_context: Context) -> None:
+    double = BmsDouble()
+    with managed(ros_context, double) as (listener, manager):
+        assert change_state(manager, Transition.TRANSITION_CONFIGURE)
+        time.sleep(0.5)
+        assert double.connects == 0 and not listener.battery  # configured, not active
+        assert change_state(manager, Transition.TRANSITION_ACTIVATE)
+        listener.wait_for(lambda: bool(listener.battery), "samples once active")
+        assert change_state(manager, Transition.TRANSITION_DEACTIVATE)
+        assert not double.is_connected  # deactivate frees the BMS
+        count = len(listener.battery)
+        time.sleep(0.6)  # three poll intervals
+        assert len(listener.battery) == count
+        assert change_state(manager, Transition.TRANSITION_ACTIVATE)
+        listener.wait_for(lambda: len(listener.battery) > count, "samples after reactivation")
+        assert double.connects == 2
+        assert change_state(manager, Transition.TRANSITION_DEACTIVATE)
+        assert change_state(manager, Transition.TRANSITION_CLEANUP)
+
+
+def test_managed_node_refuses_to_configure_with_bad_parameters(ros_context: Context) -> None:
+    double = BmsDouble()
+    with managed(ros_context, double, technology="lead-acid") as (_listener, manager):
+        assert not change_state(manager, Transition.TRANSITION_CONFIGURE)
+        assert double.connects == 0

@@ -60,15 +60,51 @@ def bleak_transport(settings: NodeSettings) -> BmsTransport:
     )
 
 
-class DalyBmsNode(Node):
-    """Publish one Daly BMS on ``battery_state``, ``cells`` and ``/diagnostics``."""
+def declare_parameters(node: Node) -> dict[str, Any]:
+    """Declare every parameter with its descriptor; return the values (checked by ``validate``)."""
+    node.declare_parameter(
+        USE_FQN_PARAMETER,
+        False,
+        ParameterDescriptor(
+            description="Name the diagnostics status after the node's fully qualified name "
+            "(as diagnostic_updater does with this parameter), e.g. with one node per "
+            "battery in namespaces.",
+            read_only=True,
+        ),
+    )
+    return {
+        name: node.declare_parameter(
+            name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
+        ).value
+        for name, spec in PARAMETERS.items()
+    }
+
+
+def checked_change(
+    settings: NodeSettings, parameters: list[Parameter[Any]]
+) -> tuple[NodeSettings | None, SetParametersResult]:
+    """Return the settings after a run-time change (None if refused) and the result."""
+    changes = {p.name: p.value for p in parameters if p.name in PARAMETERS}
+    try:
+        changed = validate({**asdict(settings), **changes})
+    except InvalidSettingError as error:
+        return None, SetParametersResult(successful=False, reason=str(error))
+    return changed, SetParametersResult(successful=True)
+
+
+class BatteryDriver:
+    """What a node does for one BMS: publishers, diagnostics, and the BLE link in its thread.
+
+    Shared by the plain node (started at once) and the managed one (started on activation,
+    stopped on deactivation); ``start`` and ``stop`` may alternate any number of times.
+    """
 
     def __init__(
-        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+        self, node: Node, settings: NodeSettings, transport_factory: TransportFactory
     ) -> None:
-        super().__init__("daly_bms", **node_options)
-        self.settings = self._declare_parameters()
-        settings = self.settings
+        self._node = node
+        self.settings = settings
+        self._transport_factory = transport_factory
         self._identity = BatteryIdentity(
             frame_id=settings.frame_id,
             location=settings.location,
@@ -78,30 +114,35 @@ class DalyBmsNode(Node):
             ),
             design_capacity=settings.design_capacity,
         )
-        self._battery_publisher = self.create_publisher(BatteryState, "battery_state", 10)
-        self._cells_publisher = self.create_publisher(DalyCells, "cells", 10)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._battery_publisher = node.create_publisher(BatteryState, "battery_state", 10)
+        self._cells_publisher = node.create_publisher(DalyCells, "cells", 10)
+        self._diagnostics_publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
         self._last_sample: BmsSample | None = None
-        self._sample_ready = self.create_guard_condition(self._publish_samples)
+        self._sample_ready = node.create_guard_condition(self._publish_samples)
         # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
         # driver that cannot reach its BMS must say so whatever the simulation does.
-        self.create_timer(
+        self._diagnostics_timer = node.create_timer(
             settings.diagnostics_period,
             self._publish_diagnostics,
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._status_prefix = (
-            self.get_fully_qualified_name()
-            if self.get_parameter(USE_FQN_PARAMETER).value
-            else self.get_name()
+            node.get_fully_qualified_name()
+            if node.get_parameter(USE_FQN_PARAMETER).value
+            else node.get_name()
         )
+        self._link: BmsLink | None = None
+        self._ble: EventLoopThread | None = None
 
+    def start(self) -> None:
+        """Connect to the BMS and poll it, in a thread of its own, until ``stop``."""
+        settings = self.settings
+        self._node.get_logger().info(f"looking for the BMS ({self._target()})")
         self._link = BmsLink(
-            transport_factory(settings),
+            self._transport_factory(settings),
             LinkConfig(
                 poll_interval=settings.poll_interval,
                 request_timeout=settings.request_timeout,
@@ -113,10 +154,36 @@ class DalyBmsNode(Node):
             on_sample=self._on_sample,
             on_status=self._on_link_status,
         )
-        self.get_logger().info(f"looking for the BMS ({self._target()})")
         self._ble = EventLoopThread()
         self._ble.start()
         self._ble.submit(self._link.run())
+
+    def stop(self) -> None:
+        """Disconnect from the BMS and end the BLE thread; diagnostics stop until ``start``."""
+        link, ble, self._link, self._ble = self._link, self._ble, None, None
+        if link is None or ble is None:
+            return
+        try:
+            ble.submit(link.stop()).result(STOP_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
+            self._node.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
+        finally:
+            ble.stop(STOP_TIMEOUT_S)
+            with self._lock:
+                self._link_status = None
+
+    def destroy(self) -> None:
+        """Stop, and remove the publishers and timers from the node."""
+        self.stop()
+        node = self._node
+        for publisher in (
+            self._battery_publisher,
+            self._cells_publisher,
+            self._diagnostics_publisher,
+        ):
+            node.destroy_publisher(publisher)
+        node.destroy_timer(self._diagnostics_timer)
+        node.destroy_guard_condition(self._sample_ready)
 
     def _target(self) -> str:
         settings = self.settings
@@ -126,54 +193,25 @@ class DalyBmsNode(Node):
             return f"name {settings.device_name}"
         return "first device that looks like a Daly BMS (DL-…/JHB-…, fff0/ff00, manufacturer)"
 
-    def _declare_parameters(self) -> NodeSettings:
-        """Declare every parameter with its descriptor, then check them together."""
-        self.declare_parameter(
-            USE_FQN_PARAMETER,
-            False,
-            ParameterDescriptor(
-                description="Name the diagnostics status after the node's fully qualified name "
-                "(as diagnostic_updater does with this parameter), e.g. with one node per "
-                "battery in namespaces.",
-                read_only=True,
-            ),
-        )
-        values = {
-            name: self.declare_parameter(
-                name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
-            ).value
-            for name, spec in PARAMETERS.items()
-        }
-        return validate(values)
-
-    def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
-        """Accept a run-time change only if the whole set stays valid; apply poll_interval."""
-        changes = {
-            parameter.name: parameter.value
-            for parameter in parameters
-            if parameter.name in PARAMETERS
-        }
-        try:
-            settings = validate({**asdict(self.settings), **changes})
-        except InvalidSettingError as error:
-            return SetParametersResult(successful=False, reason=str(error))
+    def apply(self, settings: NodeSettings) -> None:
+        """Take run-time changes: a new poll interval at once, thresholds from now on."""
         if settings.poll_interval != self.settings.poll_interval:
-            self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
-            self.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
+            if self._ble is not None and self._link is not None:
+                self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
+            self._node.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
         self.settings = settings
-        return SetParametersResult(successful=True)
 
     # Called in the BLE thread.
     def _on_sample(self, sample: BmsSample) -> None:
         # The stamp is the moment the answer arrived, on the node's clock (sim time too).
-        self._samples.put((sample, self.get_clock().now().to_msg()))
+        self._samples.put((sample, self._node.get_clock().now().to_msg()))
         self._sample_ready.trigger()
 
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
             previous, self._link_status = self._link_status, status
         entered = previous is None or previous.state is not status.state
-        logger = self.get_logger()
+        logger = self._node.get_logger()
         if entered and status.state is LinkState.CONNECTED:
             logger.info(f"connected to {status.device}")
         elif entered and status.state is LinkState.BACKOFF:
@@ -222,7 +260,7 @@ class DalyBmsNode(Node):
         if status is None:
             return
         message = DiagnosticArray()
-        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.stamp = self._node.get_clock().now().to_msg()
         message.status = [
             link_diagnostics(
                 f"{self._status_prefix}: {DIAGNOSTIC_TASK}",
@@ -234,12 +272,30 @@ class DalyBmsNode(Node):
         ]
         self._diagnostics_publisher.publish(message)
 
+
+class DalyBmsNode(Node):
+    """Publish one Daly BMS on ``battery_state``, ``cells`` and ``/diagnostics``, from start."""
+
+    def __init__(
+        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+    ) -> None:
+        super().__init__("daly_bms", **node_options)
+        self._driver = BatteryDriver(self, validate(declare_parameters(self)), transport_factory)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._driver.start()
+
+    @property
+    def settings(self) -> NodeSettings:
+        """The parameters in force."""
+        return self._driver.settings
+
+    def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
+        """Accept a run-time change only if the whole set stays valid, and apply it."""
+        settings, result = checked_change(self._driver.settings, parameters)
+        if settings is not None:
+            self._driver.apply(settings)
+        return result
+
     def close(self) -> None:
         """Disconnect from the BMS and end the BLE thread."""
-        stopping = self._ble.submit(self._link.stop())
-        try:
-            stopping.result(STOP_TIMEOUT_S)
-        except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
-            self.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
-        finally:
-            self._ble.stop(STOP_TIMEOUT_S)
+        self._driver.stop()
