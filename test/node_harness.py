@@ -70,17 +70,22 @@ class Listener:
             return self.diagnostics[-1].status[0] if self.diagnostics else None
 
 
-def start_node(
+@contextmanager
+def node_running(
     context: Context,
     double: BmsDouble,
+    node_class: type[Any] = DalyBmsNode,
     parameter_overrides_extra: list[Parameter[Any]] | None = None,
     namespace: str = "",
     extra_nodes: list[Node] | None = None,
     **overrides: Any,
-) -> tuple[DalyBmsNode, Listener, MultiThreadedExecutor, threading.Thread]:
-    """Start the node on ``double`` with FAST timing; ``overrides`` are node parameters."""
+) -> Iterator[tuple[Any, Listener]]:
+    """The node on ``double`` (FAST timing; ``overrides`` are parameters) and a listener.
+
+    They spin, with ``extra_nodes``, until the block ends.
+    """
     parameters = [Parameter(name, value=value) for name, value in {**FAST, **overrides}.items()]
-    node = DalyBmsNode(
+    node = node_class(
         transport_factory=lambda _settings: double,
         context=context,
         parameter_overrides=parameters + (parameter_overrides_extra or []),
@@ -92,15 +97,6 @@ def start_node(
         executor.add_node(spun)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
-    return node, listener, executor, thread
-
-
-@contextmanager
-def node_running(
-    context: Context, double: BmsDouble, **options: Any
-) -> Iterator[tuple[DalyBmsNode, Listener]]:
-    """The node and a listener (options as start_node's), spinning until the block ends."""
-    node, listener, executor, thread = start_node(context, double, **options)
     try:
         yield node, listener
     finally:

@@ -5,7 +5,6 @@ Through real rclpy and DDS against the BMS double that answers with real capture
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +18,8 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from node_harness import FAST, Listener, node_running
+from node_harness import node_running
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -288,28 +286,18 @@ def change_state(client_node: Node, transition: int) -> bool:
 @contextmanager
 def managed(ros_context: Context, double: BmsDouble, **parameters: Any) -> Iterator[Any]:
     """The managed node on ``double``, a listener and a lifecycle manager, spinning."""
-    node = DalyBmsLifecycleNode(
-        transport_factory=lambda _settings: double,
-        context=ros_context,
-        parameter_overrides=[
-            Parameter(name, value=value) for name, value in {**FAST, **parameters}.items()
-        ],
-    )
-    listener = Listener(ros_context)
     manager = Node("lifecycle_manager", context=ros_context)
-    executor = MultiThreadedExecutor(context=ros_context)
-    for spun in (node, listener.node, manager):
-        executor.add_node(spun)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        yield listener, manager
+        with node_running(
+            ros_context,
+            double,
+            node_class=DalyBmsLifecycleNode,
+            extra_nodes=[manager],
+            **parameters,
+        ) as (_node, listener):
+            yield listener, manager
     finally:
-        node.close()
-        executor.shutdown()
-        thread.join(10)
-        for destroyed in (node, listener.node, manager):
-            destroyed.destroy_node()
+        manager.destroy_node()
 
 
 def test_managed_node_connects_only_while_active(ros_context: Context) -> None:
