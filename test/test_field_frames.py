@@ -131,11 +131,14 @@ def test_62_register_captures_leave_per_cell_balancing_unknown(frame_id: str) ->
     assert math.isnan(status.mos_temperature)
 
 
-def test_settings_capture_gives_the_stated_capacity() -> None:
+def test_settings_capture_decodes_to_every_stated_setting() -> None:
     settings = decode_settings(frame("daly4s-settings"))
-    values = expected("daly4s-settings")
-    assert settings.rated_capacity == pytest.approx(values["rated_capacity_Ah"])
-    assert settings.nominal_cell_voltage == pytest.approx(values["nominal_cell_voltage_V"])
+    values = dict(expected("daly4s-settings"))
+    del values["source_of_values"]
+    assert settings.rated_capacity == pytest.approx(values.pop("rated_capacity_Ah"))
+    assert settings.nominal_cell_voltage == pytest.approx(values.pop("nominal_cell_voltage_V"))
+    assert {name: settings.values[name] for name in values} == pytest.approx(values)
+    assert settings.invalid == ()
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,18 @@ def test_settings_frame_gives_rated_capacity() -> None:
     settings_block = decode_settings(only_frame(frame_bytes(SETTINGS)))
     assert settings_block.rated_capacity == pytest.approx(310.0)
     assert settings_block.nominal_cell_voltage == pytest.approx(3.2)
+    # The capture's own status block: 16 cells, 2 sensors, SOC 8.7 %, as the settings say.
+    assert settings_block.values["board_1_cells"] == 16
+    assert settings_block.values["board_1_temperature_sensors"] == 2
+    assert settings_block.values["soc_setting"] == pytest.approx(8.7)
+    assert settings_block.invalid == ()
+
+
+def test_virtual_bms_settings_round_trip_as_a_real_block() -> None:
+    model = BatteryModel(cells=8, sensors=3, capacity_ah=105.0)
+    decoded = decode_settings(only_frame(build_response(encode_settings(model.settings()))))
+    assert decoded == model.settings()
+    assert decoded.values["pack_voltage_high_alarm"] == pytest.approx(28.8)
 
 
 def test_block_of_the_wrong_size_is_refused() -> None:

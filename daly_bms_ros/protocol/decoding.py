@@ -233,12 +233,14 @@ def decode_x81_status(pack: Frame, state: Frame) -> BmsStatus:
 
 
 def decode_settings(frame: Frame) -> BmsSettings:
-    """Decode the 41-register settings block."""
+    """Decode the 41-register settings block: every setting the register table names."""
     checker = _RangeChecker(_registers(frame, SETTINGS_BLOCK))
+    values = {name: checker.value(register) for name, register in SETTINGS_REGISTERS.items()}
     return BmsSettings(
-        rated_capacity=checker.value(SETTINGS_REGISTERS["rated_capacity"]),
-        nominal_cell_voltage=checker.value(SETTINGS_REGISTERS["nominal_cell_voltage"]),
+        rated_capacity=values.pop("rated_capacity"),
+        nominal_cell_voltage=values.pop("nominal_cell_voltage"),
         invalid=tuple(checker.invalid),
+        values=values,
     )
 
 
@@ -394,10 +396,15 @@ def encode_x81_status(status: BmsStatus) -> tuple[list[int], list[int]]:
 
 
 def encode_settings(settings: BmsSettings) -> list[int]:
-    """Return the settings-block registers that decode to ``settings``."""
+    """Return the settings-block registers that decode to ``settings`` (0 where it has none)."""
+    values = {
+        **settings.values,
+        "rated_capacity": settings.rated_capacity,
+        "nominal_cell_voltage": settings.nominal_cell_voltage,
+    }
     registers = [0] * SETTINGS_BLOCK.count
     for name, register in SETTINGS_REGISTERS.items():
-        registers[register.index] = register.encode(getattr(settings, name))
+        registers[register.index] = _raw(register, values.get(name, math.nan))
     return registers
 
 

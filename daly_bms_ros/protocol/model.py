@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -85,15 +86,27 @@ class BmsStatus:
 
 @dataclass(frozen=True)
 class BmsSettings:
-    """The settings block: rated capacity (Ah) and nominal cell voltage (V)."""
+    """The settings block: rated capacity (Ah), nominal cell voltage (V), and the rest.
+
+    ``values`` holds every other setting by its name in the register table (protection
+    thresholds, sleep time, balancing, cells per board...), in the register's unit.
+    """
 
     rated_capacity: float
     nominal_cell_voltage: float
     invalid: tuple[str, ...] = ()
+    values: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (NaN as None)."""
-        return json_object(asdict(self))
+        """JSON-ready flat mapping (NaN as None)."""
+        return json_object(
+            {
+                "rated_capacity": self.rated_capacity,
+                "nominal_cell_voltage": self.nominal_cell_voltage,
+                **self.values,
+                "invalid": self.invalid,
+            }
+        )
 
 
 @dataclass(frozen=True)

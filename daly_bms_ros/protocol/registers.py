@@ -200,6 +200,10 @@ def _balance_current(index: int) -> Register:
     )
 
 
+def _volts(name: str, index: int, divisor: int) -> Register:
+    return Register(name, index, divisor, unit="V")
+
+
 def _cell_statistic(name: str, index: int) -> Register:
     return Register(
         name, index, 1000, unit="V", minimum=0.0 if name == "cell_delta" else 0.5, maximum=5.0
@@ -277,13 +281,53 @@ CHARGE_STATES = ("idle", "charging", "discharging")
 #: MOS block: temperature of the MOS switches, degC + 40 [A].
 MOS_TEMPERATURE = _temperature("mos_temperature", 4, maximum=150.0)
 
-SETTINGS_REGISTERS: dict[str, Register] = {
-    register.name: register
-    for register in (
-        Register("rated_capacity", 0, 10, unit="Ah", minimum=0.1, maximum=6500.0),  # [D]
-        Register("nominal_cell_voltage", 1, 1000, unit="V", minimum=1.0, maximum=5.0),  # [D]
-    )
-}
+#: The settings block 0x80 x 41, every register by its meaning in syssi's settings decoder [F]
+#: (its test answer of a 4S 105 Ah pack states the values) and [D]: temperatures degC + 40,
+#: currents 0.1 A with the 30000 offset, pack voltages 0.1 V, cell voltages mV.
+SETTINGS_REGISTERS: dict[str, Register] = _by_name(
+    Register("rated_capacity", 0, 10, unit="Ah", minimum=0.1, maximum=6500.0),  # [D][F]
+    Register("nominal_cell_voltage", 1, 1000, unit="V", minimum=1.0, maximum=5.0),  # [D][F]
+    Register("acquisition_boards", 2),
+    Register("board_1_cells", 3),
+    Register("board_2_cells", 4),
+    Register("board_3_cells", 5),
+    Register("board_1_temperature_sensors", 6),
+    Register("board_2_temperature_sensors", 7),
+    Register("board_3_temperature_sensors", 8),
+    Register("battery_type", 9),  # 0 LiFePO4, 1 Li-ion, 2 LTO
+    Register("sleep_time", 10, unit="s"),
+    _volts("cell_voltage_high_warning", 11, 1000),
+    _volts("cell_voltage_high_alarm", 12, 1000),
+    _volts("cell_voltage_low_warning", 13, 1000),
+    _volts("cell_voltage_low_alarm", 14, 1000),
+    _volts("pack_voltage_high_warning", 15, 10),
+    _volts("pack_voltage_high_alarm", 16, 10),
+    _volts("pack_voltage_low_warning", 17, 10),
+    _volts("pack_voltage_low_alarm", 18, 10),
+    Register("charge_current_warning", 19, 10, CURRENT_OFFSET, "A"),
+    Register("charge_current_alarm", 20, 10, CURRENT_OFFSET, "A"),
+    Register("discharge_current_warning", 21, 10, CURRENT_OFFSET, "A"),
+    Register("discharge_current_alarm", 22, 10, CURRENT_OFFSET, "A"),
+    Register("charge_high_temperature_warning", 23, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("charge_high_temperature_alarm", 24, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("charge_low_temperature_warning", 25, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("charge_low_temperature_alarm", 26, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("discharge_high_temperature_warning", 27, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("discharge_high_temperature_alarm", 28, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("discharge_low_temperature_warning", 29, 1, TEMPERATURE_OFFSET, "degC"),
+    Register("discharge_low_temperature_alarm", 30, 1, TEMPERATURE_OFFSET, "degC"),
+    _volts("cell_voltage_difference_warning", 31, 1000),
+    _volts("cell_voltage_difference_alarm", 32, 1000),
+    Register("temperature_difference_warning", 33, unit="degC"),
+    Register("temperature_difference_alarm", 34, unit="degC"),
+    _volts("balance_start_voltage", 35, 1000),
+    _volts("balance_start_difference", 36, 1000),
+    Register("charge_switch", 37),  # 1 = on
+    Register("discharge_switch", 38),  # 1 = on
+    Register("soc_setting", 39, 10, unit="%"),
+    Register("mos_over_temperature_alarm", 40, 1, TEMPERATURE_OFFSET, "degC"),
+)
+
 
 #: Device-information block, D2: ASCII text fields as (first byte, byte count), NUL-padded.
 #: Two layouts are in the field. 16-byte fields, text stored reversed, then a 32-byte field

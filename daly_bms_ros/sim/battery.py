@@ -29,6 +29,42 @@ OCV_CURVE: tuple[tuple[float, float], ...] = (
     (1.0, 3.55),
 )
 CELL_RESISTANCE_OHM = 0.0008
+#: The settings of the real 16S pack in shared/frames (its answer to the 0x80 x 41 read) that
+#: do not depend on the pack's size.
+CAPTURED_SETTINGS: dict[str, float] = {
+    "acquisition_boards": 1.0,
+    "board_2_cells": 0.0,
+    "board_3_cells": 0.0,
+    "board_2_temperature_sensors": 0.0,
+    "board_3_temperature_sensors": 0.0,
+    "battery_type": 0.0,  # LiFePO4
+    "sleep_time": 3600.0,
+    "cell_voltage_high_warning": 3.5,
+    "cell_voltage_high_alarm": 3.6,
+    "cell_voltage_low_warning": 2.6,
+    "cell_voltage_low_alarm": 2.5,
+    "charge_current_warning": -160.0,
+    "charge_current_alarm": -200.0,
+    "discharge_current_warning": 160.0,
+    "discharge_current_alarm": 200.0,
+    "charge_high_temperature_warning": 60.0,
+    "charge_high_temperature_alarm": 65.0,
+    "charge_low_temperature_warning": -30.0,
+    "charge_low_temperature_alarm": -35.0,
+    "discharge_high_temperature_warning": 65.0,
+    "discharge_high_temperature_alarm": 70.0,
+    "discharge_low_temperature_warning": -30.0,
+    "discharge_low_temperature_alarm": -35.0,
+    "cell_voltage_difference_warning": 0.5,
+    "cell_voltage_difference_alarm": 0.8,
+    "temperature_difference_warning": 10.0,
+    "temperature_difference_alarm": 15.0,
+    "balance_start_voltage": 3.4,
+    "balance_start_difference": 0.02,
+    "charge_switch": 1.0,
+    "discharge_switch": 1.0,
+    "mos_over_temperature_alarm": 47.0,
+}
 AMBIENT_C = 23.0
 #: A cell this far above the lowest one is balanced while charging (V).
 BALANCE_THRESHOLD_V = 0.008
@@ -129,8 +165,24 @@ class BatteryModel:
         )
 
     def settings(self) -> BmsSettings:
-        """Return the settings block: rated capacity, LiFePO4 nominal cell voltage."""
-        return BmsSettings(rated_capacity=self.capacity_ah, nominal_cell_voltage=3.2)
+        """Return the settings block of a real 16S LiFePO4 pack (shared/frames), for this pack.
+
+        Pack thresholds scale with the cell count; the SOC setting is the charge the pack
+        started with, as the captured block holds the SOC of its status.
+        """
+        per_cell = {"high_warning": 3.494, "high_alarm": 3.594, "low_warning": 2.6625,
+                    "low_alarm": 2.5625}  # fmt: skip
+        values = {
+            **CAPTURED_SETTINGS,
+            "board_1_cells": float(self.cells),
+            "board_1_temperature_sensors": float(self.sensors),
+            **{
+                f"pack_voltage_{name}": round(volts * self.cells, 1)
+                for name, volts in per_cell.items()
+            },
+            "soc_setting": round(self.initial_soc * 100, 1),
+        }
+        return BmsSettings(rated_capacity=self.capacity_ah, nominal_cell_voltage=3.2, values=values)
 
     def mos_temperature(self, elapsed: float) -> MosTemperature:
         """MOS switches warm with the current."""
