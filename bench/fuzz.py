@@ -37,22 +37,29 @@ def check(data: bytes) -> int:
     from daly_bms_ros.protocol.crc import crc16_modbus
     from daly_bms_ros.protocol.errors import DalyProtocolError
 
-    decoders = {124: decode_status, 82: decode_settings, 18: decode_mos_temperature}
+    decoders = {
+        124: decode_status,
+        160: decode_status,
+        82: decode_settings,
+        18: decode_mos_temperature,
+    }
     assembler = FrameAssembler()
     step = 1 + (data[0] % 40 if data else 0)
-    frames = 0
-    for start in range(0, len(data), step):
-        for frame in assembler.feed(data[start : start + step]):
-            frames += 1
-            wire = frame.to_bytes()
-            if crc16_modbus(wire[:-2]) != int.from_bytes(wire[-2:], "little"):
-                raise AssertionError(f"frame with a bad CRC came out: {wire.hex()}")
-            decoder = decoders.get(len(frame.payload))
-            if decoder is not None:
-                with contextlib.suppress(DalyProtocolError):  # the module's own error is allowed
-                    decoder(frame)
-    assembler.expire()
-    return frames
+    frames = [
+        frame
+        for start in range(0, len(data), step)
+        for frame in assembler.feed(data[start : start + step])
+    ]
+    frames += assembler.expire()  # what a cut-short frame hid
+    for frame in frames:
+        wire = frame.to_bytes()
+        if crc16_modbus(wire[:-2]) != int.from_bytes(wire[-2:], "little"):
+            raise AssertionError(f"frame with a bad CRC came out: {wire.hex()}")
+        decoder = decoders.get(len(frame.payload))
+        if decoder is not None:
+            with contextlib.suppress(DalyProtocolError):  # the module's own error is allowed
+                decoder(frame)
+    return len(frames)
 
 
 def mutate(draw: random.Random) -> bytes:
