@@ -19,12 +19,24 @@ from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.bridge.views import battery_view, health
 
 
+def _file_mode() -> int:
+    """Return the mode a new file gets under the umask (mkstemp alone gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: Read once: other users' tools read the files as the umask (the units' UMask=0022) allows.
+FILE_MODE = _file_mode()
+
+
 def write_json_atomically(path: Path, content: Any) -> None:
     """Replace ``path`` with ``content`` as JSON in one rename."""
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     try:
+        os.fchmod(descriptor, FILE_MODE)
         with os.fdopen(descriptor, "w") as file:
             json.dump(content, file)
             file.write("\n")

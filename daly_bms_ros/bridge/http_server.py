@@ -7,6 +7,7 @@ Paths: ``/health``; ``/bms``, ``/bms/summary``, ``/bms/formatted`` (plain text),
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -98,6 +99,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("%s " + format, self.address_string(), *args)
+
+
+def exposure_warning(host: str) -> str | None:
+    """Return a warning when ``host`` makes the bridge reachable from other machines."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may be any interface
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"serving on {host}: reachable from the network, without authentication "
+        "(the bridge is read-only; bind 127.0.0.1 to keep it on this machine)"
+    )
 
 
 class BridgeHttpServer(ThreadingHTTPServer):

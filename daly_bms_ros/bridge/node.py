@@ -20,7 +20,7 @@ from sensor_msgs.msg import BatteryState
 from std_msgs.msg import String
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
-from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer
+from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
 from daly_bms_ros.bridge.store import PUBLISHING, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
@@ -128,6 +128,8 @@ class DalyBmsBridge(Node):
         if self._writer is not None:
             self._writer.start()
         self.get_logger().info(f"serving {', '.join(names)} on {self.server.url}")
+        if (warning := exposure_warning(host)) is not None:
+            self.get_logger().warning(warning)
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -27,15 +28,52 @@ def mac_address(text: str) -> str:
     return text.upper()
 
 
+#: The shortest time any option takes: below it a wait or an interval means nothing (1e-320 s).
+MINIMUM_SECONDS = 0.001
+
+
 def positive_seconds(text: str) -> float:
-    """Check an argparse value: a number of seconds above zero."""
+    """Check an argparse value: a finite number of seconds, at least MINIMUM_SECONDS."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+        value = math.nan
+    if not MINIMUM_SECONDS <= value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds from {MINIMUM_SECONDS:g} up"
+        )
     return value
+
+
+def positive_count(text: str) -> int:
+    """Check an argparse value: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    """Check an argparse value: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return value
+
+
+def bind_address(text: str) -> str:
+    """Check an argparse value: an address to bind; empty (every interface, silently) is not."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "an empty host would bind every interface: name one, e.g. 127.0.0.1 or 0.0.0.0"
+        )
+    return text
 
 
 def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,12 @@ from typing import Any
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import LinkStatus
-from daly_bms_ros.cli.device import add_device_arguments, add_poll_arguments, follow
+from daly_bms_ros.cli.device import (
+    add_device_arguments,
+    add_poll_arguments,
+    follow,
+    positive_count,
+)
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.legacy import bms_data_line
 from daly_bms_ros.protocol import BmsSample
@@ -40,7 +45,9 @@ def add_parser(subparsers: Any) -> None:
     add_poll_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--json", action="store_true", help="same as --format json")
-    parser.add_argument("--count", type=int, default=0, help="stop after this many samples")
+    parser.add_argument(
+        "--count", type=positive_count, default=0, help="stop after this many samples"
+    )
     parser.set_defaults(handler=run)
 
 

@@ -15,13 +15,15 @@ from typing import Any
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import LinkStatus
 from daly_bms_ros.bridge.files import DataDirectoryWriter
-from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer
+from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
 from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.cli.device import (
     add_device_arguments,
     add_poll_arguments,
+    bind_address,
     follow,
     positive_seconds,
+    tcp_port,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import BmsSample
@@ -31,8 +33,13 @@ BATTERY_NAME = "bms"
 
 def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
     """Where to serve and when data counts as stale."""
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    parser.add_argument(
+        "--host",
+        type=bind_address,
+        default=DEFAULT_HOST,
+        help="address to bind (default 127.0.0.1; another one exposes it, without authentication)",
+    )
+    parser.add_argument("--port", type=tcp_port, default=8080, help="TCP port (default 8080)")
     parser.add_argument(
         "--max-age",
         type=positive_seconds,
@@ -74,6 +81,8 @@ def run(arguments: argparse.Namespace) -> int:
     if writer is not None:
         writer.start()
     print(f"daly-bms: serving on {server.url}", file=sys.stderr, flush=True)
+    if (warning := exposure_warning(arguments.host)) is not None:
+        print(f"daly-bms: warning: {warning}", file=sys.stderr, flush=True)
     try:
         asyncio.run(follow(arguments, keep, on_status=track))
     finally:
