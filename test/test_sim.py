@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,6 +133,44 @@ def send_control(path: Path, command: dict[str, object]) -> dict[str, object]:
         return reply
 
 
+def check_control_socket_refuses_bad_commands(control: Path) -> None:
+    """Only its owner may use it; every bad command gets an error reply, nothing crashes."""
+    assert stat.S_IMODE(control.stat().st_mode) == 0o600
+    for command in (
+        {"fault": "melt"},
+        {"fault": "late", "count": -3},
+        {"fault": "late", "count": "2"},
+        {"link": "explode"},
+        ["fault"],
+    ):
+        assert "error" in send_control(control, command), command  # type: ignore[arg-type]
+    assert send_control(control, {"fault": "late", "count": 4}) == {"armed": {"late": 4}}
+    assert send_control(control, {"disarm": "late"}) == {"armed": {}}
+    send_control(control, {"fault": "no_answer", "count": 2})
+    assert send_control(control, {"disarm": "all"}) == {"armed": {}}
+    # Nested too deep for the JSON parser; longer than a control line may be.
+    for line in (b"[" * 50000 + b"\n", b'{"fault": "' + b"x" * 200000 + b'"}\n'):
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(10)
+            connection.connect(str(control))
+            with contextlib.suppress(BrokenPipeError):  # closed after its error reply
+                connection.sendall(line)
+            assert "error" in json.loads(connection.makefile().readline())
+    assert send_control(control, {"disarm": "all"}) == {"armed": {}}  # still serving
+
+
+def test_a_control_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
+    assert SIM
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    result = subprocess.run(
+        [SIM, "--control", str(taken)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert "exists and is not a socket" in result.stderr
+    assert taken.read_text() == "keep me"
+
+
 def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> None:
     assert SIM, "daly-bms-sim is not installed next to the test interpreter"
     name = f"{NAME_PREFIX}FLT"
@@ -160,11 +200,13 @@ def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> 
 
     try:
         samples = asyncio.run(scenario())
-        assert "error" in send_control(control, {"fault": "melt"})
+        check_control_socket_refuses_bad_commands(control)
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert not control.exists()  # removed on exit
     assert len(samples) == 6
     assert all(len(sample.status.cell_voltages) == 16 for sample in samples)
     rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}

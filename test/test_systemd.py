@@ -80,14 +80,22 @@ def test_every_unit_is_complete_and_hardened(
         assert service["ProtectSystem"] == "strict"
         assert "AF_BLUETOOTH" in service["RestrictAddressFamilies"]
         assert "PrivateDevices" not in service  # DDS shares /dev/shm between nodes
+        assert service["SystemCallFilter"] == "@system-service"
+        assert service["ProtectProc"] == "invisible"
+        assert int(service["LimitNOFILE"]) >= 4096  # the bridge's 2048 connections and more
+        assert service["IPAddressDeny"] == "any"
+        assert "localhost" in service["IPAddressAllow"]
+        # A setting reaches a shell as an environment variable, never as text systemd pasted
+        # into the script (where "; rm -rf ~" in /etc/default/daly-bms would run).
+        assert not re.search(r"(?<!\$)\$\{DALY_BMS", service["ExecStart"]), service["ExecStart"]
         assert read_unit(unit)["Install"]["WantedBy"] == "multi-user.target"
     node = (root / "etc/systemd/system/daly-bms-node.service").read_text()
     assert f'source "{ros}"' in node and f'source "{workspace}"' in node
     assert "ros2 launch daly_bms_ros daly_bms.launch.py" in node and "respawn:=false" in node
-    assert (
-        f'exec "{daly_bms}" serve'
-        in (root / "etc/systemd/system/daly-bms-serve.service").read_text()
-    )
+    serve = read_unit(root / "etc/systemd/system/daly-bms-serve.service")["Service"]
+    assert serve["ExecStart"].startswith(f'"{daly_bms}" serve')
+    assert serve["IPAddressAllow"] == "localhost"  # HTTP to this machine only by default
+    assert "network-online.target" in read_unit(units[1])["Unit"]["Wants"]
     assert (
         "DALY_BMS_PARAMS=/etc/daly-bms/daly_bms.yaml" in (root / "etc/default/daly-bms").read_text()
     )

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.bridge.views import battery_view, health
+
+LOG = logging.getLogger(__name__)
+#: The name under which a failing data directory shows in the store's problems.
+DATA_DIR_PROBLEM = "data_dir"
 
 
 def _file_mode() -> int:
@@ -51,7 +57,10 @@ class DataDirectoryWriter:
     """Write the store to a directory every ``interval`` seconds, from a thread of its own.
 
     status.json is rewritten each time (data ages even when nothing arrives); latest.json only
-    when a new sample came, and only ever with a fresh sample.
+    when a new sample came, and only ever with a fresh sample. A write that fails (disk full,
+    directory removed) is retried every interval and reported in the store as the problem
+    ``data_dir`` until a write succeeds again: the thread never dies of it, and ``/health``
+    does not say "ok" while the files stand still.
     """
 
     def __init__(self, store: SampleStore, directory: Path, interval: float = 1.0) -> None:
@@ -60,12 +69,29 @@ class DataDirectoryWriter:
         self._interval = interval
         self._stopping = threading.Event()
         self._written_version = -1
+        self._failing_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="daly_bms_files", daemon=True)
 
     def _battery_directory(self, name: str) -> Path:
         if len(self._store.names) == 1:
             return self._directory
         return self._directory / name
+
+    def check(self) -> None:
+        """Raise ValueError when the directory cannot serve at all (a setting to fix).
+
+        It is created when missing; it must then be a writable directory whose status.json, if
+        any, is a file. Failures after this (a full disk) are conditions, retried by the thread.
+        """
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"data directory {self._directory}: {error.strerror}") from error
+        if not os.access(self._directory, os.W_OK | os.X_OK):
+            raise ValueError(f"data directory {self._directory}: not writable")
+        for name in ("status.json", "latest.json"):
+            if (self._directory / name).is_dir():
+                raise ValueError(f"data directory {self._directory}: {name} is a directory")
 
     def write(self) -> None:
         """Write status.json, and latest.json of each battery with a new fresh sample."""
@@ -81,13 +107,34 @@ class DataDirectoryWriter:
                 write_json_atomically(self._battery_directory(name) / "latest.json", record)
         self._written_version = version
 
+    def write_and_report(self) -> None:
+        """Write; on failure report the problem (logged once), on success clear it."""
+        try:
+            self.write()
+            if self._failing_since is not None:
+                self._store.report_problem(DATA_DIR_PROBLEM, None)
+                self.write()  # status.json once more, without the problem
+                LOG.warning("writing to %s again", self._directory)
+                self._failing_since = None
+        except OSError as error:
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+                LOG.error("cannot write to %s: %s; retrying", self._directory, error)
+            self._store.report_problem(
+                DATA_DIR_PROBLEM,
+                f"cannot write to {self._directory}: {error} "
+                f"(for {now - self._failing_since:.0f} s, retrying every {self._interval:g} s)",
+            )
+
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
-            self.write()
+            self.write_and_report()
 
     def start(self) -> None:
-        """Write now, then every interval."""
-        self.write()
+        """Check the directory (ValueError when it cannot serve), write now, then every interval."""
+        self.check()
+        self.write_and_report()
         self._thread.start()
 
     def stop(self) -> None:
@@ -95,4 +142,4 @@ class DataDirectoryWriter:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.write()
+        self.write_and_report()

@@ -115,6 +115,12 @@ class DalyBmsBridge(Node):
             self.create_subscription(
                 DalyCells, topic(namespace, "cells"), pairing.on_cells, QUEUE_DEPTH
             )
+        self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
+        if self._writer is not None:
+            try:
+                self._writer.check()
+            except ValueError as error:
+                raise InvalidSettingError(str(error)) from error
         self.server = BridgeHttpServer(self.store, host, port)
         self.server.start()
         # The address actually served (port 0 picks a free one), latched for late subscribers.
@@ -124,7 +130,6 @@ class DalyBmsBridge(Node):
             QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL),
         )
         self._url_publisher.publish(String(data=self.server.url))
-        self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
         if self._writer is not None:
             self._writer.start()
         self.get_logger().info(f"serving {', '.join(names)} on {self.server.url}")

@@ -42,6 +42,7 @@ class SampleStore:
         self._readings = {name: Reading(None, None, "no data yet") for name in self.names}
         #: Incremented by every update, so writers can tell whether anything changed.
         self.version = 0
+        self._problems: dict[str, str] = {}
 
     def update(self, name: str, sample: BmsSample) -> None:
         """Record a fresh sample of battery ``name``."""
@@ -55,6 +56,23 @@ class SampleStore:
             previous = self._readings[name]
             self._readings[name] = Reading(previous.sample, previous.updated, link)
             self.version += 1
+
+    def report_problem(self, component: str, reason: str | None) -> None:
+        """Record that an output (e.g. "data_dir") is failing, and why; None: it works again.
+
+        A failing output makes the bridge unhealthy: its health check must not say "ok" while
+        a tool reading its files sees nothing new.
+        """
+        with self._lock:
+            if reason is None:
+                self._problems.pop(component, None)
+            else:
+                self._problems[component] = reason
+
+    def problems(self) -> dict[str, str]:
+        """Return the outputs failing now, with their reasons."""
+        with self._lock:
+            return dict(self._problems)
 
     def get(self, name: str) -> Reading:
         """Return the latest reading of ``name`` (KeyError for an unknown name)."""

@@ -63,18 +63,29 @@ def battery_view(store: SampleStore, name: str, view: str) -> tuple[HTTPStatus, 
 
 
 def health(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
-    """200 when every battery has fresh data, else 503; the state of each battery either way."""
+    """200 when every battery has fresh data and every output works, else 503, with reasons.
+
+    ``status`` is "ok", "no_fresh_data" (a battery has none) or "output_failing" (e.g. the data
+    directory cannot be written; ``problems`` says why).
+    """
     batteries = {}
     for name in store.names:
         sample, facts = freshness(store, name)
         batteries[name] = {"fresh": sample is not None, **facts}
-    healthy = all(battery["fresh"] for battery in batteries.values())
+    problems = store.problems()
+    if not all(battery["fresh"] for battery in batteries.values()):
+        status = "no_fresh_data"
+    elif problems:
+        status = "output_failing"
+    else:
+        status = "ok"
     body = {
-        "status": "ok" if healthy else "no_fresh_data",
+        "status": status,
         "max_age_s": store.max_age,
         "batteries": batteries,
+        "problems": problems,
     }
-    return (HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE), body
+    return (HTTPStatus.OK if status == "ok" else HTTPStatus.SERVICE_UNAVAILABLE), body
 
 
 def all_batteries(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:

@@ -59,8 +59,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; exit 1 when the port cannot be bound."""
+    """Serve until SIGINT/SIGTERM; exit 1 when the port cannot be bound, 2 for a bad data dir."""
     store = SampleStore([BATTERY_NAME], arguments.max_age)
+    writer = DataDirectoryWriter(store, arguments.data_dir) if arguments.data_dir else None
+    try:
+        if writer is not None:
+            writer.check()
+    except ValueError as error:
+        print(f"daly-bms: {error}", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         server = BridgeHttpServer(store, arguments.host, arguments.port)
     except OSError as error:
@@ -69,7 +76,6 @@ def run(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.FAILED
-    writer = DataDirectoryWriter(store, arguments.data_dir) if arguments.data_dir else None
 
     def keep(_transport: BleakTransport, sample: BmsSample, _status: LinkStatus) -> None:
         store.update(BATTERY_NAME, sample)

@@ -31,8 +31,15 @@ class FaultInjector:
         self.armed: Counter[Fault] = Counter()
 
     def arm(self, fault: Fault, count: int = 1) -> None:
-        """Apply ``fault`` to the next ``count`` answers."""
+        """Apply ``fault`` to the next ``count`` answers (ValueError for a count below 1)."""
+        if count < 1:
+            raise ValueError(f"count must be 1 or more, not {count}")
         self.armed[fault] += count
+
+    def disarm(self, fault: Fault | None = None) -> None:
+        """Forget what is armed: ``fault`` only, or everything."""
+        for armed in Fault if fault is None else (fault,):
+            self.armed[armed] = 0
 
     def _take(self) -> Fault | None:
         for fault in Fault:

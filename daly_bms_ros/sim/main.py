@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from dbus_fast.errors import DBusError
 
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--control",
         metavar="SOCKET",
-        help='Unix socket taking JSON lines such as {"fault": "corrupt_crc", "count": 2}',
+        help='Unix socket (mode 0600) taking JSON lines such as {"fault": "corrupt_crc", '
+        '"count": 2}, {"disarm": "all"}, {"link": "sleep"}',
     )
     parser.add_argument(
         "--after-discovery-on",
@@ -105,14 +109,31 @@ LINK_EVENTS = {
 }
 
 
-async def apply_command(
-    command: dict[str, object], peripheral: DalyPeripheral
-) -> dict[str, object]:
-    """Carry out one control command; return the reply."""
+#: The longest control line taken; a longer one is answered with an error and skipped.
+CONTROL_LINE_LIMIT = 65536
+USAGE = (
+    f'send {{"fault": one of {", ".join(fault.value for fault in Fault)}, "count": N >= 1}}, '
+    f'{{"disarm": a fault or "all"}} or {{"link": one of {", ".join(LINK_EVENTS)}}}'
+)
+
+
+async def apply_command(command: object, peripheral: DalyPeripheral) -> dict[str, object]:
+    """Carry out one control command; return the reply (ValueError for a wrong command)."""
+    if not isinstance(command, dict):
+        raise ValueError("a command is a JSON object")
     if "link" in command:
-        await LINK_EVENTS[str(command["link"])](peripheral)
+        if command["link"] not in LINK_EVENTS:
+            raise ValueError(f"no link event {command['link']!r}")
+        await LINK_EVENTS[command["link"]](peripheral)
         return {"link": command["link"]}
-    peripheral.faults.arm(Fault(command["fault"]), int(str(command.get("count", 1))))
+    if "disarm" in command:
+        target = command["disarm"]
+        peripheral.faults.disarm(None if target == "all" else Fault(target))
+    else:
+        count = command.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ValueError(f"count must be a whole number, not {count!r}")
+        peripheral.faults.arm(Fault(command["fault"]), count)
     return {"armed": {fault.value: n for fault, n in peripheral.faults.armed.items() if n}}
 
 
@@ -121,21 +142,52 @@ async def control(
     writer: asyncio.StreamWriter,
     peripheral: DalyPeripheral,
 ) -> None:
-    """Serve one control connection: one JSON command per line, one JSON reply per line."""
-    while line := await reader.readline():
+    """Serve one control connection: one JSON command per line, one JSON reply per line.
+
+    A line beyond CONTROL_LINE_LIMIT gets an error reply, then the connection is closed.
+    """
+    while True:
         try:
-            reply = await apply_command(json.loads(line), peripheral)
-        except (ValueError, KeyError, TypeError) as error:
-            faults = ", ".join(fault.value for fault in Fault)
-            reply = {
-                "error": f'{error!r}; send {{"fault": one of {faults}, "count": N}} '
-                f'or {{"link": one of {", ".join(LINK_EVENTS)}}}'
+            line = await reader.readline()
+        except ValueError:
+            line = b""
+            reply: dict[str, object] = {
+                "error": f"a line of over {CONTROL_LINE_LIMIT} bytes; {USAGE}"
             }
-        except DBusError as error:
-            reply = {"error": f"BlueZ refused: {error}"}
+        else:
+            if not line:
+                break
+            try:
+                reply = await apply_command(json.loads(line), peripheral)
+            except (ValueError, KeyError, TypeError, RecursionError) as error:
+                reply = {"error": f"{type(error).__name__}: {str(error)[:200]}; {USAGE}"}
+            except DBusError as error:
+                reply = {"error": f"BlueZ refused: {error}"}
         writer.write(json.dumps(reply).encode() + b"\n")
         await writer.drain()
+        if not line:
+            break
     writer.close()
+
+
+@contextlib.asynccontextmanager
+async def control_socket(path: str, peripheral: DalyPeripheral) -> AsyncIterator[None]:
+    """Serve the control socket at ``path``, for its owner only (0600); removed afterwards."""
+    previous = os.umask(0o177)
+    try:
+        server = await asyncio.start_unix_server(
+            lambda reader, writer: control(reader, writer, peripheral),
+            path,
+            limit=CONTROL_LINE_LIMIT,
+        )
+    finally:
+        os.umask(previous)
+    try:
+        yield
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 async def serve(arguments: argparse.Namespace) -> None:
@@ -159,19 +211,25 @@ async def serve(arguments: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
-    if arguments.control:
-        await asyncio.start_unix_server(
-            lambda reader, writer: control(reader, writer, peripheral),
-            arguments.control,
-        )
-    if arguments.after_discovery_on:
-        await wait_until_discovering(arguments.after_discovery_on)
-    await peripheral.start()
-    print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await peripheral.stop()
+    async with contextlib.AsyncExitStack() as stack:
+        if arguments.control:
+            try:
+                await stack.enter_async_context(control_socket(arguments.control, peripheral))
+            except OSError as error:
+                message = f"cannot serve --control {arguments.control}: {error}"
+                raise ControlSocketError(message) from error
+        if arguments.after_discovery_on:
+            await wait_until_discovering(arguments.after_discovery_on)
+        await peripheral.start()
+        print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await peripheral.stop()
+
+
+class ControlSocketError(Exception):
+    """The control socket cannot be served (its path is taken or not writable)."""
 
 
 def model_for(arguments: argparse.Namespace, variant: Variant) -> BatteryModel:
@@ -195,10 +253,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if not MINIMUM_MTU <= arguments.mtu <= DEFAULT_MTU:
         parser.error(f"--mtu must be {MINIMUM_MTU}..{DEFAULT_MTU}, not {arguments.mtu}")
+    control = arguments.control
+    if control and os.path.exists(control) and not stat.S_ISSOCK(os.stat(control).st_mode):
+        parser.error(f"--control {control} exists and is not a socket")
     try:
         asyncio.run(serve(arguments))
+    except ControlSocketError as error:
+        print(f"daly-bms-sim: {error}", file=sys.stderr)
+        return 2
     except (OSError, ConnectionError) as error:
         print(f"daly-bms-sim: BlueZ not reachable: {error}", file=sys.stderr)
+        return 1
+    except DBusError as error:
+        print(f"daly-bms-sim: BlueZ refused: {error}", file=sys.stderr)
         return 1
     return 0
 
