@@ -112,3 +112,27 @@ def test_x81_status_is_decoded_from_its_two_blocks() -> None:
     status, [alone] = decode(build_response(pack, X81).hex())
     assert status == 1
     assert alone == {"error": "incomplete_x81_status", "block": "x81_pack"}
+
+
+def test_hex_from_standard_input_and_files(tmp_path: Path) -> None:
+    """Input of any length: 10 MB of hex would not fit in arguments."""
+    assert COMMAND
+    frames = (frame_bytes(STATUS) + frame_bytes(SETTINGS)) * 4000  # about 1.6 MB of hex
+    capture = tmp_path / "capture.hex"
+    capture.write_text(spaced(frames[: len(frames) // 2]) + "\n")
+    rest = frames[len(frames) // 2 :].hex()
+    result = subprocess.run(
+        [COMMAND, "decode", "--file", str(capture), "-"],
+        input=rest,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 8000
+    assert json.loads(lines[0])["pack_voltage"] == 51.1
+    assert json.loads(lines[-1])["block"] == "settings"
+    status, _ = decode("--file", str(tmp_path / "missing.hex"))
+    assert status == 2

@@ -214,3 +214,13 @@ def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> 
     # The truncated answer waits for bytes that never come until the request times out.
     assert rejected["timeout"] >= 1
     assert client.timeouts >= 3  # the truncated, the unanswered and the late answer
+
+
+def test_an_adapter_that_does_not_exist_is_one_clear_line(bus: str) -> None:
+    assert SIM
+    result = subprocess.run(
+        [SIM, "--adapter", "hci9"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "BlueZ refused" in result.stderr and "hci9" in result.stderr
+    assert "Traceback" not in result.stderr

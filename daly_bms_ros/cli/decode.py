@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import string
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from daly_bms_ros.protocol import (
@@ -56,11 +58,14 @@ X81_PACK = (X81.response_address, X81_PACK_BLOCK.byte_count)
 X81_STATE = (X81.response_address, X81_STATE_BLOCK.byte_count)
 
 
+HEX_DIGITS = frozenset(string.hexdigits)
+
+
 def parse_hex(text: str) -> bytes:
     """Bytes of hex text; spaces, colons and a 0x prefix are allowed."""
     cleaned = "".join(text.split()).replace(":", "").removeprefix("0x")
-    if len(cleaned) % 2 or any(char not in string.hexdigits for char in cleaned):
-        raise HexInputError(f"not hexadecimal bytes: {text!r}")
+    if len(cleaned) % 2 or not cleaned.isascii() or not set(cleaned) <= HEX_DIGITS:
+        raise HexInputError(f"not hexadecimal bytes: {text[:80]!r}")
     return bytes.fromhex(cleaned)
 
 
@@ -127,14 +132,39 @@ def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
 def add_parser(subparsers: Any) -> None:
     """Register the ``decode`` subcommand."""
     parser = subparsers.add_parser("decode", help="decode captured frames (hex) to JSON lines")
-    parser.add_argument("hex", nargs="+", help="frames as hex, with or without spaces")
+    parser.add_argument(
+        "hex", nargs="*", help="frames as hex, with or without spaces; - reads standard input"
+    )
+    parser.add_argument(
+        "--file",
+        "-f",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read hex from FILE (repeatable; - is standard input): for input too long for "
+        "arguments",
+    )
     parser.set_defaults(handler=run)
+
+
+def _hex_texts(arguments: argparse.Namespace) -> Iterator[str]:
+    """Yield the hex texts to decode: arguments, then files ("-": standard input)."""
+    for text in arguments.hex:
+        yield sys.stdin.read() if text == "-" else text
+    for path in arguments.file:
+        yield sys.stdin.read() if path == "-" else Path(path).read_text(encoding="ascii")
 
 
 def run(arguments: argparse.Namespace) -> int:
     """Print the JSON objects; exit status 0 only when every frame decoded."""
+    if not arguments.hex and not arguments.file:
+        print("daly-bms decode: give frames as hex, - (standard input) or --file", file=sys.stderr)
+        return 2
     try:
-        data = b"".join(parse_hex(text) for text in arguments.hex)
+        data = b"".join(parse_hex(text) for text in _hex_texts(arguments))
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"daly-bms decode: cannot read: {error}", file=sys.stderr)
+        return 2
     except HexInputError as error:
         print(json.dumps({"error": "bad_hex", "detail": str(error)}))
         return 1
