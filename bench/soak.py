@@ -3,7 +3,9 @@
 Every ``--fault-every`` seconds one fault is drawn: a spoiled answer (no answer, late, corrupt
 CRC, truncated, duplicate), a dropped link, or the BMS sleeping for 1..10 s. At the end: polls,
 published samples, rejected frames by reason, reconnects, crashes (the node process ending on
-its own; must be 0) and resident memory over time (must stay flat after the warm-up).
+its own; must be 0) and resident memory over time: its slope after the warm-up (the first 10
+minutes, or a tenth of a short run), fitted by least squares over a reading every 10 s, in KiB
+per hour (target: at most 100 KiB/h over a run of 2 hours or more).
 
     .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--seed 1]
 """
@@ -73,7 +75,8 @@ def main() -> None:
             diagnostics = dict(listener.diagnostics)
         samples = listener.count()
     elapsed = time.monotonic() - started
-    warm = [rss for at, rss in memory if at - started >= min(60.0, elapsed / 10)]
+    warm_up = min(600.0, elapsed / 10)
+    warm = [(at, rss) for at, rss in memory if at - started >= warm_up]
     rejected = {
         k.removeprefix("rejected_"): v for k, v in diagnostics.items() if k.startswith("rejected_")
     }
@@ -91,11 +94,21 @@ def main() -> None:
         f"reconnects {diagnostics.get('reconnects')}, crashes {crashes}, "
         f"exit status on SIGINT {status}"
     )
-    if warm:
+    if len(warm) >= 2:
         print(
-            f"RSS after warm-up {warm[0] / 2**20:.1f} MiB, at the end {warm[-1] / 2**20:.1f} MiB, "
-            f"growth {(warm[-1] - warm[0]) / 2**10:+.0f} KiB over {len(warm)} readings"
+            f"RSS after a warm-up of {warm_up / 60:.0f} min {warm[0][1] / 2**20:.1f} MiB, at the "
+            f"end {warm[-1][1] / 2**20:.1f} MiB; slope {slope(warm) * 3600 / 2**10:+.0f} KiB/h "
+            f"(least squares over {len(warm)} readings, {(warm[-1][0] - warm[0][0]) / 3600:.2f} h)"
         )
+
+
+def slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (time s, bytes) points, in bytes per second."""
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_b = sum(b for _, b in points) / len(points)
+    covariance = sum((t - mean_t) * (b - mean_b) for t, b in points)
+    variance = sum((t - mean_t) ** 2 for t, _ in points)
+    return covariance / variance
 
 
 if __name__ == "__main__":

@@ -54,3 +54,38 @@ def test_data_files_are_readable_as_the_umask_allows(tmp_path: Path) -> None:
     path = tmp_path / "latest.json"
     write_json_atomically(path, {"cycles": 2})
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_shell_refuses_bad_values_in_one_line() -> None:
+    assert CLI
+    script = "continuous -1\ncontinuous nan\ncontinuous inf\ncontinuous 1 -2\nconnect ²\nexit\n"
+    result = subprocess.run(
+        [CLI, "shell", "--timeout", "0.5"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"},
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stdout.count("usage: continuous") == 4
+    assert "error: BlueZ/D-Bus not reachable" in result.stdout  # ² is taken as a name
+
+
+@pytest.mark.parametrize("directory", ["/proc/nope", "file"])
+def test_serve_refuses_a_data_directory_it_cannot_use(tmp_path: Path, directory: str) -> None:
+    assert CLI
+    if directory == "file":
+        directory = str(tmp_path / "file")
+        Path(directory).write_text("")
+    result = subprocess.run(
+        [CLI, "serve", "--port", "0", "--data-dir", directory],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"daly-bms: data directory {directory}")
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,13 @@ from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient
 from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
-from daly_bms_ros.cli.device import add_device_arguments, add_poll_arguments, connect_client
+from daly_bms_ros.cli.device import (
+    add_device_arguments,
+    add_poll_arguments,
+    connect_client,
+    positive_count,
+    positive_seconds,
+)
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.scan import FoundDevice, scan
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
@@ -56,7 +62,7 @@ class DalyShell(cmd.Cmd):
     def _target(self, argument: str) -> tuple[str, str]:
         """MAC and name to connect to: a number from the last scan, a MAC, a name, or defaults."""
         argument = argument.strip()
-        if argument.isdigit() and 1 <= int(argument) <= len(self._found):
+        if argument.isascii() and argument.isdigit() and 1 <= int(argument) <= len(self._found):
             return self._found[int(argument) - 1].address, ""
         if MAC_ADDRESS_PATTERN.fullmatch(argument):
             return argument.upper(), ""
@@ -138,10 +144,10 @@ class DalyShell(cmd.Cmd):
         """Print a JSON line per read until Ctrl+C. Usage: continuous [INTERVAL [COUNT]]."""
         words = argument.split()
         try:
-            interval = float(words[0]) if words else self.arguments.interval
-            count = int(words[1]) if len(words) > 1 else 0
-        except ValueError:
-            self._print("usage: continuous [INTERVAL_SECONDS [COUNT]]")
+            interval = positive_seconds(words[0]) if words else self.arguments.interval
+            count = positive_count(words[1]) if len(words) > 1 else 0
+        except argparse.ArgumentTypeError as error:
+            self._print(f"{error}; usage: continuous [INTERVAL_SECONDS [COUNT]]")
             return
         done = 0
         try:
