@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from daly_bms_ros.ble.transport import BmsTransport, TransportError
 from daly_bms_ros.protocol import (
@@ -36,6 +38,8 @@ from daly_bms_ros.protocol import (
     decode_status,
     decode_x81_status,
 )
+from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, build_write_request
+from daly_bms_ros.protocol.registers import WRITABLE
 
 #: What a BMS of unknown protocol is asked first, all at once: the D2 status of 80 registers
 #: and the first 0x81 status block. A BMS answers its own protocol only, so the answer tells
@@ -47,6 +51,48 @@ FALLBACK_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_BLOCK, D2),)
 
 class RequestTimeoutError(TransportError):
     """The BMS did not answer a request, also after the retries."""
+
+
+class WriteFailedError(TransportError):
+    """A write to the BMS did not take: the BMS must be taken to hold its previous value."""
+
+
+class WriteNotAcknowledgedError(WriteFailedError):
+    """The BMS did not echo a write, or echoed something else."""
+
+
+class ReadBackMismatchError(WriteFailedError):
+    """The BMS echoed a write but holds another value when read back (it ignored it)."""
+
+    def __init__(self, result: WriteResult) -> None:
+        super().__init__(
+            f"{result.name} reads {result.after:g} after the write of "
+            f"{result.name} = {result.register_value:g}: the BMS did not take it"
+        )
+        self.result = result
+
+
+class ControlNotSupportedError(TransportError):
+    """The BMS speaks a protocol whose writes are not known."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """A write that was echoed, with the value before and the one read back (in the unit)."""
+
+    name: str
+    address: int
+    written: int
+    before: float | None
+    after: float
+
+    @property
+    def register_value(self) -> float:
+        """The written value in the unit."""
+        return WRITABLE[self.name].register.decode(self.written)
+
+
+_Answer = TypeVar("_Answer")
 
 
 class DalyClient:
@@ -74,6 +120,9 @@ class DalyClient:
         self.notifications = 0
         self.timeouts = 0
         self._frames: asyncio.Queue[Frame] = asyncio.Queue()
+        #: One request on the link at a time (polls and writes come from different tasks).
+        self._link_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
         self._settings: BmsSettings | None = None
         #: Cleared on a connection whose BMS does not answer the MOS temperature block.
         self.read_mos_temperature = True
@@ -95,30 +144,50 @@ class DalyClient:
         for frame in self.assembler.feed(data):
             self._frames.put_nowait(frame)
 
+    async def _exchange(
+        self, requests: Sequence[bytes], answer: Callable[[Frame], _Answer | None]
+    ) -> _Answer | None:
+        """Send ``requests``; return the first frame ``answer`` takes (its result), else None.
+
+        One exchange at a time on the link: a write from another task waits for a poll's
+        request to be answered (or to time out), and the other way round.
+        """
+        async with self._link_lock:
+            while not self._frames.empty():  # a late answer to an earlier request
+                self._frames.get_nowait()
+            for request in requests:
+                self.requests += 1
+                await self.transport.write(request)
+            deadline = asyncio.get_running_loop().time() + self.request_timeout
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                try:
+                    frame = await asyncio.wait_for(self._frames.get(), max(remaining, 0.0))
+                except asyncio.TimeoutError:
+                    self.timeouts += 1
+                    self.assembler.expire()
+                    return None
+                taken = answer(frame)
+                if taken is not None:
+                    return taken
+
     async def _ask(
         self, probes: tuple[tuple[Block, Variant], ...]
     ) -> tuple[Block, Variant, Frame] | None:
         """Send each probe's read request, return the first answer to any of them, else None."""
-        while not self._frames.empty():  # a late answer to an earlier request
-            self._frames.get_nowait()
-        for block, variant in probes:
-            self.requests += 1
-            await self.transport.write(build_read_request(block, variant))
-        deadline = asyncio.get_running_loop().time() + self.request_timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                frame = await asyncio.wait_for(self._frames.get(), max(remaining, 0.0))
-            except asyncio.TimeoutError:
-                self.timeouts += 1
-                self.assembler.expire()
-                return None
+
+        def answer(frame: Frame) -> tuple[Block, Variant, Frame] | None:
             for block, variant in probes:
                 if (
-                    len(frame.payload) == block.byte_count
+                    frame.function == READ
+                    and len(frame.payload) == block.byte_count
                     and frame.address == variant.response_address
                 ):
                     return block, variant, frame
+            return None
+
+        requests = [build_read_request(block, variant) for block, variant in probes]
+        return await self._exchange(requests, answer)
 
     async def read_block(
         self, block: Block, retries: int | None = None, variant: Variant = D2
@@ -153,6 +222,80 @@ class DalyClient:
         except (RequestTimeoutError, DalyProtocolError):
             return information
         return information | {name: text for name, text in block.to_dict().items() if text}
+
+    async def read_register(self, address: int, name: str = "") -> int:
+        """Read one register's raw value (RequestTimeoutError if the BMS does not answer)."""
+        frame = await self.read_block(Block(name or f"register 0x{address:04X}", address, 1))
+        return frame.registers[0]
+
+    async def write_register(self, name: str, value: float) -> WriteResult:
+        """Write the setting ``name`` (a key of WRITABLE) in its unit, and prove it took.
+
+        Reads the value before, sends the write and waits for the BMS to echo it (resending
+        while unanswered: a write of the same value twice does no harm), then reads it back:
+        success only if the BMS holds what was written. Raises ValueError for a name or value
+        that is not allowed, WriteNotAcknowledgedError, ReadBackMismatchError, or a
+        TransportError. A written setting is read anew with the next sample.
+        """
+        writable = WRITABLE.get(name)
+        if writable is None:
+            raise ValueError(f"no setting {name!r}; settings are {', '.join(sorted(WRITABLE))}")
+        register = writable.register
+        if not register.minimum <= value <= register.maximum:
+            raise ValueError(
+                f"{name} must be {register.minimum:g}..{register.maximum:g} {register.unit}".strip()
+                + f", not {value:g}"
+            )
+        raw = register.encode(value)
+        if not 0 <= raw <= 0xFFFF:
+            raise ValueError(f"{value:g} {register.unit} cannot be stored in {name}")
+        if self.variant is None:
+            await self.read_sample()
+        if self.variant is not D2:
+            raise ControlNotSupportedError(
+                "writes are known for the D2 protocol only; no public source shows how a 0x81 "
+                "pack takes them over Bluetooth"
+            )
+        address = writable.address
+        async with self._write_lock:  # read, write, read back: no other write in between
+            before = await self.read_register(address, name) if writable.readable else None
+            await self._write(address, raw, name)
+            after = await self.read_register(address, name) if writable.readable else raw
+        if address in range(SETTINGS_BLOCK.start, SETTINGS_BLOCK.start + SETTINGS_BLOCK.count):
+            self._settings = None
+        result = WriteResult(
+            name=name,
+            address=address,
+            written=raw,
+            before=None if before is None else register.decode(before),
+            after=register.decode(after),
+        )
+        if after != raw:
+            raise ReadBackMismatchError(result)
+        return result
+
+    async def _write(self, address: int, raw: int, name: str) -> None:
+        """Send the write of ``raw`` into ``address`` until the BMS echoes it."""
+        request = build_write_request(address, raw)
+
+        def echo(frame: Frame) -> Frame | None:
+            return frame if frame.function == WRITE_SINGLE else None
+
+        for _attempt in range(self.request_retries + 1):
+            answer = await self._exchange((request,), echo)
+            if answer is None:
+                continue
+            if answer.payload != request[2:6]:
+                echoed_address, echoed = answer.registers
+                raise WriteNotAcknowledgedError(
+                    f"the BMS echoed {echoed} into 0x{echoed_address:04X} to the write of {raw} "
+                    f"into {name} (0x{address:04X})"
+                )
+            return
+        raise WriteNotAcknowledgedError(
+            f"the BMS did not acknowledge the write of {name} after "
+            f"{self.request_retries + 1} tries"
+        )
 
     async def _detect(self) -> Frame:
         """Find the protocol and status read the BMS answers; return its first status frame.

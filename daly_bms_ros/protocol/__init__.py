@@ -25,7 +25,11 @@ from daly_bms_ros.protocol.frames import (
     Variant,
     build_read_request,
     build_response,
+    build_write_answer,
+    build_write_multiple_request,
+    build_write_request,
     parse_read_request,
+    parse_write_request,
 )
 from daly_bms_ros.protocol.model import (
     BmsSample,
@@ -73,6 +77,9 @@ __all__ = [
     "Variant",
     "build_read_request",
     "build_response",
+    "build_write_answer",
+    "build_write_multiple_request",
+    "build_write_request",
     "crc16_modbus",
     "decode_alarms",
     "decode_device_info",
@@ -86,4 +93,5 @@ __all__ = [
     "encode_status",
     "encode_x81_status",
     "parse_read_request",
+    "parse_write_request",
 ]

@@ -1,10 +1,15 @@
 """Requests, responses and the frame assembler that turns notification chunks into frames.
 
 A Daly D2 read request is ``D2 03 <start:2> <count:2> <crc:2>``; the answer is
-``D2 03 <n> <n data bytes> <crc:2>``; an error answer is ``D2 83 <code> <crc:2>``. Multi-byte
-fields are big-endian except the CRC, which is little-endian. The newer protocol variant is the
-same Modbus-style exchange with request address 0x81 and response address 0x51 (see
-``registers`` for its layout).
+``D2 03 <n> <n data bytes> <crc:2>``; an error answer is ``D2 83 <code> <crc:2>``. A write of one
+register is ``D2 06 <register:2> <value:2> <crc:2>``, answered by the same eight bytes; a write of
+several is ``D2 10 <start:2> <count:2> <2*count data bytes> <crc:2>`` (no byte-count byte, unlike
+Modbus), answered by ``D2 10 <start:2> <count:2> <crc:2>`` (Daly's Modbus protocol sheet,
+syssi/esphome-daly-bms ``docs/dalyModbusProtocol.xlsx``; the echo of 0x06 writes is in that
+repository's capture of Daly's app, ``docs/pdus/btsnoop_daly_balancer.log``, and in
+fl4p/batmon-ha#356). Multi-byte fields are big-endian except the CRC, which is little-endian.
+The newer protocol variant is the same Modbus-style exchange with request address 0x81 and
+response address 0x51 (see ``registers`` for its layout).
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from daly_bms_ros.protocol.crc import crc16_modbus
 from daly_bms_ros.protocol.registers import Block
 
 READ = 0x03
+WRITE_SINGLE = 0x06
+WRITE_MULTIPLE = 0x10
+#: The functions whose answer has a fixed size of 8 bytes: address, function, 4 bytes, CRC.
+_WRITE_FUNCTIONS = frozenset((WRITE_SINGLE, WRITE_MULTIPLE))
+_ANSWERED_FUNCTIONS = frozenset((READ, *_WRITE_FUNCTIONS))
+WRITE_ANSWER_SIZE = 8
 ERROR_FLAG = 0x80
 #: Modbus allows at most 125 registers in one read.
 MAX_DATA_BYTES = 250
@@ -41,9 +52,15 @@ _RESPONSE_ADDRESSES = frozenset(variant.response_address for variant in VARIANTS
 _ADDRESS = re.compile(
     b"[" + b"".join(re.escape(bytes((a,))) for a in sorted(_RESPONSE_ADDRESSES)) + b"]"
 )
-#: The start of a read answer: a response address, then the read function.
+#: The start of an answer: a response address, then a function.
 _HEADER = re.compile(
-    b"(?:" + b"|".join(re.escape(bytes((a, READ))) for a in sorted(_RESPONSE_ADDRESSES)) + b")"
+    b"(?:"
+    + b"|".join(
+        re.escape(bytes((a, f)))
+        for a in sorted(_RESPONSE_ADDRESSES)
+        for f in sorted(_ANSWERED_FUNCTIONS)
+    )
+    + b")"
 )
 
 
@@ -59,10 +76,15 @@ class RejectReason(enum.Enum):
 
 @dataclass(frozen=True)
 class Frame:
-    """A response whose address, function, length and CRC were all valid."""
+    """A response whose address, function, length and CRC were all valid.
+
+    For a read answer the payload is its data bytes; for a write answer its four bytes after
+    the function (register and value, or first register and count).
+    """
 
     payload: bytes
     address: int = D2.response_address
+    function: int = READ
 
     @property
     def registers(self) -> tuple[int, ...]:
@@ -71,6 +93,8 @@ class Frame:
 
     def to_bytes(self) -> bytes:
         """Return the frame as it was on the wire: header, length, payload, CRC."""
+        if self.function in _WRITE_FUNCTIONS:
+            return _with_crc(bytes((self.address, self.function)) + self.payload)
         return _with_crc(bytes((self.address, READ, len(self.payload))) + self.payload)
 
 
@@ -91,6 +115,44 @@ def parse_read_request(data: bytes, variant: Variant = D2) -> Block | None:
         return None
     start, count = struct.unpack_from(">HH", data, 2)
     return Block("request", start, count)
+
+
+def build_write_request(register: int, value: int, variant: Variant = D2) -> bytes:
+    """Request that writes ``value`` (0..65535) into one register (function 0x06)."""
+    return _with_crc(struct.pack(">BBHH", variant.request_address, WRITE_SINGLE, register, value))
+
+
+def build_write_multiple_request(start: int, values: Sequence[int], variant: Variant = D2) -> bytes:
+    """Request that writes ``values`` into registers from ``start`` on (function 0x10).
+
+    Daly's frame carries no byte count after the register count, unlike Modbus.
+    """
+    header = struct.pack(">BBHH", variant.request_address, WRITE_MULTIPLE, start, len(values))
+    return _with_crc(header + struct.pack(f">{len(values)}H", *values))
+
+
+def parse_write_request(data: bytes, variant: Variant = D2) -> tuple[int, tuple[int, ...]] | None:
+    """Return the first register and the values a valid write request of ``variant`` carries."""
+    if len(data) < 8 or data[0] != variant.request_address or data[1] not in _WRITE_FUNCTIONS:
+        return None
+    if crc16_modbus(data[:-2]) != struct.unpack_from("<H", data, len(data) - 2)[0]:
+        return None
+    register, word = struct.unpack_from(">HH", data, 2)
+    if data[1] == WRITE_SINGLE:
+        return (register, (word,)) if len(data) == 8 else None
+    if len(data) != 8 + 2 * word:
+        return None
+    return register, struct.unpack_from(f">{word}H", data, 6)
+
+
+def build_write_answer(request: bytes) -> bytes:
+    """Return what a BMS answers to a valid write request.
+
+    One register: the request itself; several: address, function, first register and count.
+    """
+    if request[1] == WRITE_SINGLE:
+        return request
+    return _with_crc(request[:6])
 
 
 def build_response(registers: Sequence[int], variant: Variant = D2) -> bytes:
@@ -155,7 +217,18 @@ class FrameAssembler:
             if end - position < 3:
                 break
             function, length = buffer[position + 1], buffer[position + 2]
-            if function == READ | ERROR_FLAG:
+            if function in _WRITE_FUNCTIONS:
+                if end - position < WRITE_ANSWER_SIZE:
+                    break
+                self._in_garbage = False
+                if self._crc_ok(position, WRITE_ANSWER_SIZE):
+                    payload = bytes(buffer[position + 2 : position + 6])
+                    frames.append(Frame(payload, buffer[position], function))
+                else:
+                    self.rejected[RejectReason.BAD_CRC] += 1
+                position += WRITE_ANSWER_SIZE
+                continue
+            if function & ERROR_FLAG and function & ~ERROR_FLAG in _ANSWERED_FUNCTIONS:
                 if end - position < 5:
                     break
                 self._in_garbage = False

@@ -60,6 +60,18 @@ Sources of the meanings (cited per entry as [A] to [E]):
   ``docs/pdus/ess-dl-bms-41_260321_0323.txt``: device information "41_260321_0323",
   "ESS-DL-BMS", "ESS41_0323", "210LC210900005", date "20260326" in the same 14-byte fields as
   [H].
+- [L] syssi/esphome-daly-bms ``components/daly_bms_ble/switch/__init__.py``,
+  ``number/__init__.py``, ``button/__init__.py`` and ``daly_bms_ble.cpp`` (the writes Daly's app
+  makes, with Daly's Modbus sheet ``docs/dalyModbusProtocol.xlsx``): function 0x06 writes of
+  the charge switch 0x00A5 and discharge switch 0x00A6 (1 on, 0 off), the SOC 0x00A7 (0.1 %),
+  the rated capacity 0x0080 (0.1 Ah) and the other settings 0x81..0xA8 in the settings block's
+  encoding, the balancer switch 0x00CF (1 on; read back with ``D2 03 00 CF 00 01``), and 0x0001
+  into 0x00F0 to restart the BMS. fl4p/batmon-ha ``bmslib/models/daly2.py`` and its issue #356
+  confirm 0x00A5/0x00A6 on a DL- pack (each write echoed; ``D2 06 00 0C …`` echoed too but
+  without effect, so only a read-back proves a write). The sheet names 0x00C9..0x00CB the
+  settings password ("123456" in the app's capture); the app reads it and checks the user's
+  entry itself, it never writes it before a control write (that capture; batmon-ha's
+  ``daly2.py``).
 Register numbers are relative to the block start.
 """
 
@@ -322,11 +334,38 @@ SETTINGS_REGISTERS: dict[str, Register] = _by_name(
     Register("temperature_difference_alarm", 34, unit="degC"),
     _volts("balance_start_voltage", 35, 1000),
     _volts("balance_start_difference", 36, 1000),
-    Register("charge_switch", 37),  # 1 = on
-    Register("discharge_switch", 38),  # 1 = on
-    Register("soc_setting", 39, 10, unit="%"),
+    Register("charge_switch", 37, minimum=0, maximum=1),  # [L] 0x00A5, 1 = on
+    Register("discharge_switch", 38, minimum=0, maximum=1),  # [L] 0x00A6, 1 = on
+    Register("soc_setting", 39, 10, unit="%", minimum=0.0, maximum=100.0),  # [L] 0x00A7
     Register("mos_over_temperature_alarm", 40, 1, TEMPERATURE_OFFSET, "degC"),
 )
+
+
+@dataclass(frozen=True)
+class Writable:
+    """A register a client may write: its address and how its value is encoded."""
+
+    address: int
+    register: Register
+    #: Whether a read of the register gives back what was written (a command such as a
+    #: restart cannot be read back: its echo is all the proof there is).
+    readable: bool = True
+
+
+def _setting(name: str) -> Writable:
+    register = SETTINGS_REGISTERS[name]
+    return Writable(SETTINGS_BLOCK.start + register.index, register)
+
+
+#: Every register the driver writes, by name [L]: the settings block's registers, the balancer
+#: switch, and the restart command. D2 only: no public source shows a 0x81 pack's BLE writes.
+WRITABLE: dict[str, Writable] = {
+    **{name: _setting(name) for name in SETTINGS_REGISTERS},
+    "balancer_switch": Writable(0x00CF, Register("balancer_switch", 0, minimum=0, maximum=1)),
+    "restart": Writable(0x00F0, Register("restart", 0, minimum=1, maximum=1), readable=False),
+}
+#: The settings password: three registers of ASCII text [L], read by Daly's app, never written.
+PASSWORD_BLOCK = Block("password", 0x00C9, 3)
 
 
 #: Device-information block, D2: ASCII text fields as (first byte, byte count), NUL-padded.

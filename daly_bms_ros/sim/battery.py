@@ -94,7 +94,18 @@ class BatteryModel:
     seed: int = 1
     #: The most cells the protocol variant carries (D2: 32, 0x81: 48).
     max_cells: int = MAX_CELLS
+    #: The switches a client may write: a MOS switched off stops the current through it.
+    charge_mos_on: bool = True
+    discharge_mos_on: bool = True
+    balancer_on: bool = True
     _offsets: tuple[float, ...] = field(init=False)
+    #: Settings written by a client, by name, in their units.
+    _written: dict[str, float] = field(init=False, default_factory=dict)
+    #: Charge (Ah) the load could not move while a MOS was off, up to _integrated_until (s).
+    _held_back_ah: float = field(init=False, default=0.0)
+    _integrated_until: float = field(init=False, default=0.0)
+    #: What setting the SOC moved the counter by (0..1).
+    _soc_shift: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         if not 1 <= self.cells <= self.max_cells:
@@ -106,15 +117,53 @@ class BatteryModel:
         spread = random.Random(self.seed)
         self._offsets = tuple(spread.uniform(-0.006, 0.006) for _ in range(self.cells))
 
-    def current(self, elapsed: float) -> float:
+    def load(self, elapsed: float) -> float:
         """Load profile in A (negative = discharge): a slow sine between discharge and charge."""
         return round(-self.load_amps * math.sin(2 * math.pi * elapsed / self.period_s), 1)
 
+    def current(self, elapsed: float) -> float:
+        """Return the load's current where the MOS it needs is on, else 0."""
+        load = self.load(elapsed)
+        if (load > 0 and not self.charge_mos_on) or (load < 0 and not self.discharge_mos_on):
+            return 0.0
+        return load
+
     def soc(self, elapsed: float) -> float:
-        """State of charge (0..1): the initial charge plus the integral of the sine current."""
+        """State of charge (0..1): the initial charge plus the integral of the current.
+
+        The sine's integral in closed form, less what a switched-off MOS held back, plus what
+        setting the SOC moved the counter by.
+        """
+        self._integrate(elapsed)
         omega = 2 * math.pi / self.period_s
         charge_ah = self.load_amps * (math.cos(omega * elapsed) - 1) / omega / 3600
-        return min(max(self.initial_soc + charge_ah / self.capacity_ah, 0.0), 1.0)
+        charge_ah -= self._held_back_ah
+        soc = self.initial_soc + charge_ah / self.capacity_ah + self._soc_shift
+        return min(max(soc, 0.0), 1.0)
+
+    def _integrate(self, elapsed: float, step: float = 0.5) -> None:
+        """Add up the charge held back by a switched-off MOS until ``elapsed``."""
+        if self.charge_mos_on and self.discharge_mos_on:
+            self._integrated_until = max(self._integrated_until, elapsed)
+            return
+        while self._integrated_until < elapsed:
+            dt = min(step, elapsed - self._integrated_until)
+            middle = self._integrated_until + dt / 2
+            self._held_back_ah += (self.load(middle) - self.current(middle)) * dt / 3600
+            self._integrated_until += dt
+
+    def write(self, elapsed: float, name: str, value: float) -> None:
+        """Take a setting a client wrote ``elapsed`` s after start: switches act on the pack."""
+        self._integrate(elapsed)
+        if name == "charge_switch":
+            self.charge_mos_on = bool(value)
+        elif name == "discharge_switch":
+            self.discharge_mos_on = bool(value)
+        elif name == "balancer_switch":
+            self.balancer_on = bool(value)
+        elif name == "soc_setting":
+            self._soc_shift += value / 100 - self.soc(elapsed)
+        self._written[name] = value
 
     def status(self, elapsed: float) -> BmsStatus:
         """Return the status the BMS reports ``elapsed`` seconds after it started.
@@ -131,7 +180,8 @@ class BatteryModel:
         temperatures = tuple(float(round(AMBIENT_C + heat + i)) for i in range(self.sensors))
         charging = current > 0
         balancing_cells = tuple(
-            charging and voltage - min(cells) > BALANCE_THRESHOLD_V for voltage in cells
+            self.balancer_on and charging and voltage - min(cells) > BALANCE_THRESHOLD_V
+            for voltage in cells
         )
         alarm_words = (0, 0x40 if soc < 0.1 else 0, 0, 0)  # level-1 SOC low
         pack_voltage = round(sum(cells), 1)
@@ -144,8 +194,8 @@ class BatteryModel:
             soc=round(soc * 100, 1),
             remaining_capacity=round(soc * self.capacity_ah, 1),
             cycles=self.cycles,
-            charge_mos=True,
-            discharge_mos=True,
+            charge_mos=self.charge_mos_on,
+            discharge_mos=self.discharge_mos_on,
             balancing=any(balancing_cells),
             balancing_cells=balancing_cells,
             min_cell_voltage=min(cells),
@@ -181,8 +231,16 @@ class BatteryModel:
                 for name, volts in per_cell.items()
             },
             "soc_setting": round(self.initial_soc * 100, 1),
+            "charge_switch": float(self.charge_mos_on),
+            "discharge_switch": float(self.discharge_mos_on),
+            **self._written,
         }
-        return BmsSettings(rated_capacity=self.capacity_ah, nominal_cell_voltage=3.2, values=values)
+        values.pop("balancer_switch", None)  # a register of its own, outside the block
+        return BmsSettings(
+            rated_capacity=values.pop("rated_capacity", self.capacity_ah),
+            nominal_cell_voltage=values.pop("nominal_cell_voltage", 3.2),
+            values=values,
+        )
 
     def mos_temperature(self, elapsed: float) -> MosTemperature:
         """MOS switches warm with the current."""

@@ -1,7 +1,9 @@
-"""Faults the virtual BMS can be told to show, each for the next N answers.
+"""Faults the virtual BMS can be told to show, each for the next N answers (or writes).
 
 They are the failures a driver meets with real packs: an answer that never comes, comes too late,
-arrives with a bad CRC or cut short, or arrives twice.
+arrives with a bad CRC or cut short, or arrives twice; and for writes: no acknowledgement, an
+echo of another value, or an echo of a write the BMS then ignores (fl4p/batmon-ha#356: Daly
+firmware echoes writes to registers that do nothing).
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ class Fault(enum.Enum):
     CORRUPT_CRC = "corrupt_crc"
     TRUNCATED = "truncated"
     DUPLICATE = "duplicate"
+    #: Writes only: the write is neither applied nor answered.
+    NO_ACK = "no_ack"
+    #: Writes only: the write is applied, the echo carries another value.
+    WRONG_ECHO = "wrong_echo"
+    #: Writes only: the write is echoed as sent but not applied.
+    IGNORED_WRITE = "ignored_write"
+
+
+#: The faults that spoil a write rather than an answer.
+WRITE_FAULTS = (Fault.NO_ACK, Fault.WRONG_ECHO, Fault.IGNORED_WRITE)
+ANSWER_FAULTS = tuple(fault for fault in Fault if fault not in WRITE_FAULTS)
 
 
 class FaultInjector:
@@ -41,16 +54,20 @@ class FaultInjector:
         for armed in Fault if fault is None else (fault,):
             self.armed[armed] = 0
 
-    def _take(self) -> Fault | None:
-        for fault in Fault:
+    def _take(self, faults: tuple[Fault, ...]) -> Fault | None:
+        for fault in faults:
             if self.armed[fault] > 0:
                 self.armed[fault] -= 1
                 return fault
         return None
 
+    def take_write_fault(self) -> Fault | None:
+        """Return the fault armed for the next write, if any (used up)."""
+        return self._take(WRITE_FAULTS)
+
     async def apply(self, answer: bytes) -> bytes | None:
         """Return what the BMS sends instead of ``answer`` (None: nothing), after any delay."""
-        fault = self._take()
+        fault = self._take(ANSWER_FAULTS)
         if fault is Fault.NO_ANSWER:
             return None
         if fault is Fault.LATE:

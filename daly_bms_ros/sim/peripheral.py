@@ -18,13 +18,15 @@ from dbus_fast import BusType, DBusError, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus, ProxyInterface
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
+from daly_bms_ros.protocol import build_write_answer, build_write_request, parse_write_request
 from daly_bms_ros.protocol.gatt import (
     DEVICE_INFORMATION_FIELDS,
     DEVICE_INFORMATION_UUID,
     FFF0,
     GattLayout,
 )
-from daly_bms_ros.sim.faults import FaultInjector
+from daly_bms_ros.protocol.registers import WRITABLE
+from daly_bms_ros.sim.faults import Fault, FaultInjector
 
 APPLICATION_PATH = "/org/dalybms/sim"
 ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
@@ -240,6 +242,7 @@ class DalyPeripheral:
         }
         self._advertisement = _Advertisement(name, gatt.service)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._restarting = False
 
     async def start(self, bus_address: str | None = None) -> None:
         """Connect to the system bus (or ``bus_address``), register the app and advertise."""
@@ -293,11 +296,27 @@ class DalyPeripheral:
             self._bus = None
 
     def _on_write(self, request: bytes, mtu: int) -> None:
-        answer = self._responder(request)
+        answer = self._answer(request)
         if answer:
             task = asyncio.get_running_loop().create_task(self._send(answer, mtu))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _answer(self, request: bytes) -> bytes | None:
+        """Return the responder's answer, spoiled by an armed write fault for a write."""
+        write = parse_write_request(request)  # writes are known for D2 only
+        fault = None if write is None else self.faults.take_write_fault()
+        if fault is Fault.NO_ACK:
+            return None
+        if fault is Fault.IGNORED_WRITE:
+            return build_write_answer(request)
+        answer = self._responder(request)
+        if fault is Fault.WRONG_ECHO and write is not None and answer:
+            address, values = write
+            return build_write_request(address, (values[0] + 1) & 0xFFFF)
+        if answer and write == (WRITABLE["restart"].address, (1,)):
+            self._restarting = True  # a BMS that restarts drops its link once it answered
+        return answer
 
     async def _send(self, answer: bytes, mtu: int) -> None:
         sent = await self.faults.apply(answer)
@@ -307,3 +326,6 @@ class DalyPeripheral:
         for start in range(0, len(sent), size):
             self._notifier.notify(sent[start : start + size])
             await asyncio.sleep(self._chunk_gap)
+        if self._restarting:
+            self._restarting = False
+            await self.disconnect_centrals()

@@ -1,9 +1,11 @@
-"""The virtual BMS's answers: each read request of its protocol variant, from the battery model.
+"""The virtual BMS's answers: each request of its protocol variant, from the battery model.
 
 A D2 BMS answers the status (80 registers, and the 62-register block), settings,
-MOS-temperature and device-information blocks; a 0x81 BMS its two status blocks and its
-device-information block. Requests of the other variant, or for other registers, go unanswered,
-as on a real BMS.
+MOS-temperature, device-information and password blocks, a read of any one register it can be
+written, and a write of one such register, which it echoes and applies to the model (a MOS
+switched off stops the current, a SOC written moves the counter, a restart is echoed); a 0x81
+BMS its two status blocks and its device-information block. Requests of the other variant, or
+for other registers, go unanswered, as on a real BMS.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from daly_bms_ros.protocol import (
     DeviceInfo,
     Variant,
     build_response,
+    build_write_answer,
     encode_device_info,
     encode_mos_temperature,
     encode_settings,
     encode_status,
     encode_x81_status,
     parse_read_request,
+    parse_write_request,
 )
+from daly_bms_ros.protocol.frames import READ
+from daly_bms_ros.protocol.registers import PASSWORD_BLOCK, SETTINGS_REGISTERS, WRITABLE
 from daly_bms_ros.sim.battery import BatteryModel
 
 #: What the virtual BMS tells about itself in its device-information block.
@@ -45,6 +51,10 @@ DEVICE_INFO = DeviceInfo(
     model="DL_SIM_1.0",
 )
 Registers = Callable[[float], list[int]]
+#: The settings password real packs hold (syssi/esphome-daly-bms's capture of Daly's app).
+PASSWORD = b"123456"
+#: The writable registers by address.
+WRITABLE_BY_ADDRESS = {writable.address: name for name, writable in WRITABLE.items()}
 
 
 class ModelResponder:
@@ -84,7 +94,34 @@ class ModelResponder:
             }
             if answers_80_registers:
                 answers[STATUS_80_BLOCK] = self._d2_status
+            answers[PASSWORD_BLOCK] = lambda _elapsed: [
+                int.from_bytes(PASSWORD[i : i + 2], "big") for i in range(0, len(PASSWORD), 2)
+            ]
+            for address, name in WRITABLE_BY_ADDRESS.items():
+                if WRITABLE[name].readable:
+                    answers[Block(name, address, 1)] = self._register_reader(name)
         self._by_range = {(block.start, block.count): make for block, make in answers.items()}
+
+    def _register_reader(self, name: str) -> Registers:
+        """Read one writable register from the model, as a one-register read answers it."""
+        if name in SETTINGS_REGISTERS:
+            index = SETTINGS_REGISTERS[name].index
+            return lambda _elapsed: [encode_settings(self.model.settings())[index]]
+        return lambda _elapsed: [int(self.model.balancer_on)]
+
+    def _write(self, request: bytes) -> bytes | None:
+        """Apply a write of one writable register and echo it; anything else goes unanswered."""
+        write = parse_write_request(request, self.variant)
+        if write is None or self.variant is not D2:
+            return None
+        address, values = write
+        name = WRITABLE_BY_ADDRESS.get(address)
+        if name is None or len(values) != 1:
+            return None
+        if name != "restart":
+            value = WRITABLE[name].register.decode(values[0])
+            self.model.write(time.monotonic() - self.started, name, value)
+        return build_write_answer(request)
 
     def _d2_status(self, elapsed: float) -> list[int]:
         return encode_status(self.model.status(elapsed))
@@ -94,6 +131,8 @@ class ModelResponder:
 
     def __call__(self, request: bytes) -> bytes | None:
         """Return the response frame, or None for a request this BMS does not answer."""
+        if len(request) > 1 and request[1] != READ:
+            return self._write(request)
         block = parse_read_request(request, self.variant)
         make = None if block is None else self._by_range.get((block.start, block.count))
         if make is None:
