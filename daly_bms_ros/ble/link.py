@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.client import DalyClient, WriteResult
 from daly_bms_ros.ble.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
@@ -238,6 +238,16 @@ class BmsLink:
         finally:
             for wait in waits:
                 wait.cancel()
+
+    async def write(self, name: str, value: float) -> WriteResult:
+        """Write a setting over the link (see ``DalyClient.write_register``) while connected.
+
+        The write takes its turn between the poll's requests; LinkLostError when the link is
+        not up (the write is not queued for later: a robot must not be switched by surprise).
+        """
+        if self._state is not LinkState.CONNECTED or not self._transport.is_connected:
+            raise LinkLostError(f"not connected to the BMS (link {self.status().summary})")
+        return await self._client.write_register(name, value)
 
     async def stop(self) -> None:
         """End ``run`` and close the link."""

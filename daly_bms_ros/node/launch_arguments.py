@@ -25,6 +25,7 @@ LAUNCH_PARAMETERS = (
     "design_capacity",
     "poll_interval",
     "invert_current",
+    "allow_control",
 )
 #: ROS's own parameter, passed to the node when given.
 USE_SIM_TIME = "use_sim_time"

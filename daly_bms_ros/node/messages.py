@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.protocol import BmsSample, BmsSettings, BmsStatus
+from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS
 from daly_bms_ros.report import IDLE_CURRENT_A
 
 #: Alarm name fragments and the BatteryState health they mean, most severe first.
@@ -180,3 +181,19 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
         received_at=stamp.sec + stamp.nanosec * 1e-9,
         device=cells.device,
     )
+
+
+def daly_settings(settings: BmsSettings, device: str, frame_id: str, stamp: Time) -> DalySettings:
+    """Build a DalySettings message: every setting by name, value and unit."""
+    values = {
+        "rated_capacity": settings.rated_capacity,
+        "nominal_cell_voltage": settings.nominal_cell_voltage,
+        **settings.values,
+    }
+    message = DalySettings(device=device)
+    message.header.stamp = stamp
+    message.header.frame_id = frame_id
+    message.names = list(values)
+    message.values = [float(value) for value in values.values()]
+    message.units = [SETTINGS_REGISTERS[name].unit for name in values]
+    return message

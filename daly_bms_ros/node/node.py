@@ -21,15 +21,18 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.loop_thread import EventLoopThread
-from daly_bms_ros.ble.transport import BmsTransport
-from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.ble.transport import BmsTransport, LinkLostError
+from daly_bms_ros.msg import DalyCells, DalySettings
+from daly_bms_ros.node.control import ControlServices
 from daly_bms_ros.node.diagnostics import link_diagnostics
-from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
+from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells, daly_settings
 from daly_bms_ros.node.parameters import (
     DEFAULTS,
     PARAMETERS,
@@ -38,7 +41,7 @@ from daly_bms_ros.node.parameters import (
     NodeSettings,
     validate,
 )
-from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.protocol import BmsSample, BmsSettings
 
 TransportFactory = Callable[[NodeSettings], BmsTransport]
 STOP_TIMEOUT_S = 10.0
@@ -116,6 +119,14 @@ class BatteryDriver:
         )
         self._battery_publisher = node.create_publisher(BatteryState, "battery_state", 10)
         self._cells_publisher = node.create_publisher(DalyCells, "cells", 10)
+        # Latched: a late subscriber gets the settings, which change seldom.
+        self._settings_publisher = node.create_publisher(
+            DalySettings,
+            "settings",
+            QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL),
+        )
+        self._published_settings: BmsSettings | None = None
+        self._control = ControlServices(node, self.write, settings.allow_control)
         self._diagnostics_publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -158,6 +169,13 @@ class BatteryDriver:
         self._ble.start()
         self._ble.submit(self._link.run())
 
+    def write(self, name: str, value: float) -> concurrent.futures.Future[WriteResult]:
+        """Start writing a setting over the link (LinkLostError when not started)."""
+        link, ble = self._link, self._ble
+        if link is None or ble is None:
+            raise LinkLostError("the driver is not running (a managed node must be active)")
+        return ble.submit(link.write(name, value))
+
     def stop(self) -> None:
         """Disconnect from the BMS and end the BLE thread; diagnostics stop until ``start``."""
         link, ble, self._link, self._ble = self._link, self._ble, None, None
@@ -179,9 +197,11 @@ class BatteryDriver:
         for publisher in (
             self._battery_publisher,
             self._cells_publisher,
+            self._settings_publisher,
             self._diagnostics_publisher,
         ):
             node.destroy_publisher(publisher)
+        self._control.destroy()
         node.destroy_timer(self._diagnostics_timer)
         node.destroy_guard_condition(self._sample_ready)
 
@@ -235,6 +255,11 @@ class BatteryDriver:
             identity = dataclasses.replace(self._identity, serial_number=self._serial_number())
             self._battery_publisher.publish(battery_state(sample, identity, stamp))
             self._cells_publisher.publish(daly_cells(sample, self._identity.frame_id, stamp))
+            if sample.settings is not None and sample.settings != self._published_settings:
+                self._settings_publisher.publish(
+                    daly_settings(sample.settings, sample.device, self._identity.frame_id, stamp)
+                )
+                self._published_settings = sample.settings
             with self._lock:
                 self._last_sample = sample
 

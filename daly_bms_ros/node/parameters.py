@@ -56,6 +56,7 @@ class NodeSettings:
     cell_delta_error: float = 0.3
     temperature_warn: float = 50.0
     temperature_error: float = 60.0
+    allow_control: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,10 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         minimum=-40.0,
         maximum=150.0,
         read_only=False,
+    ),
+    "allow_control": ParameterSpec(
+        "Allow the services that write to the BMS (switch its MOSFETs or balancer, set the "
+        "SOC or a setting, restart it). false: every such call is refused. Only at start.",
     ),
     "invert_current": ParameterSpec(
         "Turn the sign of the current round, for firmware that reports charging as negative "
