@@ -8,6 +8,8 @@ and the value before and after.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.protocol.registers import WRITABLE
 
@@ -19,21 +21,31 @@ class ControlRefusedError(Exception):
     """A write that the rules do not allow; the message says why and what would allow it."""
 
 
-def check_write(name: str, value: float, allowed: bool, confirmed: bool, how_to_allow: str) -> None:
+@dataclass(frozen=True)
+class Permission:
+    """How a user of one interface allows control, and confirms a power cut, for messages."""
+
+    allow: str
+    confirm: str
+
+
+def check_write(
+    name: str, value: float, allowed: bool, confirmed: bool, permission: Permission
+) -> None:
     """Raise ControlRefusedError unless writing ``value`` into ``name`` is allowed now.
 
-    ``how_to_allow`` names the switch of the caller's interface (e.g. "the parameter
-    allow_control:=true"). A name or value the setting does not take is refused later, by the
-    client, with the allowed range.
+    A name or value the setting does not take is refused later, by the client, with the
+    allowed range.
     """
     if not allowed:
         raise ControlRefusedError(
-            f"writing {name} is refused: control of the BMS is off; {how_to_allow} allows writes"
+            f"writing {name} is refused: control of the BMS is off; {permission.allow} "
+            "allows writes"
         )
     if (name, float(value)) in POWER_CUTTING and not confirmed:
         raise ControlRefusedError(
             f"writing {name} = {value:g} is refused without confirmation: it can cut the power "
-            "the pack supplies, the robot's included; confirm it to go ahead"
+            f"the pack supplies, the robot's included; {permission.confirm} to go ahead"
         )
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import enum
 
-from daly_bms_ros.ble.client import RequestTimeoutError
+from daly_bms_ros.ble.client import (
+    ControlNotSupportedError,
+    ReadBackMismatchError,
+    RequestTimeoutError,
+    WriteNotAcknowledgedError,
+)
 from daly_bms_ros.ble.transport import (
     AdapterUnavailableError,
     DeviceNotFoundError,
@@ -22,6 +27,9 @@ class ExitCode(enum.IntEnum):
     NO_ANSWER = 4  # connected, but the BMS did not answer
     NO_BLUETOOTH = 5  # no adapter, BlueZ or D-Bus not reachable
     LINK_LOST = 6  # the connection failed or dropped
+    REFUSED = 7  # a write not allowed (no --allow-control) or not confirmed
+    NOT_ACKNOWLEDGED = 8  # the BMS did not echo a write, or echoed something else
+    READ_BACK_MISMATCH = 9  # the BMS echoed a write but holds another value
 
 
 def exit_code_for(error: TransportError) -> ExitCode:
@@ -32,4 +40,10 @@ def exit_code_for(error: TransportError) -> ExitCode:
         return ExitCode.NO_ANSWER
     if isinstance(error, AdapterUnavailableError):
         return ExitCode.NO_BLUETOOTH
+    if isinstance(error, ReadBackMismatchError):
+        return ExitCode.READ_BACK_MISMATCH
+    if isinstance(error, WriteNotAcknowledgedError):
+        return ExitCode.NOT_ACKNOWLEDGED
+    if isinstance(error, ControlNotSupportedError):
+        return ExitCode.FAILED
     return ExitCode.LINK_LOST

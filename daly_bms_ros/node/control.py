@@ -23,10 +23,13 @@ from rclpy.task import Future
 
 from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.ble.transport import TransportError
-from daly_bms_ros.control import ControlRefusedError, check_write, describe_write
+from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 
-HOW_TO_ALLOW = "starting the node with the parameter allow_control:=true"
+HOW_TO_ALLOW = Permission(
+    "starting the node with the parameter allow_control:=true",
+    "set confirm_power_cut in the request",
+)
 #: Switch services: service name and the setting each one writes.
 SWITCHES = {
     "set_charge_mos": "charge_switch",
