@@ -49,6 +49,7 @@ def real_sample(received_at: float = 1795600000.0) -> BmsSample:
         dataclasses.replace(decode_status(status), mos_temperature=35.0),
         decode_settings(settings),
         received_at=received_at,
+        device="DL-40D63C3F3E5A (40:D6:3C:3F:3E:5A)",
     )
 
 
@@ -132,9 +133,11 @@ def test_every_view_of_a_fresh_sample(served: tuple[SampleStore, str], clock: Fa
     assert status == 200
     assert content_type.startswith("text/plain")
     assert "pack voltage" in text and "51.10 V" in text and "0.2 s old" in text
-    # The same views by battery name.
+    # The same views by battery name, each naming the BMS.
     for view in VIEWS:
-        assert get(f"{url}/bms/bms{view}")[0] == 200
+        status, _, body = get(f"{url}/bms/bms{view}")
+        assert status == 200
+        assert body["device"] == "DL-40D63C3F3E5A (40:D6:3C:3F:3E:5A)"
 
 
 def test_stale_data_is_refused(served: tuple[SampleStore, str], clock: FakeClock) -> None:

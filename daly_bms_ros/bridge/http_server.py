@@ -248,6 +248,7 @@ class BridgeHttpServer:
         #: Open connections; True for those waiting for a request (insertion order: oldest first).
         self._connections: dict[_Connection, bool] = {}
         self.max_connections = self.limits.max_connections
+        self._tasks: set[asyncio.Task[None]] = set()
         #: Connections turned away or closed to make room, for the benchmarks and tests.
         self.refused = 0
         self.evicted = 0
@@ -283,6 +284,10 @@ class BridgeHttpServer:
             self._connections[connection] = waiting
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         connection = _Connection(self, reader, writer)
         if len(self._connections) >= self.max_connections and not self._make_room():
             self.refused += 1
@@ -320,10 +325,13 @@ class BridgeHttpServer:
         self._socket.close()
 
     async def _close(self) -> None:
+        """Stop accepting, close every connection and let each one's task end."""
         assert self._server is not None
         self._server.close()
         for connection in list(self._connections):
             connection.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
 
 
 def _connections_allowed(wanted_connections: int) -> int:

@@ -59,7 +59,8 @@ def battery_view(store: SampleStore, name: str, view: str) -> tuple[HTTPStatus, 
     if view == TEXT_VIEW:
         header = f"battery {name}, sample {facts['age_s']:.1f} s old\n"
         return HTTPStatus.OK, header + text_report(sample) + "\n"
-    return HTTPStatus.OK, {**facts, **JSON_VIEWS[view](sample)}
+    # Every view names the BMS that answered, not only the full record.
+    return HTTPStatus.OK, {**facts, "device": sample.device, **JSON_VIEWS[view](sample)}
 
 
 def health(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
