@@ -60,7 +60,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             name,
             default_value="",
-            description=PARAMETERS[name].description + " Empty: the parameters file's value.",
+            description=PARAMETERS[name].description + " Not given: the parameters file's value.",
         )
         for name in LAUNCH_PARAMETERS
     ]

@@ -30,7 +30,7 @@ from daly_bms_ros.sim.peripheral import (
     DalyPeripheral,
     wait_until_discovering,
 )
-from daly_bms_ros.sim.responder import ModelResponder
+from daly_bms_ros.sim.responder import ModelResponder, device_info_of
 
 PROTOCOLS = {variant.name: variant for variant in VARIANTS}
 
@@ -198,6 +198,7 @@ async def serve(arguments: argparse.Namespace) -> None:
         variant,
         answers_80_registers=arguments.status_registers == 80,
         device_info_fields_of_32=arguments.device_info_fields == 32,
+        device_info=device_info_of(arguments.name),
     )
     peripheral = DalyPeripheral(
         arguments.name,

@@ -10,6 +10,7 @@ for other registers, go unanswered, as on a real BMS.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -51,6 +52,17 @@ DEVICE_INFO = DeviceInfo(
     model="DL_SIM_1.0",
 )
 Registers = Callable[[float], list[int]]
+
+
+def device_info_of(name: str) -> DeviceInfo:
+    """Return the device information of a virtual BMS named ``name``, with its own serial.
+
+    Two virtual packs must not share the serial that a driver takes for their identity.
+    """
+    serial = name.split("-", 1)[-1][-14:] or DEVICE_INFO.serial_number
+    return dataclasses.replace(DEVICE_INFO, serial_number=serial)
+
+
 #: The settings password real packs hold (syssi/esphome-daly-bms's capture of Daly's app).
 PASSWORD = b"123456"
 #: The writable registers by address.
@@ -72,6 +84,7 @@ class ModelResponder:
         variant: Variant = D2,
         answers_80_registers: bool = True,
         device_info_fields_of_32: bool = False,
+        device_info: DeviceInfo = DEVICE_INFO,
     ) -> None:
         self.model = model
         self.variant = variant
@@ -81,7 +94,7 @@ class ModelResponder:
             answers = {
                 X81_PACK_BLOCK: lambda elapsed: self._x81_blocks(elapsed)[0],
                 X81_STATE_BLOCK: lambda elapsed: self._x81_blocks(elapsed)[1],
-                X81_DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(DEVICE_INFO, X81),
+                X81_DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(device_info, X81),
             }
         else:
             answers = {
@@ -89,7 +102,7 @@ class ModelResponder:
                 SETTINGS_BLOCK: lambda _elapsed: encode_settings(model.settings()),
                 MOS_BLOCK: lambda elapsed: encode_mos_temperature(model.mos_temperature(elapsed)),
                 DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(
-                    DEVICE_INFO, fields_of_32=device_info_fields_of_32
+                    device_info, fields_of_32=device_info_fields_of_32
                 ),
             }
             if answers_80_registers:
