@@ -53,6 +53,10 @@ class BmsDouble:
     def address(self) -> str:
         return "C6:6C:09:03:1B:9E"
 
+    @property
+    def details(self) -> dict[str, object]:
+        return {"name": "DL-DOUBLE", "address": self.address, "gatt": "fff0", "mtu": 23}
+
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
     ) -> None:

@@ -136,6 +136,17 @@ class BleakTransport:
         """Address of the device last found ("" before that)."""
         return self._address
 
+    @property
+    def details(self) -> dict[str, object]:
+        """Name, address, GATT layout and MTU of the link (None before it is up)."""
+        client = self._client
+        mtu = None
+        if client is not None and client.is_connected:
+            # bleak's public view of the link's MTU: what one write may carry, MTU - 3.
+            write = client.services.get_characteristic(self.layout.write)
+            mtu = None if write is None else write.max_write_without_response_size + 3
+        return {"name": self.name, "address": self._address, "gatt": self.layout.name, "mtu": mtu}
+
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
     ) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from daly_bms_ros.ble.transport import BmsTransport, TransportError
 from daly_bms_ros.protocol import (
@@ -47,6 +47,28 @@ from daly_bms_ros.protocol.registers import WRITABLE
 DETECTION_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_80_BLOCK, D2), (X81_PACK_BLOCK, X81))
 #: Asked when the probes go unanswered: D2 firmware that answers only the 62-register status.
 FALLBACK_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_BLOCK, D2),)
+
+
+class Tap(Protocol):
+    """What sees the raw conversation of a client: a capture writer, a raw-frames publisher.
+
+    Called in the event loop's thread; each call must return at once.
+    """
+
+    def connected(self, device: Mapping[str, object]) -> None:
+        """Take note that a link came up (the transport's ``details``)."""
+
+    def sent(self, data: bytes) -> None:
+        """Take note of bytes written to the BMS."""
+
+    def received(self, data: bytes) -> None:
+        """Take note of one notification."""
+
+    def detected(self, variant: str, status_registers: int) -> None:
+        """Take note of the protocol (and D2 status read) the BMS answered."""
+
+    def disconnected(self, reason: str) -> None:
+        """Take note that the link went down, and why."""
 
 
 class RequestTimeoutError(TransportError):
@@ -130,17 +152,28 @@ class DalyClient:
         self.variant: Variant | None = None
         #: The D2 status read the BMS answers: 80 registers (one request a sample) or 62.
         self.status_block: Block = STATUS_80_BLOCK
+        #: What sees the raw conversation (captures, the raw-frames topic).
+        self.taps: list[Tap] = []
 
     def attach(self) -> None:
         """Start a new connection: nothing buffered or cached from the previous one survives."""
+        for tap in self.taps:
+            tap.connected(self.transport.details)
         self.assembler.reset()
         self._frames = asyncio.Queue()
         self._settings = None
         self.read_mos_temperature = True
 
+    def detach(self, reason: str) -> None:
+        """End a connection: the taps learn why."""
+        for tap in self.taps:
+            tap.disconnected(reason)
+
     def on_notify(self, data: bytes) -> None:
         """Feed one notification (called in the event loop thread)."""
         self.notifications += 1
+        for tap in self.taps:
+            tap.received(data)
         for frame in self.assembler.feed(data):
             self._frames.put_nowait(frame)
 
@@ -157,6 +190,8 @@ class DalyClient:
                 self._frames.get_nowait()
             for request in requests:
                 self.requests += 1
+                for tap in self.taps:
+                    tap.sent(request)
                 await self.transport.write(request)
             deadline = asyncio.get_running_loop().time() + self.request_timeout
             while True:
@@ -309,6 +344,8 @@ class DalyClient:
                 answer = await self._ask(probes)
                 if answer is not None:
                     self.status_block, self.variant, frame = answer
+                    for tap in self.taps:
+                        tap.detected(self.variant.name, self.status_block.count)
                     return frame
         raise RequestTimeoutError(
             f"no answer to the status request of either protocol (D2, 0x81) after {rounds} rounds"

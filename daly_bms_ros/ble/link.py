@@ -165,6 +165,7 @@ class BmsLink:
                 self._last_error = f"unexpected {type(error).__name__}: {error}"
                 LOG.exception("BMS link failure")
             await self._transport.disconnect()
+            self._client.detach("stopped" if self._stopping.is_set() else self._last_error)
             if self._stopping.is_set():
                 break
             self._enter(LinkState.BACKOFF)
@@ -248,6 +249,11 @@ class BmsLink:
         if self._state is not LinkState.CONNECTED or not self._transport.is_connected:
             raise LinkLostError(f"not connected to the BMS (link {self.status().summary})")
         return await self._client.write_register(name, value)
+
+    @property
+    def client(self) -> DalyClient:
+        """The client reading the BMS (to add taps to)."""
+        return self._client
 
     async def stop(self) -> None:
         """End ``run`` and close the link."""

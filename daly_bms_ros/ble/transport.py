@@ -7,7 +7,7 @@ interface, so everything above the transport is tested without a radio.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 #: A Bluetooth device address as BlueZ prints it, e.g. C6:6C:09:03:1B:9E.
@@ -44,6 +44,10 @@ class BmsTransport(Protocol):
     @property
     def address(self) -> str:
         """Address of the device once found ("" before): a stable identity of the battery."""
+
+    @property
+    def details(self) -> Mapping[str, object]:
+        """What a capture records of the link: name, address, GATT layout, MTU (None: unknown)."""
 
     def set_callbacks(
         self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]

@@ -13,10 +13,19 @@ import argparse
 import json
 import string
 import sys
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from daly_bms_ros.capture.format import (
+    DISCONNECT,
+    NOTIFICATION,
+    REQUEST,
+    CaptureError,
+    CaptureEvent,
+    read_events,
+)
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,
@@ -39,6 +48,7 @@ from daly_bms_ros.protocol import (
     decode_status,
     decode_x81_status,
 )
+from daly_bms_ros.protocol.frames import READ
 
 DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
     (D2.response_address, STATUS_BLOCK.byte_count): (STATUS_BLOCK.name, decode_status),
@@ -75,6 +85,9 @@ def _kind(frame: Frame) -> tuple[int, int]:
 
 def decode_frame(frame: Frame) -> dict[str, Any]:
     """JSON object for one valid frame, or an ``error`` object when its block is unknown."""
+    if frame.function != READ:  # the echo of a write: register and value (or count)
+        register, value = frame.registers
+        return {"block": "write_answer", "register": register, "value": value}
     block = DECODERS.get(_kind(frame))
     if block is None:
         return {"error": "unknown_block", "data_bytes": len(frame.payload)}
@@ -94,25 +107,63 @@ def decode_x81_pair(pack: Frame, state: Frame) -> dict[str, Any]:
     return {"block": "x81_status", **status.to_dict()}
 
 
-def decode_frames(frames: list[Frame]) -> Iterator[dict[str, Any]]:
-    """Decode each frame; a 0x81 status is two frames, pack then state, decoded as one."""
+def decode_frames(frames: list[Frame]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Decode each frame; a 0x81 status is two frames, pack then state, decoded as one.
+
+    Yields each object with the index of the frame that completed it.
+    """
     pending: Frame | None = None
-    for frame in frames:
+    for index, frame in enumerate(frames):
         if pending is not None:
             if _kind(frame) == X81_STATE:
-                yield decode_x81_pair(pending, frame)
+                yield index, decode_x81_pair(pending, frame)
                 pending = None
                 continue
-            yield {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+            yield index - 1, {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
             pending = None
         if _kind(frame) == X81_PACK:
             pending = frame
         elif _kind(frame) == X81_STATE:
-            yield {"error": "incomplete_x81_status", "block": X81_STATE_BLOCK.name}
+            yield index, {"error": "incomplete_x81_status", "block": X81_STATE_BLOCK.name}
         else:
-            yield decode_frame(frame)
+            yield index, decode_frame(frame)
     if pending is not None:
-        yield {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+        yield len(frames) - 1, {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+
+
+def _rejections(assembler: FrameAssembler, before: Counter[RejectReason]) -> list[dict[str, Any]]:
+    """Return an error object per piece the assembler rejected since ``before``."""
+    return [
+        {"error": "truncated" if reason is RejectReason.TIMEOUT else reason.value}
+        for reason in RejectReason
+        for _ in range(assembler.rejected[reason] - before[reason])
+    ]
+
+
+def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield an object per frame and per rejected piece of a capture, with its time, in order.
+
+    Notifications are assembled as the driver assembles them; an answer still unfinished when
+    the next request is sent, or when the link goes down, is cut short (``truncated``).
+    """
+    assembler = FrameAssembler()
+    framed: list[tuple[CaptureEvent, Frame]] = []
+    timed: list[tuple[float, int, CaptureEvent, dict[str, Any]]] = []
+    for event in read_events(path):
+        before = Counter(assembler.rejected)
+        if event.kind == NOTIFICATION:
+            frames = assembler.feed(event.data)
+        elif event.kind in (REQUEST, DISCONNECT) and assembler.pending:
+            frames = assembler.expire()
+        else:
+            frames = []
+        framed += [(event, frame) for frame in frames]
+        timed += [(event.t, len(timed), event, error) for error in _rejections(assembler, before)]
+    for index, decoded in decode_frames([frame for _, frame in framed]):
+        event = framed[index][0]
+        timed.append((event.t, len(timed), event, decoded))
+    for _, _, event, decoded in sorted(timed, key=lambda item: item[:2]):
+        yield {"t": event.t, "wall": event.wall, **decoded}
 
 
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
@@ -122,11 +173,9 @@ def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
     are still found.
     """
     assembler = FrameAssembler()
-    yield from decode_frames(assembler.feed(data) + assembler.expire())
-    for reason in RejectReason:
-        name = "truncated" if reason is RejectReason.TIMEOUT else reason.value
-        for _ in range(assembler.rejected[reason]):
-            yield {"error": name}
+    for _, decoded in decode_frames(assembler.feed(data) + assembler.expire()):
+        yield decoded
+    yield from _rejections(assembler, Counter())
 
 
 def add_parser(subparsers: Any) -> None:
@@ -134,6 +183,13 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("decode", help="decode captured frames (hex) to JSON lines")
     parser.add_argument(
         "hex", nargs="*", help="frames as hex, with or without spaces; - reads standard input"
+    )
+    parser.add_argument(
+        "--capture",
+        type=Path,
+        metavar="FILE",
+        help="decode a capture of daly-bms record (or a converted nRF Connect log): one JSON "
+        "object per frame, with its time",
     )
     parser.add_argument(
         "--file",
@@ -157,18 +213,30 @@ def _hex_texts(arguments: argparse.Namespace) -> Iterator[str]:
 
 def run(arguments: argparse.Namespace) -> int:
     """Print the JSON objects; exit status 0 only when every frame decoded."""
-    if not arguments.hex and not arguments.file:
-        print("daly-bms decode: give frames as hex, - (standard input) or --file", file=sys.stderr)
+    if not arguments.hex and not arguments.file and not arguments.capture:
+        print(
+            "daly-bms decode: give frames as hex, - (standard input), --file or --capture",
+            file=sys.stderr,
+        )
         return 2
     try:
+        if arguments.capture:
+            return _print_all(decode_capture(arguments.capture))
         data = b"".join(parse_hex(text) for text in _hex_texts(arguments))
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, CaptureError) as error:
         print(f"daly-bms decode: cannot read: {error}", file=sys.stderr)
         return 2
     except HexInputError as error:
         print(json.dumps({"error": "bad_hex", "detail": str(error)}))
         return 1
-    results = list(decode_stream(data))
+    return _print_all(decode_stream(data))
+
+
+def _print_all(results: Iterable[dict[str, Any]]) -> int:
+    """Print the objects as JSON lines; 0 only when there were some and none was an error."""
+    printed = failed = 0
     for result in results:
         print(json.dumps(result))
-    return 0 if results and all("error" not in result for result in results) else 1
+        printed += 1
+        failed += "error" in result
+    return 0 if printed and not failed else 1

@@ -7,12 +7,12 @@ import asyncio
 import math
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.ble.client import DalyClient, Tap
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
@@ -170,11 +170,14 @@ async def follow(
     on_sample: SampleHandler,
     limit: int = 0,
     on_status: Callable[[LinkStatus], None] = lambda _status: None,
+    taps: Sequence[Tap] = (),
+    duration: float = 0.0,
 ) -> None:
-    """Poll the BMS, reconnecting as needed, until SIGINT/SIGTERM or ``limit`` samples (0: none).
+    """Poll the BMS, reconnecting as needed, until SIGINT/SIGTERM, a limit or a duration.
 
-    Each change of the link's state is reported on stderr, so a script reading stdout sees data
-    only; ``on_status`` gets every status.
+    ``limit`` samples and ``duration`` seconds: 0 for none. Each change of the link's state is
+    reported on stderr, so a script reading stdout sees data only; ``on_status`` gets every
+    status; ``taps`` see the raw conversation.
     """
     transport = transport_for(arguments)
     stop = asyncio.Event()
@@ -201,9 +204,12 @@ async def follow(
         invert_current=arguments.invert_current,
     )
     link = BmsLink(transport, config, sample_seen, status_seen)
+    link.client.taps.extend(taps)
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    if duration:
+        loop.call_later(duration, stop.set)
     running = asyncio.create_task(link.run())
     await stop.wait()
     await link.stop()

@@ -6,14 +6,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from daly_bms_ros.cli import control, decode, info, monitor, read, scan, serve, settings, shell
+from daly_bms_ros.cli import (
+    control,
+    decode,
+    info,
+    monitor,
+    read,
+    record,
+    scan,
+    serve,
+    settings,
+    shell,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="daly-bms", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in (scan, read, monitor, info, settings, control, shell, serve, decode):
+    for command in (scan, read, monitor, record, info, settings, control, shell, serve, decode):
         command.add_parser(subparsers)
     return parser
 

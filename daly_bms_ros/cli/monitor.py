@@ -9,15 +9,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import LinkStatus
+from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.cli.device import (
     add_device_arguments,
     add_poll_arguments,
     follow,
     positive_count,
+    positive_seconds,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.legacy import bms_data_line
@@ -45,18 +49,48 @@ def add_parser(subparsers: Any) -> None:
     add_poll_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
     parser.add_argument("--json", action="store_true", help="same as --format json")
+    add_stop_arguments(parser)
     parser.add_argument(
-        "--count", type=positive_count, default=0, help="stop after this many samples"
+        "--record", type=Path, metavar="FILE", help="also record the raw conversation to FILE"
     )
     parser.set_defaults(handler=run)
 
 
+def add_stop_arguments(parser: argparse.ArgumentParser) -> None:
+    """When to stop besides Ctrl+C: after a count of samples or a duration."""
+    parser.add_argument(
+        "--count", type=positive_count, default=0, help="stop after this many samples"
+    )
+    parser.add_argument(
+        "--duration", type=positive_seconds, default=0.0, help="stop after this many seconds"
+    )
+
+
 def run(arguments: argparse.Namespace) -> int:
-    """Print each sample as it arrives."""
+    """Print each sample as it arrives (and record, with --record); exit 2 if FILE fails."""
     output_format = "json" if arguments.json else arguments.format
+    writer = CaptureWriter(arguments.record) if arguments.record else None
+    try:
+        if writer is not None:
+            writer.start()
+    except OSError as error:
+        print(f"daly-bms: cannot record to {arguments.record}: {error.strerror}", file=sys.stderr)
+        return ExitCode.USAGE
 
     def emit(transport: BleakTransport, sample: BmsSample, status: LinkStatus) -> None:
         print(format_sample(output_format, transport, sample, status), flush=True)
 
-    asyncio.run(follow(arguments, emit, arguments.count))
+    try:
+        asyncio.run(
+            follow(
+                arguments,
+                emit,
+                arguments.count,
+                taps=[writer] if writer is not None else [],
+                duration=arguments.duration,
+            )
+        )
+    finally:
+        if writer is not None:
+            writer.close()
     return ExitCode.OK

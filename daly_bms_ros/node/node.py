@@ -13,6 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from builtin_interfaces.msg import Time as TimeMsg
@@ -29,6 +30,7 @@ from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.ble.transport import BmsTransport, LinkLostError
+from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
 from daly_bms_ros.node.diagnostics import link_diagnostics
@@ -41,6 +43,7 @@ from daly_bms_ros.node.parameters import (
     NodeSettings,
     validate,
 )
+from daly_bms_ros.node.raw_frames import RawFramePublisher
 from daly_bms_ros.protocol import BmsSample, BmsSettings
 
 TransportFactory = Callable[[NodeSettings], BmsTransport]
@@ -126,6 +129,10 @@ class BatteryDriver:
             QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL),
         )
         self._published_settings: BmsSettings | None = None
+        self._raw_frames = (
+            RawFramePublisher(node, settings.frame_id) if settings.publish_raw_frames else None
+        )
+        self._capture: CaptureWriter | None = None
         self._control = ControlServices(node, self.write, settings.allow_control)
         self._diagnostics_publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
@@ -165,6 +172,15 @@ class BatteryDriver:
             on_sample=self._on_sample,
             on_status=self._on_link_status,
         )
+        if self._raw_frames is not None:
+            self._link.client.taps.append(self._raw_frames)
+        if settings.record_path:
+            self._capture = CaptureWriter(Path(settings.record_path))
+            self._capture.start()  # OSError: the node cannot start as configured
+            self._link.client.taps.append(self._capture)
+            self._node.get_logger().info(
+                f"recording the BMS conversation to {settings.record_path}"
+            )
         self._ble = EventLoopThread()
         self._ble.start()
         self._ble.submit(self._link.run())
@@ -189,6 +205,9 @@ class BatteryDriver:
             ble.stop(STOP_TIMEOUT_S)
             with self._lock:
                 self._link_status = None
+            if self._capture is not None:
+                self._capture.close()
+                self._capture = None
 
     def destroy(self) -> None:
         """Stop, and remove the publishers and timers from the node."""
@@ -199,6 +218,7 @@ class BatteryDriver:
             self._cells_publisher,
             self._settings_publisher,
             self._diagnostics_publisher,
+            *([self._raw_frames.publisher] if self._raw_frames is not None else []),
         ):
             node.destroy_publisher(publisher)
         self._control.destroy()

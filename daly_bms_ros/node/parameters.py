@@ -57,6 +57,8 @@ class NodeSettings:
     temperature_warn: float = 50.0
     temperature_error: float = 60.0
     allow_control: bool = False
+    record_path: str = ""
+    publish_raw_frames: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,15 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     "allow_control": ParameterSpec(
         "Allow the services that write to the BMS (switch its MOSFETs or balancer, set the "
         "SOC or a setting, restart it). false: every such call is refused. Only at start.",
+    ),
+    "record_path": ParameterSpec(
+        "Record the raw conversation with the BMS to this file (JSON Lines capture, rotated at "
+        "50 MiB, 3 old parts kept) for a bug report; replay it with daly-bms-sim --replay. "
+        "Empty: no recording.",
+    ),
+    "publish_raw_frames": ParameterSpec(
+        "Publish every request and notification on raw_frames (daly_bms_ros/RawFrame), so "
+        "ros2 bag record keeps them.",
     ),
     "invert_current": ParameterSpec(
         "Turn the sign of the current round, for firmware that reports charging as negative "

@@ -16,9 +16,12 @@ import signal
 import stat
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from dbus_fast.errors import DBusError
 
+from daly_bms_ros.capture.format import CONNECTION, CaptureError, read_events
 from daly_bms_ros.protocol import VARIANTS, X81, Variant
 from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
@@ -28,17 +31,22 @@ from daly_bms_ros.sim.peripheral import (
     DEFAULT_MTU,
     MINIMUM_MTU,
     DalyPeripheral,
+    Responder,
     wait_until_discovering,
 )
+from daly_bms_ros.sim.replay import ReplayResponder, steps_of
 from daly_bms_ros.sim.responder import ModelResponder, device_info_of
 
 PROTOCOLS = {variant.name: variant for variant in VARIANTS}
+DEFAULT_NAME = "DL-SIM000001"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the command line parser."""
     parser = argparse.ArgumentParser(prog="daly-bms-sim", description=__doc__)
-    parser.add_argument("--name", default="DL-SIM000001", help="advertised name")
+    parser.add_argument(
+        "--name", help="advertised name (default DL-SIM000001, or the one a --replay capture holds)"
+    )
     parser.add_argument("--adapter", default="hci1", help="BlueZ adapter to advertise on")
     parser.add_argument(
         "--protocol",
@@ -92,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOCKET",
         help='Unix socket (mode 0600) taking JSON lines such as {"fault": "corrupt_crc", '
         '"count": 2}, {"disarm": "all"}, {"link": "sleep"}',
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="CAPTURE",
+        help="answer as the BMS of a capture (daly-bms record) did, request by request, with "
+        "its timing, name and GATT layout",
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="with --replay: answer at once, not at recorded delays"
+    )
+    parser.add_argument(
+        "--loop", action="store_true", help="with --replay: start over at the capture's end"
     )
     parser.add_argument(
         "--after-discovery-on",
@@ -193,7 +214,7 @@ async def control_socket(path: str, peripheral: DalyPeripheral) -> AsyncIterator
 async def serve(arguments: argparse.Namespace) -> None:
     """Advertise and answer until SIGINT or SIGTERM."""
     variant = PROTOCOLS[arguments.protocol]
-    responder = ModelResponder(
+    responder: Responder = arguments.replay_responder or ModelResponder(
         model_for(arguments, variant),
         variant,
         answers_80_registers=arguments.status_registers == 80,
@@ -257,6 +278,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     control = arguments.control
     if control and os.path.exists(control) and not stat.S_ISSOCK(os.stat(control).st_mode):
         parser.error(f"--control {control} exists and is not a socket")
+    arguments.replay_responder = None
+    if arguments.replay:
+        try:
+            events = list(read_events(arguments.replay))
+            arguments.replay_responder = ReplayResponder(
+                steps_of(events), arguments.fast, arguments.loop
+            )
+        except (OSError, CaptureError) as error:
+            parser.error(f"--replay {arguments.replay}: {error}")
+        device: dict[str, Any] = next(
+            (e.details["device"] for e in events if e.kind == CONNECTION), {}
+        )
+        arguments.name = arguments.name or device.get("name") or DEFAULT_NAME
+        arguments.gatt = device.get("gatt") or arguments.gatt
+    arguments.name = arguments.name or DEFAULT_NAME
     try:
         asyncio.run(serve(arguments))
     except ControlSocketError as error:

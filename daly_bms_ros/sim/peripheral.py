@@ -13,6 +13,7 @@ this module does not postpone annotations.
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from dbus_fast import BusType, DBusError, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus, ProxyInterface
@@ -30,7 +31,23 @@ from daly_bms_ros.sim.faults import Fault, FaultInjector
 
 APPLICATION_PATH = "/org/dalybms/sim"
 ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
-Responder = Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An answer as a capture holds it: notifications as they came, then maybe a disconnect.
+
+    Each notification with its delay after the request (s); ``disconnect_after``: the link
+    went down that long after the request (None: it stayed up).
+    """
+
+    notifications: tuple[tuple[float, bytes], ...]
+    disconnect_after: float | None = None
+
+
+#: What answers a request: a frame (sent in MTU-sized notifications), a recorded answer, or
+#: nothing.
+Responder = Callable[[bytes], bytes | Recorded | None]
 #: The largest ATT MTU BlueZ negotiates; what a link to a real Daly usually gets.
 DEFAULT_MTU = 517
 #: ATT's notification header: a notification carries MTU - 3 bytes.
@@ -297,12 +314,26 @@ class DalyPeripheral:
 
     def _on_write(self, request: bytes, mtu: int) -> None:
         answer = self._answer(request)
-        if answer:
-            task = asyncio.get_running_loop().create_task(self._send(answer, mtu))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not answer:
+            return
+        sending = self._play(answer) if isinstance(answer, Recorded) else self._send(answer, mtu)
+        task = asyncio.get_running_loop().create_task(sending)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _answer(self, request: bytes) -> bytes | None:
+    async def _play(self, answer: Recorded) -> None:
+        """Send recorded notifications as they came, at their delays; drop the link if it was."""
+        started = asyncio.get_running_loop().time()
+        for delay, data in answer.notifications:
+            await asyncio.sleep(started + delay - asyncio.get_running_loop().time())
+            self._notifier.notify(data)
+        if answer.disconnect_after is not None:
+            await asyncio.sleep(
+                started + answer.disconnect_after - asyncio.get_running_loop().time()
+            )
+            await self.disconnect_centrals()
+
+    def _answer(self, request: bytes) -> bytes | Recorded | None:
         """Return the responder's answer, spoiled by an armed write fault for a write."""
         write = parse_write_request(request)  # writes are known for D2 only
         fault = None if write is None else self.faults.take_write_fault()
@@ -311,6 +342,8 @@ class DalyPeripheral:
         if fault is Fault.IGNORED_WRITE:
             return build_write_answer(request)
         answer = self._responder(request)
+        if isinstance(answer, Recorded):
+            return answer
         if fault is Fault.WRONG_ECHO and write is not None and answer:
             address, values = write
             return build_write_request(address, (values[0] + 1) & 0xFFFF)

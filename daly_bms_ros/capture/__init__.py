@@ -1,0 +1,1 @@
+"""Recording the conversation with a BMS, and reading recordings back (see ``format``)."""
