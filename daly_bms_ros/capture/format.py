@@ -50,23 +50,25 @@ def driver_version() -> str:
         return "daly_bms_ros"
 
 
-def header_line() -> str:
-    """Return the first line of a capture file."""
-    return json.dumps(
-        {
-            "type": "header",
-            "format": FORMAT,
-            "version": VERSION,
-            "driver": driver_version(),
-            "wall": time.time(),
-            "t": time.monotonic(),
-        }
-    )
+def header_line(source: str = "") -> str:
+    """Return the first line of a capture file (``source``: what it was converted from)."""
+    header = {
+        "type": "header",
+        "format": FORMAT,
+        "version": VERSION,
+        "driver": driver_version(),
+        "wall": time.time(),
+        "t": time.monotonic(),
+    }
+    return json.dumps(header | ({"source": source} if source else {}))
 
 
-def event_line(kind: str, data: bytes = b"", **details: Any) -> str:
-    """Return one event as a line, stamped now."""
-    record: dict[str, Any] = {"type": kind, "t": time.monotonic(), "wall": time.time()}
+def event_line(
+    kind: str, data: bytes = b"", at: tuple[float, float] | None = None, **details: Any
+) -> str:
+    """Return one event as a line, stamped ``at`` (monotonic, wall) or now."""
+    t, wall = at if at is not None else (time.monotonic(), time.time())
+    record: dict[str, Any] = {"type": kind, "t": round(t, 6), "wall": round(wall, 6)}
     if kind in (REQUEST, NOTIFICATION):
         record["hex"] = data.hex()
     return json.dumps(record | details)

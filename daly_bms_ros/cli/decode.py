@@ -108,27 +108,31 @@ def decode_x81_pair(pack: Frame, state: Frame) -> dict[str, Any]:
 
 
 def decode_frames(frames: list[Frame]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Decode each frame; a 0x81 status is two frames, pack then state, decoded as one.
+    """Decode each frame; a 0x81 status is two frames, decoded as one.
 
-    Yields each object with the index of the frame that completed it.
+    The two halves pair when they follow each other in either order (the driver asks the pack
+    block first, Daly's app the other one). Yields each object with the index of the frame that
+    completed it.
     """
-    pending: Frame | None = None
+    halves = {X81_PACK: X81_PACK_BLOCK.name, X81_STATE: X81_STATE_BLOCK.name}
+    pending: tuple[int, Frame] | None = None
     for index, frame in enumerate(frames):
+        kind = _kind(frame)
         if pending is not None:
-            if _kind(frame) == X81_STATE:
-                yield index, decode_x81_pair(pending, frame)
-                pending = None
-                continue
-            yield index - 1, {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+            first_index, first = pending
             pending = None
-        if _kind(frame) == X81_PACK:
-            pending = frame
-        elif _kind(frame) == X81_STATE:
-            yield index, {"error": "incomplete_x81_status", "block": X81_STATE_BLOCK.name}
+            if kind in halves and kind != _kind(first):
+                pack, state = (first, frame) if kind == X81_STATE else (frame, first)
+                yield index, decode_x81_pair(pack, state)
+                continue
+            yield first_index, {"error": "incomplete_x81_status", "block": halves[_kind(first)]}
+        if kind in halves:
+            pending = index, frame
         else:
             yield index, decode_frame(frame)
     if pending is not None:
-        yield len(frames) - 1, {"error": "incomplete_x81_status", "block": X81_PACK_BLOCK.name}
+        first_index, first = pending
+        yield first_index, {"error": "incomplete_x81_status", "block": halves[_kind(first)]}
 
 
 def _rejections(assembler: FrameAssembler, before: Counter[RejectReason]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from daly_bms_ros.cli import (
     control,
+    convert,
     decode,
     info,
     monitor,
@@ -24,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="daly-bms", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for command in (scan, read, monitor, record, info, settings, control, shell, serve, decode):
+    for command in (
+        scan, read, monitor, record, info, settings, control, shell, serve, decode, convert,
+    ):  # fmt: skip
         command.add_parser(subparsers)
     return parser
 
