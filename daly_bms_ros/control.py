@@ -11,10 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daly_bms_ros.ble.client import WriteResult
-from daly_bms_ros.protocol.registers import WRITABLE
+from daly_bms_ros.protocol.registers import WRITABLE, encode_writable
 
-#: Settings (name, value) whose write can cut the power of what the pack supplies.
-POWER_CUTTING = {("discharge_switch", 0.0), ("restart", 1.0)}
+#: Writes that cannot cut the power the pack supplies, as (setting, raw value; None: any):
+#: the charge MOSFET, the balancer, the SOC counter and the rated capacity, and switching the
+#: discharge MOSFET on. Every other write needs a confirmation: the discharge MOSFET off and a
+#: restart cut the output, and a protection threshold, a cell count or the sleep time set
+#: wrong can make the BMS cut it.
+SAFE_WRITES: frozenset[tuple[str, int | None]] = frozenset(
+    {
+        ("charge_switch", None),
+        ("balancer_switch", None),
+        ("soc_setting", None),
+        ("rated_capacity", None),
+        ("discharge_switch", 1),
+    }
+)
 
 
 class ControlRefusedError(Exception):
@@ -31,22 +43,26 @@ class Permission:
 
 def check_write(
     name: str, value: float, allowed: bool, confirmed: bool, permission: Permission
-) -> None:
-    """Raise ControlRefusedError unless writing ``value`` into ``name`` is allowed now.
+) -> int:
+    """Return the raw value to write, or raise why writing ``value`` into ``name`` is refused.
 
-    A name or value the setting does not take is refused later, by the client, with the
-    allowed range.
+    ControlRefusedError when control is off or a write that can cut the power is not
+    confirmed; ValueError for a name or value the setting does not take (before anything is
+    sent). The check is made on the value as it will be stored, after rounding.
     """
     if not allowed:
         raise ControlRefusedError(
             f"writing {name} is refused: control of the BMS is off; {permission.allow} "
             "allows writes"
         )
-    if (name, float(value)) in POWER_CUTTING and not confirmed:
+    raw = encode_writable(name, value)
+    if not confirmed and not {(name, None), (name, raw)} & SAFE_WRITES:
         raise ControlRefusedError(
             f"writing {name} = {value:g} is refused without confirmation: it can cut the power "
-            f"the pack supplies, the robot's included; {permission.confirm} to go ahead"
+            f"the pack supplies, the robot's included, or make the BMS cut it; "
+            f"{permission.confirm} to go ahead"
         )
+    return raw
 
 
 def describe_write(requester: str, result: WriteResult) -> str:

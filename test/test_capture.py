@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -142,7 +142,7 @@ def test_a_request_the_capture_lacks_is_left_unanswered(
 def test_a_file_that_is_not_a_capture_is_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.jsonl"
     text.write_text('{"hello": 1}\n')
-    with pytest.raises(CaptureError, match="notes.jsonl:1"):
+    with pytest.raises(CaptureError, match=r"notes\.jsonl:1"):
         list(read_events(text))
     newer = tmp_path / "newer.jsonl"
     newer.write_text('{"type": "header", "format": "daly-bms-capture", "version": 9}\n')

@@ -58,7 +58,9 @@ def test_writes_need_allow_control_and_a_confirmed_power_cut(sim: SimProcess) ->
     assert soc.returncode == ExitCode.OK, soc.stderr
     assert json.loads(soc.stdout) == {"setting": "soc_setting", "before": 80.0, "after": 100.0,
                                       "unit": "%"}  # fmt: skip
-    assert daly_bms("set", "sleep-time", "1800", "--allow-control").returncode == ExitCode.OK
+    assert daly_bms("set", "sleep-time", "1800", "--allow-control").returncode == ExitCode.REFUSED
+    confirmed = ("--allow-control", "--confirm-power-cut")
+    assert daly_bms("set", "sleep-time", "1800", *confirmed).returncode == ExitCode.OK
     table = daly_bms("settings")
     assert "sleep-time" in table.stdout and "1800 s" in table.stdout
 
@@ -69,6 +71,7 @@ def test_writes_need_allow_control_and_a_confirmed_power_cut(sim: SimProcess) ->
         (("turbo", "1"), "no setting 'turbo'"),
         (("soc", "101"), "soc_setting must be 0..100 %"),
         (("charge-mos", "maybe"), "not a number, on or off"),
+        (("discharge-mos", "0.3"), "discharge_switch takes steps of 1, not 0.3"),
     ],
 )
 def test_a_name_or_value_not_allowed_exits_2(

@@ -108,8 +108,10 @@ def test_a_write_the_bms_does_not_take_is_reported_as_failed(
 
     async def scenario(client: DalyClient) -> None:
         await client.read_sample()
-        with pytest.raises(error, match=message):
+        with pytest.raises(error, match=message) as raised:
             await client.write_register("charge_switch", 0)
+        # What the BMS holds is read back and told, also when the echo failed.
+        assert raised.value.result.after == (0.0 if fault == "wrong_echo" else 1.0)  # type: ignore[attr-defined]
         sample = await client.read_sample()  # polling goes on over the same link
         # Whatever the echo said, the pack reads as it is: on, unless the echo was wrong.
         assert sample.status.charge_mos is (fault != "wrong_echo")
@@ -120,7 +122,13 @@ def test_a_write_the_bms_does_not_take_is_reported_as_failed(
 def test_values_outside_a_setting_are_refused_before_anything_is_sent(sim: SimProcess) -> None:
     async def scenario(client: DalyClient) -> None:
         requests = client.requests
-        for name, value in (("soc_setting", 100.1), ("charge_switch", 2), ("sleep_time", -1)):
+        for name, value in (
+            ("soc_setting", 100.1),
+            ("charge_switch", 2),
+            ("sleep_time", -1),
+            ("discharge_switch", 0.3),  # would round to 0: off
+            ("soc_setting", 55.55),  # finer than the register's 0.1 %
+        ):
             with pytest.raises(ValueError, match=name):
                 await client.write_register(name, value)
         with pytest.raises(ValueError, match="no setting 'turbo'"):

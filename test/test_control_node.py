@@ -132,8 +132,16 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
         assert robot.call(SetSwitch, "set_discharge_mos", on=True).success  # on needs no confirm
         soc = robot.call(SetSoc, "set_soc", soc=100.0)
         assert (soc.success, soc.current) == (True, 100.0)
-        sleep = robot.call(SetSetting, "set_setting", name="sleep_time", value=1800.0)
+        # A protection threshold or the sleep time, set wrong, makes the BMS cut the power.
+        unconfirmed = robot.call(SetSetting, "set_setting", name="sleep_time", value=1800.0)
+        assert not unconfirmed.success and "without confirmation" in unconfirmed.message
+        sleep = robot.call(
+            SetSetting, "set_setting", name="sleep_time", value=1800.0, confirm_power_cut=True
+        )
         assert (sleep.success, sleep.previous, sleep.current) == (True, 3600.0, 1800.0)
+        # A value that would round to a power cut is refused, not rounded.
+        rounded = robot.call(SetSetting, "set_setting", name="discharge_switch", value=0.3)
+        assert not rounded.success and "steps of 1" in rounded.message
         unknown = robot.call(SetSetting, "set_setting", name="turbo", value=1.0)
         assert not unknown.success and "no setting 'turbo'" in unknown.message
         sim.control({"fault": "ignored_write", "count": 2})

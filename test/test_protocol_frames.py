@@ -16,6 +16,7 @@ from daly_bms_ros.protocol import (
     RejectReason,
     build_read_request,
     build_response,
+    build_write_multiple_request,
     crc16_modbus,
     parse_read_request,
 )
@@ -146,3 +147,26 @@ def test_real_frame_survives_random_prefix_noise(noise: bytes, cut: int) -> None
     data = noise + status
     frames = assembler.feed(data[:cut]) + assembler.feed(data[cut:])
     assert [frame.payload for frame in frames] == [status[3:-2]]
+
+
+def test_bytes_that_look_like_a_write_answer_do_not_swallow_the_next_frame() -> None:
+    """A cut-short answer whose data holds D2 06 / D2 10 / 51 06, then a whole answer."""
+    lookalike = build_response([0xD206, 0x0010, 0xD210, 0x5106, 0x0A0B] * 6)
+    whole = build_response([3200] * 62)
+    assembler = FrameAssembler()
+    frames = assembler.feed(lookalike[: len(lookalike) // 2] + whole)
+    assert [frame.to_bytes() for frame in frames] == [whole]
+    assert sum(assembler.rejected.values()) == 1  # one bad input, one rejection
+
+
+def test_write_answers_are_assembled_and_a_spoilt_echo_is_one_rejection() -> None:
+    # Daly's app capture (syssi/esphome-daly-bms docs/pdus/btsnoop_daly_balancer.log, records
+    # 248..251): an echo with a bad CRC, then the echo of the resent write.
+    assembler = FrameAssembler()
+    frames = assembler.feed(bytes.fromhex("d20600cf00011c8a") + bytes.fromhex("d20600cf00016b96"))
+    assert [(frame.function, frame.registers) for frame in frames] == [(0x06, (0x00CF, 1))]
+    assert assembler.rejected[RejectReason.BAD_CRC] == 1
+    # Daly's Modbus sheet: the answer to a write of two registers from 0x000C.
+    [answer] = FrameAssembler().feed(bytes.fromhex("d210000c00029268"))
+    assert (answer.function, answer.registers) == (0x10, (0x000C, 2))
+    assert build_write_multiple_request(0x000C, [1, 2]).hex() == "d210000c0002000100027d65"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from daly_bms_ros.ble.transport import BmsTransport, TransportError
+from daly_bms_ros.ble.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,
@@ -39,7 +39,7 @@ from daly_bms_ros.protocol import (
     decode_x81_status,
 )
 from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, build_write_request
-from daly_bms_ros.protocol.registers import WRITABLE
+from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS, WRITABLE, encode_writable
 
 #: What a BMS of unknown protocol is asked first, all at once: the D2 status of 80 registers
 #: and the first 0x81 status block. A BMS answers its own protocol only, so the answer tells
@@ -76,7 +76,9 @@ class RequestTimeoutError(TransportError):
 
 
 class WriteFailedError(TransportError):
-    """A write to the BMS did not take: the BMS must be taken to hold its previous value."""
+    """A write to the BMS was not proven to take; ``result`` holds what was read back, if any."""
+
+    result: WriteResult | None = None
 
 
 class WriteNotAcknowledgedError(WriteFailedError):
@@ -91,7 +93,7 @@ class ReadBackMismatchError(WriteFailedError):
             f"{result.name} reads {result.after:g} after the write of "
             f"{result.name} = {result.register_value:g}: the BMS did not take it"
         )
-        self.result = result
+        self.result: WriteResult | None = result
 
 
 class ControlNotSupportedError(TransportError):
@@ -145,6 +147,8 @@ class DalyClient:
         #: One request on the link at a time (polls and writes come from different tasks).
         self._link_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        #: Counts connections, so a write never goes on over a link rebuilt meanwhile.
+        self._connection = 0
         self._settings: BmsSettings | None = None
         #: Cleared on a connection whose BMS does not answer the MOS temperature block.
         self.read_mos_temperature = True
@@ -157,6 +161,7 @@ class DalyClient:
 
     def attach(self) -> None:
         """Start a new connection: nothing buffered or cached from the previous one survives."""
+        self._connection += 1
         for tap in self.taps:
             tap.connected(self.transport.details)
         self.assembler.reset()
@@ -258,32 +263,20 @@ class DalyClient:
             return information
         return information | {name: text for name, text in block.to_dict().items() if text}
 
-    async def read_register(self, address: int, name: str = "") -> int:
-        """Read one register's raw value (RequestTimeoutError if the BMS does not answer)."""
-        frame = await self.read_block(Block(name or f"register 0x{address:04X}", address, 1))
-        return frame.registers[0]
-
     async def write_register(self, name: str, value: float) -> WriteResult:
         """Write the setting ``name`` (a key of WRITABLE) in its unit, and prove it took.
 
         Reads the value before, sends the write and waits for the BMS to echo it (resending
         while unanswered: a write of the same value twice does no harm), then reads it back:
-        success only if the BMS holds what was written. Raises ValueError for a name or value
-        that is not allowed, WriteNotAcknowledgedError, ReadBackMismatchError, or a
-        TransportError. A written setting is read anew with the next sample.
+        success only if the BMS holds what was written. A setting of the settings block is
+        read with the whole block, as Daly's app and syssi's component read it (and the
+        settings of the next sample are those); the balancer switch alone. Raises ValueError
+        for a name or value that is not allowed (nothing sent), WriteNotAcknowledgedError and
+        ReadBackMismatchError (with what was read back where it could be),
+        ControlNotSupportedError, or a TransportError, also when the link was rebuilt meanwhile.
         """
-        writable = WRITABLE.get(name)
-        if writable is None:
-            raise ValueError(f"no setting {name!r}; settings are {', '.join(sorted(WRITABLE))}")
-        register = writable.register
-        if not register.minimum <= value <= register.maximum:
-            raise ValueError(
-                f"{name} must be {register.minimum:g}..{register.maximum:g} {register.unit}".strip()
-                + f", not {value:g}"
-            )
-        raw = register.encode(value)
-        if not 0 <= raw <= 0xFFFF:
-            raise ValueError(f"{value:g} {register.unit} cannot be stored in {name}")
+        raw = encode_writable(name, value)
+        writable = WRITABLE[name]
         if self.variant is None:
             await self.read_sample()
         if self.variant is not D2:
@@ -291,25 +284,44 @@ class DalyClient:
                 "writes are known for the D2 protocol only; no public source shows how a 0x81 "
                 "pack takes them over Bluetooth"
             )
-        address = writable.address
+        connection = self._connection
         async with self._write_lock:  # read, write, read back: no other write in between
-            before = await self.read_register(address, name) if writable.readable else None
-            await self._write(address, raw, name)
-            after = await self.read_register(address, name) if writable.readable else raw
-        if address in range(SETTINGS_BLOCK.start, SETTINGS_BLOCK.start + SETTINGS_BLOCK.count):
-            self._settings = None
-        result = WriteResult(
-            name=name,
-            address=address,
-            written=raw,
-            before=None if before is None else register.decode(before),
-            after=register.decode(after),
-        )
-        if after != raw:
+            before = await self._read_writable(name)
+            try:
+                await self._write(writable.address, raw, name, connection)
+            except WriteNotAcknowledgedError as error:
+                error.result = await self._result_after_failure(name, raw, before)
+                raise
+            after = await self._read_writable(name)
+        result = WriteResult(name, writable.address, raw, before, raw if after is None else after)
+        if after is not None and after != writable.register.decode(raw):
             raise ReadBackMismatchError(result)
         return result
 
-    async def _write(self, address: int, raw: int, name: str) -> None:
+    async def _read_writable(self, name: str) -> float | None:
+        """Read a writable setting's value in its unit; None for a command (nothing to read)."""
+        writable = WRITABLE[name]
+        if not writable.readable:
+            return None
+        if name in SETTINGS_REGISTERS:
+            self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
+            return self._settings.by_name()[name]
+        frame = await self.read_block(Block(name, writable.address, 1))
+        return writable.register.decode(frame.registers[0])
+
+    async def _result_after_failure(
+        self, name: str, raw: int, before: float | None
+    ) -> WriteResult | None:
+        """Read what the BMS holds after a write it did not acknowledge (None: unknown)."""
+        try:
+            after = await self._read_writable(name)
+        except (TransportError, DalyProtocolError):
+            return None
+        if after is None:
+            return None
+        return WriteResult(name, WRITABLE[name].address, raw, before, after)
+
+    async def _write(self, address: int, raw: int, name: str, connection: int) -> None:
         """Send the write of ``raw`` into ``address`` until the BMS echoes it."""
         request = build_write_request(address, raw)
 
@@ -317,6 +329,8 @@ class DalyClient:
             return frame if frame.function == WRITE_SINGLE else None
 
         for _attempt in range(self.request_retries + 1):
+            if self._connection != connection:  # never resend a write over a new link
+                raise LinkLostError(f"the link was rebuilt during the write of {name}")
             answer = await self._exchange((request,), echo)
             if answer is None:
                 continue

@@ -116,7 +116,7 @@ class DataDirectoryWriter:
                 self.write()  # status.json once more, without the problem
                 LOG.warning("writing to %s again", self._directory)
                 self._failing_since = None
-        except OSError as error:
+        except Exception as error:  # the thread must live on, reporting whatever stops it
             now = time.monotonic()
             if self._failing_since is None:
                 self._failing_since = now

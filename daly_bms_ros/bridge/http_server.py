@@ -63,7 +63,11 @@ def _not_found(detail: str) -> tuple[HTTPStatus, dict[str, Any]]:
 
 def route(store: SampleStore, target: str) -> tuple[HTTPStatus, Any]:
     """Status and body (dict for JSON, str for plain text) of a GET of ``target``."""
-    parts = [part for part in urlsplit(target).path.split("/") if part]
+    try:
+        path = urlsplit(target).path
+    except ValueError as error:  # e.g. "//[x/health": an unclosed IPv6 bracket
+        return HTTPStatus.BAD_REQUEST, {"error": "bad_request", "detail": f"bad target: {error}"}
+    parts = [part for part in path.split("/") if part]
     paths = "/health, /bms, /bms/<view>, /bms/<battery>/<view>; views: " + ", ".join(
         view or "(none)" for view in VIEWS
     )

@@ -83,16 +83,15 @@ def run(arguments: argparse.Namespace) -> int:
     except ControlRefusedError as error:
         print(f"daly-bms: {error}", file=sys.stderr)
         return ExitCode.REFUSED
+    except ValueError as error:  # before anything is sent
+        print(f"daly-bms: {error}", file=sys.stderr)
+        return ExitCode.USAGE
 
     async def write() -> WriteResult:
         async with connected(arguments) as client:
             return await client.write_register(name, arguments.value)
 
-    try:
-        result = run_ble(write)
-    except ValueError as error:
-        print(f"daly-bms: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+    result = run_ble(write)
     if isinstance(result, ExitCode):
         return result
     if arguments.json:

@@ -38,11 +38,7 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps(settings.to_dict()))
         return ExitCode.OK
-    values = {
-        "rated_capacity": settings.rated_capacity,
-        "nominal_cell_voltage": settings.nominal_cell_voltage,
-        **settings.values,
-    }
+    values = settings.by_name()
     width = max(map(len, values))
     for name, value in values.items():
         unit = SETTINGS_REGISTERS[name].unit

@@ -22,7 +22,7 @@ from rclpy.node import Node
 from rclpy.task import Future
 
 from daly_bms_ros.ble.client import WriteResult
-from daly_bms_ros.ble.transport import TransportError
+from daly_bms_ros.ble.transport import LinkLostError, TransportError
 from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 
@@ -80,6 +80,9 @@ class ControlServices:
                 awaited, finished = self._finished.get_nowait()
             except queue.Empty:
                 return
+            if finished.cancelled():  # the driver stopped (deactivated) during the write
+                awaited.set_exception(LinkLostError("the driver stopped during the write"))
+                continue
             error = finished.exception()
             if isinstance(error, Exception):
                 awaited.set_exception(error)
@@ -94,7 +97,7 @@ class ControlServices:
         try:
             check_write(name, value, self._allowed, confirmed, HOW_TO_ALLOW)
             finished = self._write(name, value)
-        except (ControlRefusedError, TransportError) as error:
+        except (ControlRefusedError, TransportError, ValueError) as error:
             logger.warning(f"{error} (asked by {requester or 'an unnamed requester'})")
             response.success, response.message = False, str(error)
             _fill_values(response, None)
@@ -108,7 +111,7 @@ class ControlServices:
         finished.add_done_callback(hand_over)
         try:
             result = await awaited
-        except (TransportError, ValueError) as error:
+        except Exception as error:
             logger.error(
                 f"write of {name} = {value:g} by {requester or 'an unnamed requester'} "
                 f"failed: {error}"

@@ -185,11 +185,7 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
 
 def daly_settings(settings: BmsSettings, device: str, frame_id: str, stamp: Time) -> DalySettings:
     """Build a DalySettings message: every setting by name, value and unit."""
-    values = {
-        "rated_capacity": settings.rated_capacity,
-        "nominal_cell_voltage": settings.nominal_cell_voltage,
-        **settings.values,
-    }
+    values = settings.by_name()
     message = DalySettings(device=device)
     message.header.stamp = stamp
     message.header.frame_id = frame_id

@@ -177,11 +177,14 @@ class FrameAssembler:
         self.rejected: Counter[RejectReason] = Counter()
         #: Inside a run of rejected bytes that has been counted already.
         self._in_garbage = False
+        #: Buffer index up to which the bytes belong to a frame rejected for its CRC.
+        self._rejected_until = 0
 
     def reset(self) -> None:
         """Forget buffered bytes (a new connection starts clean); counts are kept."""
         self._buffer.clear()
         self._in_garbage = False
+        self._rejected_until = 0
 
     def expire(self) -> list[Frame]:
         """Give up on the partial frame at the head: count it as a timeout, return what follows.
@@ -193,7 +196,9 @@ class FrameAssembler:
         frames: list[Frame] = []
         while self._buffer:
             self._count(RejectReason.TIMEOUT)
-            del self._buffer[: self._next_address(1)]
+            cut = self._next_address(1)
+            del self._buffer[:cut]
+            self._rejected_until = max(0, self._rejected_until - cut)
             frames += self.feed(b"")
         return frames
 
@@ -220,13 +225,17 @@ class FrameAssembler:
             if function in _WRITE_FUNCTIONS:
                 if end - position < WRITE_ANSWER_SIZE:
                     break
-                self._in_garbage = False
                 if self._crc_ok(position, WRITE_ANSWER_SIZE):
+                    self._in_garbage = False
                     payload = bytes(buffer[position + 2 : position + 6])
                     frames.append(Frame(payload, buffer[position], function))
+                    position += WRITE_ANSWER_SIZE
                 else:
-                    self.rejected[RejectReason.BAD_CRC] += 1
-                position += WRITE_ANSWER_SIZE
+                    # A spoilt echo, or bytes inside a rejected frame that only look like a
+                    # write answer (counted with that frame); a frame may start next.
+                    if position >= self._rejected_until:
+                        self._count(RejectReason.BAD_CRC)
+                    position = self._next_address(position + 1)
                 continue
             if function & ERROR_FLAG and function & ~ERROR_FLAG in _ANSWERED_FUNCTIONS:
                 if end - position < 5:
@@ -255,10 +264,12 @@ class FrameAssembler:
                 position += total
             else:
                 self.rejected[RejectReason.BAD_CRC] += 1
+                self._rejected_until = position + total  # the rest is part of this piece
                 # A truncated frame may hide the start of the next one: resume there.
                 found = _HEADER.search(buffer, position + 1, position + total)
                 position = found.start() if found else position + total
         del buffer[:position]
+        self._rejected_until = max(0, self._rejected_until - position)
         return frames
 
     def _count(self, reason: RejectReason) -> None:

@@ -97,16 +97,17 @@ class BmsSettings:
     invalid: tuple[str, ...] = ()
     values: Mapping[str, float] = field(default_factory=dict)
 
+    def by_name(self) -> dict[str, float]:
+        """Return every setting by its name in the register table, in its unit."""
+        return {
+            "rated_capacity": self.rated_capacity,
+            "nominal_cell_voltage": self.nominal_cell_voltage,
+            **self.values,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready flat mapping (NaN as None)."""
-        return json_object(
-            {
-                "rated_capacity": self.rated_capacity,
-                "nominal_cell_voltage": self.nominal_cell_voltage,
-                **self.values,
-                "invalid": self.invalid,
-            }
-        )
+        return json_object({**self.by_name(), "invalid": self.invalid})
 
 
 @dataclass(frozen=True)

@@ -364,6 +364,31 @@ WRITABLE: dict[str, Writable] = {
     "balancer_switch": Writable(0x00CF, Register("balancer_switch", 0, minimum=0, maximum=1)),
     "restart": Writable(0x00F0, Register("restart", 0, minimum=1, maximum=1), readable=False),
 }
+
+
+def encode_writable(name: str, value: float) -> int:
+    """Return the raw value that writing ``value`` into setting ``name`` stores.
+
+    ValueError, naming what is allowed, for an unknown name, a value outside the setting's
+    range, or one finer than its resolution (0.3 for a switch must not become 0).
+    """
+    writable = WRITABLE.get(name)
+    if writable is None:
+        raise ValueError(f"no setting {name!r}; settings are {', '.join(sorted(WRITABLE))}")
+    register = writable.register
+    if not register.minimum <= value <= register.maximum:
+        unit = f" {register.unit}" if register.unit else ""
+        raise ValueError(
+            f"{name} must be {register.minimum:g}..{register.maximum:g}{unit}, not {value:g}"
+        )
+    raw = register.encode(value)
+    if not 0 <= raw <= 0xFFFF:
+        raise ValueError(f"{value:g} {register.unit} cannot be stored in {name}".rstrip())
+    if abs(register.decode(raw) - value) > 1e-9:
+        raise ValueError(f"{name} takes steps of {1 / register.divisor:g}, not {value:g}")
+    return raw
+
+
 #: The settings password: three registers of ASCII text [L], read by Daly's app, never written.
 PASSWORD_BLOCK = Block("password", 0x00C9, 3)
 
