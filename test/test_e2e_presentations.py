@@ -81,8 +81,9 @@ def read(transport: BleakTransport) -> tuple[BmsSample, DalyClient, dict[str, st
 
 
 def test_jhb_board_on_ff00_is_found_by_its_name_and_read(bus: str) -> None:
-    # No name or address given: found as a Daly by its "JHB-" name alone.
-    transport = BleakTransport(adapter="hci0", connect_timeout=10.0)
+    # That a "JHB-" name alone marks a Daly is shown by the scan below, which lists every
+    # virtual pack: with four in range, "the first Daly seen" is any of them.
+    transport = BleakTransport(device_name=JHB, adapter="hci0", connect_timeout=10.0)
     sample, client, _information = read(transport)
     assert transport.name == JHB
     assert transport.layout is FF00  # fff1 refused the subscription
@@ -114,8 +115,11 @@ def test_old_d2_firmware_falls_back_to_62_registers(bus: str) -> None:
     transport = BleakTransport(device_name=OLD_D2, adapter="hci0", connect_timeout=10.0)
     sample, client, information = read(transport)
     assert (client.variant, client.status_block) == (D2, STATUS_BLOCK)
-    assert sample.status.balancing_cells is None  # not in the 62-register read: unknown
-    assert sample.mos_temperature == sample.mos_temperature  # from the MOS block
+    # Registers 62..70 come with the MOS block: per-cell balancing and the MOS temperature.
+    assert sample.status.balancing_cells is not None
+    assert len(sample.status.balancing_cells) == len(sample.status.cell_voltages)
+    assert sample.mos_temperature == sample.mos_temperature
+    assert client.requests == 2 + 1 + 1 + 1 + 1  # probes, 62 read, settings, MOS, information
     assert information["software_version"] == DEVICE_INFO.software_version
     assert information["hardware_version"] == DEVICE_INFO.hardware_version
     assert "production_date" not in information  # the 32-byte layout has none

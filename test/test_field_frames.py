@@ -169,3 +169,13 @@ def test_absent_x81_sensors_read_unknown_not_invalid() -> None:
 
 def test_x81_balance_current_register_of_zero_is_no_reading() -> None:
     assert math.isnan(status_of("ess-x81-state").balance_current)
+
+
+def test_0x81_alarms_are_levels_as_patagonaa_lays_them_out() -> None:
+    """Registers 0x6D..0x73 of the 0x81 variant hold alarm levels and fault bits
+    (patagonaa/esphome-daly-hkms-bms DalyHkmsStatus), not the D2 fault bits: the pack of
+    patman15/BMS_BLE-HA#806 at 11.2 % SOC with no temperature sensor fitted reads an SOC-low
+    level 2 (code 6) and a temperature-detection fault (code 11, bit 7)."""
+    status = status_of("d11a-x81-state")
+    assert status.soc == 11.2
+    assert status.alarms == ("soc_low_2", "cell_temperature_sensor_fault")

@@ -11,7 +11,6 @@ from real_frames import SETTINGS, STATUS, frame_bytes, real_frames
 
 from daly_bms_ros.protocol import (
     DEVICE_INFO_BLOCK,
-    MOS_BLOCK,
     X81,
     X81_DEVICE_INFO_BLOCK,
     X81_PACK_BLOCK,
@@ -22,16 +21,15 @@ from daly_bms_ros.protocol import (
     Frame,
     FrameAssembler,
     FrameDecodeError,
-    MosTemperature,
     build_response,
     decode_alarms,
     decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
+    decode_status_with_mos,
     decode_x81_status,
     encode_device_info,
-    encode_mos_temperature,
     encode_settings,
     encode_status,
     encode_x81_status,
@@ -121,10 +119,21 @@ def test_unknown_fault_bits_are_kept_with_a_generic_name() -> None:
     assert decode_alarms([1, 0, 0, 0x8000]) == ("cell_overvoltage_1", "fault_bit_3_15")
 
 
-def test_mos_temperature_round_trip() -> None:
-    frame = only_frame(build_response(encode_mos_temperature(MosTemperature(41.0))))
-    assert len(frame.registers) == MOS_BLOCK.count
-    assert decode_mos_temperature(frame).temperature == 41.0
+def test_the_mos_block_is_registers_62_to_70_of_the_status() -> None:
+    # aiobmsble's answer to D2 03 00 3E 00 09 in its Daly tests (tests/bms/test_daly_bms.py):
+    # bitmaps 0, balance current 0x7530 (0 A), MOS temperature 0x4E (38 degC), board 0xFFFF.
+    mos = only_frame(build_response([0, 0, 0x7530, 0, 0x4E, 0xFFFF, 0, 0, 0]))
+    assert decode_mos_temperature(mos).temperature == 38.0
+    status = only_frame(frame_bytes(STATUS))
+    joined = decode_status_with_mos(status, mos)
+    assert joined.mos_temperature == 38.0
+    assert joined.balance_current == 0.0
+    assert math.isnan(joined.board_temperature)  # 0xFFFF: no such sensor
+    # Per-cell balancing is known from the block's bitmaps: cells 2 and 16 here.
+    bits = only_frame(build_response([0x8002, 0, 0x7530, 0, 0x4E, 0xFFFF, 0, 0, 0]))
+    cells = decode_status_with_mos(status, bits).balancing_cells
+    assert cells is not None
+    assert [number for number, on in enumerate(cells, start=1) if on] == [2, 16]
 
 
 def test_device_info_block_text_fields() -> None:

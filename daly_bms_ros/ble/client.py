@@ -33,9 +33,9 @@ from daly_bms_ros.protocol import (
     Variant,
     build_read_request,
     decode_device_info,
-    decode_mos_temperature,
     decode_settings,
     decode_status,
+    decode_status_with_mos,
     decode_x81_status,
 )
 from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, build_write_request
@@ -395,16 +395,17 @@ class DalyClient:
     async def _read_d2_sample(self, status_frame: Frame) -> BmsSample:
         """Complete a D2 sample: settings once per connection; the MOS block after a 62 read.
 
-        The 80-register read carries the MOS temperature; after the 62-register one it is read
-        from the MOS block where the BMS answers that.
+        The MOS block (0x3E x 9) is registers 62..70 of the 80-register read: after a
+        62-register read it brings the per-cell balancing bits, the balance current, the MOS
+        and the board temperature, where the BMS answers it.
         """
         status = decode_status(status_frame)
         if self._settings is None:
             self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
         if self.status_block is STATUS_BLOCK and self.read_mos_temperature:
             try:
-                mos = decode_mos_temperature(await self.read_block(MOS_BLOCK))
-                status = replace(status, mos_temperature=mos.temperature)
+                mos = await self.read_block(MOS_BLOCK)
+                status = decode_status_with_mos(status_frame, mos)
             except (RequestTimeoutError, DalyProtocolError):
                 # Some firmware never answers this block: stop asking on this connection.
                 self.read_mos_temperature = False

@@ -98,7 +98,9 @@ class DataDirectoryWriter:
         version = self._store.version
         for name in self._store.names:
             self._battery_directory(name).mkdir(parents=True, exist_ok=True)
-        write_json_atomically(self._directory / "status.json", health(self._store)[1])
+        # A file written says the directory works, whatever the last failed write said.
+        answer = health(self._store, ignoring={DATA_DIR_PROBLEM})[1]
+        write_json_atomically(self._directory / "status.json", answer)
         if version == self._written_version:
             return
         for name in self._store.names:
@@ -113,7 +115,6 @@ class DataDirectoryWriter:
             self.write()
             if self._failing_since is not None:
                 self._store.report_problem(DATA_DIR_PROBLEM, None)
-                self.write()  # status.json once more, without the problem
                 LOG.warning("writing to %s again", self._directory)
                 self._failing_since = None
         except Exception as error:  # the thread must live on, reporting whatever stops it

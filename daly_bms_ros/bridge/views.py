@@ -6,7 +6,7 @@ sample younger than ``max_age`` gets 503 with the reason, never old values dress
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from http import HTTPStatus
 from typing import Any
 
@@ -63,17 +63,18 @@ def battery_view(store: SampleStore, name: str, view: str) -> tuple[HTTPStatus, 
     return HTTPStatus.OK, {**facts, "device": sample.device, **JSON_VIEWS[view](sample)}
 
 
-def health(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
+def health(store: SampleStore, ignoring: Collection[str] = ()) -> tuple[HTTPStatus, dict[str, Any]]:
     """200 when every battery has fresh data and every output works, else 503, with reasons.
 
     ``status`` is "ok", "no_fresh_data" (a battery has none) or "output_failing" (e.g. the data
-    directory cannot be written; ``problems`` says why).
+    directory cannot be written; ``problems`` says why). ``ignoring``: problems an output knows
+    to be over (the data directory, while it writes this very answer).
     """
     batteries = {}
     for name in store.names:
         sample, facts = freshness(store, name)
         batteries[name] = {"fresh": sample is not None, **facts}
-    problems = store.problems()
+    problems = {k: v for k, v in store.problems().items() if k not in ignoring}
     if not all(battery["fresh"] for battery in batteries.values()):
         status = "no_fresh_data"
     elif problems:

@@ -26,6 +26,7 @@ from daly_bms_ros.protocol.registers import (
     SOFTWARE_VERSION_FORM,
     STATUS_80_BLOCK,
     STATUS_BLOCK,
+    X81_ALARM_FIELDS,
     X81_DEVICE_INFO_BLOCK,
     X81_DEVICE_INFO_TEXT,
     X81_PACK_BLOCK,
@@ -94,6 +95,41 @@ def decode_alarms(words: Sequence[int]) -> tuple[str, ...]:
                 key = (word_index, bit)
                 names.append(FAULT_BITS.get(key, f"fault_bit_{word_index}_{bit}"))
     return tuple(names)
+
+
+def _x81_codes(words: Sequence[int]) -> list[int]:
+    """Return the alarm code bytes of the 0x81 registers: code 0 is the low byte of 0x6D.
+
+    patagonaa's component copies each register's value (ESPHome's convert_little_endian is
+    no change on its little-endian chips) into its bitfield struct: the low byte comes first.
+    """
+    return [byte for word in words for byte in (word & 0xFF, word >> 8)]
+
+
+def decode_x81_alarms(words: Sequence[int]) -> tuple[str, ...]:
+    """Name the alarms of the 0x81 alarm registers: ``<name>_<level>`` and fault names."""
+    codes = _x81_codes(words)
+    names = []
+    for code, shift, width, name in X81_ALARM_FIELDS:
+        if code >= len(codes):
+            continue
+        level = codes[code] >> shift & ((1 << width) - 1)
+        if level:
+            names.append(f"{name}_{level}" if width > 1 else name)
+    return tuple(names)
+
+
+def encode_x81_alarms(names: Sequence[str], word_count: int) -> list[int]:
+    """Return the 0x81 alarm registers that decode to ``names`` (levels as ``<name>_<n>``)."""
+    codes = [0] * (2 * word_count)
+    for code, shift, width, name in X81_ALARM_FIELDS:
+        for alarm in names:
+            level = 1 if alarm == name else 0
+            if width > 1 and alarm.startswith(name + "_") and alarm[len(name) + 1 :].isdigit():
+                level = int(alarm[len(name) + 1 :])
+            if level and code < len(codes):
+                codes[code] |= (level & ((1 << width) - 1)) << shift
+    return [codes[i + 1] << 8 | codes[i] for i in range(0, len(codes), 2)]
 
 
 def _count(registers: Sequence[int], layout: StatusLayout, name: str, limit: int) -> int:
@@ -197,7 +233,7 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         min_cell_index=indices["min_cell_index"],
         max_cell_index=indices["max_cell_index"],
         alarm_words=tuple(words),
-        alarms=decode_alarms(words),
+        alarms=decode_x81_alarms(words) if layout is X81_STATUS else decode_alarms(words),
         power=-power if current < 0 else power,  # the register holds |V*I|
         charge_state=_charge_state(registers, layout),
         max_temperature=checker.value(by_name["max_temperature"]),
@@ -217,6 +253,17 @@ def decode_status(frame: Frame) -> BmsStatus:
             f"data bytes, this frame {len(frame.payload)}"
         )
     return _decode_layout(frame.registers, D2_STATUS)
+
+
+def decode_status_with_mos(status: Frame, mos: Frame) -> BmsStatus:
+    """Decode a 62-register D2 status with the MOS block read after it.
+
+    The MOS block (0x3E x 9) is registers 62..70 of the 80-register layout [A][F]: the
+    balancing bitmaps, balance current, MOS and board temperature (aiobmsble's answer of this
+    block in its tests, and syssi/esphome-daly-bms issue #9's capture, hold that layout).
+    """
+    registers = (*_registers(status, STATUS_BLOCK), *_registers(mos, MOS_BLOCK))
+    return _decode_layout(registers, D2_STATUS)
 
 
 def _x81_registers(pack: Frame, state: Frame) -> list[int]:
@@ -380,7 +427,11 @@ def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[i
         if index < size:
             registers[index] = bits >> (16 * n) & 0xFFFF
     first_word, word_count = layout.fault_words
-    registers[first_word : first_word + word_count] = status.alarm_words[:word_count]
+    registers[first_word : first_word + word_count] = (
+        encode_x81_alarms(status.alarms, word_count)
+        if layout is X81_STATUS
+        else status.alarm_words[:word_count]
+    )
     return registers
 
 
@@ -405,11 +456,4 @@ def encode_settings(settings: BmsSettings) -> list[int]:
     registers = [0] * SETTINGS_BLOCK.count
     for name, register in SETTINGS_REGISTERS.items():
         registers[register.index] = _raw(register, values.get(name, math.nan))
-    return registers
-
-
-def encode_mos_temperature(mos: MosTemperature) -> list[int]:
-    """Return the MOS-block registers that decode to ``mos``."""
-    registers = [0] * MOS_BLOCK.count
-    registers[MOS_TEMPERATURE.index] = _raw(MOS_TEMPERATURE, mos.temperature)
     return registers

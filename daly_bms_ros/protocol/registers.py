@@ -284,7 +284,60 @@ X81_STATUS = StatusLayout(
         _temperature("board_temperature", 0x5B, maximum=150.0),  # [E]
     ),
     balancing_bitmaps=(0x4F, 0x50, 0x51),  # [E] cells 1..16, 17..32, 33..48
-    fault_words=(0x6D, 2),  # [A] "problem code", bit meanings unpublished
+    fault_words=(0x6D, 7),  # [E] alarm codes 0..13, two a register (X81_ALARM_FIELDS)
+)
+
+#: The 0x81 variant's alarm codes in registers 0x6D..0x73 [E] (``DalyHkmsStatus`` in
+#: ``daly_hkms_bms.h``): 14 bytes, code 0 the low byte of 0x6D, code 1 its high byte, bit 0
+#: the least significant bit (the real pack of [H], at 11.2 % SOC, reads SOC-low level 2).
+#: Each field as (code, first bit, bits, name): a 3-bit field is an alarm level (1, 2, ...
+#: named ``<name>_<level>``), a 1-bit field a fault. Bits that tell a state rather than a fault
+#: (smart charger connected, parallel communication, fan, heating, MOS off by switch or bus,
+#: current limiting, upgrade) are left out.
+X81_ALARM_FIELDS: tuple[tuple[int, int, int, str], ...] = (
+    (0, 0, 3, "cell_overvoltage"),
+    (0, 3, 3, "cell_undervoltage"),
+    (0, 7, 1, "smart_charger_connection_failure"),
+    (1, 0, 3, "cell_voltage_difference"),
+    (1, 3, 3, "charge_over_temperature"),
+    (1, 7, 1, "smart_discharger_connection_failure"),
+    (2, 0, 3, "charge_under_temperature"),
+    (2, 3, 3, "discharge_over_temperature"),
+    (2, 6, 1, "charge_mos_over_temperature"),
+    (2, 7, 1, "charge_mos_temperature_sensor_fault"),
+    (3, 0, 3, "discharge_under_temperature"),
+    (3, 3, 3, "temperature_difference"),
+    (3, 6, 1, "discharge_mos_over_temperature"),
+    (3, 7, 1, "discharge_mos_temperature_sensor_fault"),
+    (4, 0, 3, "pack_overvoltage"),
+    (4, 3, 3, "pack_undervoltage"),
+    (4, 6, 1, "short_circuit_protection"),
+    (5, 0, 3, "charge_overcurrent"),
+    (5, 3, 3, "discharge_overcurrent"),
+    (5, 6, 1, "charge_undervoltage_fault"),
+    (5, 7, 1, "discharge_overvoltage_fault"),
+    (6, 0, 3, "soc_low"),
+    (6, 3, 3, "soh_low"),
+    (6, 7, 1, "parallel_communication_failure"),
+    (7, 0, 3, "mos_over_temperature"),
+    (7, 3, 3, "thermal_runaway"),
+    (11, 0, 1, "afe_chip_fault"),
+    (11, 1, 1, "afe_communication_fault"),
+    (11, 2, 1, "afe_sampling_fault"),
+    (11, 3, 1, "cell_voltage_collection_fault"),
+    (11, 4, 1, "cell_voltage_wire_disconnected"),
+    (11, 5, 1, "pack_voltage_detection_fault"),
+    (11, 6, 1, "current_module_fault"),
+    (11, 7, 1, "cell_temperature_sensor_fault"),
+    (12, 0, 1, "temperature_sensor_disconnected"),
+    (12, 1, 1, "eeprom_fault"),
+    (12, 2, 1, "flash_fault"),
+    (12, 3, 1, "rtc_fault"),
+    (12, 4, 1, "charge_mos_fault"),
+    (12, 5, 1, "discharge_mos_fault"),
+    (12, 6, 1, "precharge_mos_fault"),
+    (12, 7, 1, "precharge_failure"),
+    (13, 7, 1, "heating_fault"),
 )
 
 #: What the charge/discharge state register holds [E][F]: its raw value is the index.

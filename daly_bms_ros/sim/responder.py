@@ -31,7 +31,6 @@ from daly_bms_ros.protocol import (
     build_response,
     build_write_answer,
     encode_device_info,
-    encode_mos_temperature,
     encode_settings,
     encode_status,
     encode_x81_status,
@@ -100,7 +99,10 @@ class ModelResponder:
             answers = {
                 STATUS_BLOCK: lambda elapsed: self._d2_status(elapsed)[: STATUS_BLOCK.count],
                 SETTINGS_BLOCK: lambda _elapsed: encode_settings(model.settings()),
-                MOS_BLOCK: lambda elapsed: encode_mos_temperature(model.mos_temperature(elapsed)),
+                # Registers 62..70 of the 80-register layout, as real packs answer it.
+                MOS_BLOCK: lambda elapsed: self._d2_status(elapsed)[
+                    MOS_BLOCK.start : MOS_BLOCK.start + MOS_BLOCK.count
+                ],
                 DEVICE_INFO_BLOCK: lambda _elapsed: encode_device_info(
                     device_info, fields_of_32=device_info_fields_of_32
                 ),
