@@ -179,3 +179,14 @@ def test_0x81_alarms_are_levels_as_patagonaa_lays_them_out() -> None:
     status = status_of("d11a-x81-state")
     assert status.soc == 11.2
     assert status.alarms == ("soc_low_2", "cell_temperature_sensor_fault")
+
+
+def test_a_version_of_unknown_form_is_turned_round_with_its_sibling() -> None:
+    """DL-1771060408B5's answer: the hardware text is stored reversed (E303-030TS-SMB, shown
+    as BMS-ST030-303E); the software text beside it, of no known form, was stored the same
+    way."""
+    stored = field_frames()["dl4s-version16"]["stated"]["stored_texts"]
+    info = decode_device_info(frame("dl4s-version16"))
+    assert info.hardware_version == stored[1][::-1] == "BMS-ST030-303E"
+    assert info.software_version == stored[0][::-1] == "20210729-1002A"
+    assert info.production_date == stored[2]

@@ -34,6 +34,7 @@ from daly_bms_ros.protocol import (
     encode_status,
     encode_x81_status,
 )
+from daly_bms_ros.protocol.decoding import FLOWING_CURRENT_A
 from daly_bms_ros.protocol.registers import CHARGE_STATES
 from daly_bms_ros.sim.battery import BatteryModel
 
@@ -179,6 +180,12 @@ def statuses(draw: st.DrawFn) -> BmsStatus:
     pack_voltage = draw(st.integers(1, 1500)) / 10
     current = draw(st.integers(-3000, 3000)) / 10
     power = float(math.floor(abs(pack_voltage * current)))
+    # As a pack fills them: not "idle" while a current flows, a cell flagged while balancing.
+    states = CHARGE_STATES[1:] if abs(current) >= FLOWING_CURRENT_A else CHARGE_STATES
+    balancing = draw(st.booleans())
+    balancing_cells = [draw(st.booleans()) for _ in cells]
+    if balancing and not any(balancing_cells):
+        balancing_cells[draw(st.integers(0, len(cells) - 1))] = True
     return BmsStatus(
         cell_voltages=cells,
         temperatures=temperatures,
@@ -189,8 +196,8 @@ def statuses(draw: st.DrawFn) -> BmsStatus:
         cycles=draw(st.integers(0, 65535)),
         charge_mos=draw(st.booleans()),
         discharge_mos=draw(st.booleans()),
-        balancing=draw(st.booleans()),
-        balancing_cells=tuple(draw(st.booleans()) for _ in cells),
+        balancing=balancing,
+        balancing_cells=tuple(balancing_cells),
         min_cell_voltage=min(cells),
         max_cell_voltage=max(cells),
         average_cell_voltage=round(sum(cells) / len(cells), 3),
@@ -200,7 +207,7 @@ def statuses(draw: st.DrawFn) -> BmsStatus:
         alarm_words=words,
         alarms=decode_alarms(words),
         power=-power if current < 0 else power,
-        charge_state=draw(st.sampled_from(CHARGE_STATES)),
+        charge_state=draw(st.sampled_from(states)),
         max_temperature=max(temperatures, default=math.nan),
         min_temperature=min(temperatures, default=math.nan),
         balance_current=draw(st.integers(0, 200)) / 1000,

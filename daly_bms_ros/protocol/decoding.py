@@ -150,10 +150,13 @@ def _cell_statistics(
         "average_cell_voltage": sum(valid) / len(valid) if valid else math.nan,
         "cell_delta": max(valid) - min(valid) if valid else math.nan,
     }
-    return {
+    told = {
         name: checker.value(layout.registers[name]) if name in layout.registers else value
         for name, value in computed.items()
     }
+    if told["cell_delta"] == 0 and computed["cell_delta"] >= 0.001:
+        told["cell_delta"] = computed["cell_delta"]  # a register the pack leaves at 0
+    return told
 
 
 def _cell_indices(
@@ -186,9 +189,47 @@ def _balancing_cells(
     return tuple(bool(bits >> i & 1) for i in range(cell_count))
 
 
-def _charge_state(registers: Sequence[int], layout: StatusLayout) -> str:
+#: A current at least this large (A) is a pack charging or discharging, whatever a register
+#: left at 0 says.
+FLOWING_CURRENT_A = 1.0
+
+
+def _charge_state(registers: Sequence[int], layout: StatusLayout, current: float) -> str:
+    """Return the BMS's charge state, "unknown" where the register cannot be right.
+
+    Out of range, or idle (0, what a pack that does not fill the register answers) while a
+    current flows (aiobmsble's test frame: 3.0 A and 0).
+    """
     raw = registers[layout.registers["charge_state"].index]
-    return CHARGE_STATES[raw] if raw < len(CHARGE_STATES) else "unknown"
+    if raw >= len(CHARGE_STATES) or (raw == 0 and abs(current) >= FLOWING_CURRENT_A):
+        return "unknown"
+    return CHARGE_STATES[raw]
+
+
+def _power(checker: _RangeChecker, layout: StatusLayout, voltage: float, current: float) -> float:
+    """Return the power register (|V*I| in W) signed like the current, NaN where unknown.
+
+    A register at 0 while at least a watt flows is one the pack does not fill.
+    """
+    power = checker.value(layout.registers["power"])
+    if power == 0 and abs(voltage * current) >= 1.0:
+        return math.nan
+    return -power if current < 0 else power
+
+
+def _balancing_told(
+    registers: Sequence[int], layout: StatusLayout, cell_count: int
+) -> tuple[bool, ...] | None:
+    """Return the per-cell flags, None (unknown) where the pack leaves them empty.
+
+    No bit set while the pack says it balances is bitmaps the pack does not fill: the 0x81
+    pack of syssi/esphome-daly-bms ``docs/pdus/ess-dl-bms-41_260321_0323.txt`` reads
+    balancing 7 with all bitmaps 0.
+    """
+    cells = _balancing_cells(registers, layout, cell_count)
+    if cells is not None and not any(cells) and registers[layout.registers["balancing"].index]:
+        return None
+    return cells
 
 
 def _check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float]) -> None:
@@ -209,7 +250,6 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     pack_voltage = checker.value(by_name["pack_voltage"])
     _check_plausible(cell_count, pack_voltage, cells)
     current = checker.value(by_name["current"])
-    power = checker.value(by_name["power"])
     statistics = _cell_statistics(checker, layout, cells)
     indices = _cell_indices(registers, layout, cells)
     first_word, word_count = layout.fault_words
@@ -225,7 +265,7 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         charge_mos=bool(registers[by_name["charge_mos"].index]),
         discharge_mos=bool(registers[by_name["discharge_mos"].index]),
         balancing=bool(registers[by_name["balancing"].index]),
-        balancing_cells=_balancing_cells(registers, layout, cell_count),
+        balancing_cells=_balancing_told(registers, layout, cell_count),
         min_cell_voltage=statistics["min_cell_voltage"],
         max_cell_voltage=statistics["max_cell_voltage"],
         average_cell_voltage=statistics["average_cell_voltage"],
@@ -234,8 +274,8 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         max_cell_index=indices["max_cell_index"],
         alarm_words=tuple(words),
         alarms=decode_x81_alarms(words) if layout is X81_STATUS else decode_alarms(words),
-        power=-power if current < 0 else power,  # the register holds |V*I|
-        charge_state=_charge_state(registers, layout),
+        power=_power(checker, layout, pack_voltage, current),
+        charge_state=_charge_state(registers, layout, current),
         max_temperature=checker.value(by_name["max_temperature"]),
         min_temperature=checker.value(by_name["min_temperature"]),
         balance_current=checker.optional(layout, "balance_current"),
@@ -303,16 +343,32 @@ def _text(data: bytes) -> str:
     return "".join(char if char.isprintable() and char != "\ufffd" else "?" for char in text)
 
 
-def as_shown(stored: str, form: re.Pattern[str]) -> str:
-    """Return a version text as Daly's app shows it, turning round one stored reversed.
+def stored_reversed(texts: Sequence[tuple[str, re.Pattern[str]]]) -> bool:
+    """Whether the version texts of one answer are stored reversed.
 
     Some D2 firmware stores its versions reversed ("T00K_321042_11" for "11_240123_K00T")
-    [G][J]: a text is turned round when only its reverse has the form the app shows, so a text
-    stored in reading order, or of an unknown form, is kept.
+    [G][J]: the texts of one answer are stored one way, told by the first of them whose form
+    (the app's) reads in one direction only.
     """
-    if form.match(stored) or not form.match(stored[::-1]):
+    for text, form in texts:
+        if form.match(text):
+            return False
+        if form.match(text[::-1]):
+            return True
+    return False
+
+
+def as_shown(stored: str, form: re.Pattern[str], reversed_answer: bool) -> str:
+    """Return a version text as Daly's app shows it.
+
+    A text of a known form is turned round where only its reverse has that form; one of an
+    unknown form follows the answer's other texts (``reversed_answer``).
+    """
+    if form.match(stored):
         return stored
-    return stored[::-1]
+    if form.match(stored[::-1]) or reversed_answer:
+        return stored[::-1]
+    return stored
 
 
 def _d2_device_info_layout(payload: bytes) -> Mapping[str, tuple[int, int]]:
@@ -343,8 +399,12 @@ def decode_device_info(frame: Frame, variant: Variant = D2) -> DeviceInfo:
     fields = {
         name: _text(frame.payload[first : first + size]) for name, (first, size) in layout.items()
     }
-    fields["software_version"] = as_shown(fields["software_version"], SOFTWARE_VERSION_FORM)
-    fields["hardware_version"] = as_shown(fields["hardware_version"], HARDWARE_VERSION_FORM)
+    forms = {"software_version": SOFTWARE_VERSION_FORM, "hardware_version": HARDWARE_VERSION_FORM}
+    reversed_answer = variant is D2 and stored_reversed(
+        [(fields[name], form) for name, form in forms.items()]
+    )
+    for name, form in forms.items():
+        fields[name] = as_shown(fields[name], form, reversed_answer)
     machine_code = fields.pop("machine_code", "")
     if PRODUCTION_DATE_FORM.fullmatch(machine_code):
         fields["production_date"] = machine_code
