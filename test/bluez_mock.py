@@ -15,14 +15,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from real_frames import SETTINGS, STATUS, frame_bytes
 
+from daly_bms_ros.ble.bleak_transport import BleakTransport
+from daly_bms_ros.ble.client import DalyClient
 from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.protocol import SETTINGS_BLOCK, STATUS_BLOCK, parse_read_request
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
@@ -177,3 +179,19 @@ def sim_process(
         yield SimProcess(process, control)
     finally:
         _stop(process)
+
+
+@asynccontextmanager
+async def client_of(
+    name: str, request_timeout: float = 0.5, request_retries: int = 1
+) -> AsyncIterator[DalyClient]:
+    """A client connected through the real bleak on hci0 to the BMS advertised as ``name``."""
+    transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
+    client = DalyClient(transport, request_timeout, request_retries)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    await transport.connect()
+    client.attach()
+    try:
+        yield client
+    finally:
+        await transport.disconnect()

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, bluez_mock, client_of, sim_process
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.capture.format import CaptureError, read_events
 from daly_bms_ros.capture.writer import CaptureWriter
@@ -59,17 +58,13 @@ def session(
     taps: list[CaptureWriter], before_each: Callable[[dict[str, object]], None]
 ) -> tuple[list[BmsSample | None], dict[str, int]]:
     async def run() -> tuple[list[BmsSample | None], dict[str, int]]:
-        transport = BleakTransport(device_name=NAME, adapter="hci0", connect_timeout=15.0)
-        client = DalyClient(transport, request_timeout=0.5, request_retries=1)
-        client.taps.extend(taps)
-        transport.set_callbacks(client.on_notify, lambda: None)
-        await transport.connect()
-        client.attach()
-        try:
-            samples = await read_session(client, before_each)
-        finally:
-            await transport.disconnect()
-            client.detach("closed by the test")
+        async with client_of(NAME) as client:
+            client.taps.extend(taps)
+            client.attach()  # once more: the taps see the connection
+            try:
+                samples = await read_session(client, before_each)
+            finally:
+                client.detach("closed by the test")
         return samples, {reason.value: n for reason, n in client.assembler.rejected.items() if n}
 
     return asyncio.run(run())
@@ -121,16 +116,9 @@ def test_a_request_the_capture_lacks_is_left_unanswered(
         with sim_process(NAME, tmp_path, "hci1", "--replay", str(capture)) as replay:
 
             async def ask() -> None:
-                transport = BleakTransport(device_name=NAME, adapter="hci0", connect_timeout=15)
-                client = DalyClient(transport, request_timeout=0.3, request_retries=0)
-                transport.set_callbacks(client.on_notify, lambda: None)
-                await transport.connect()
-                client.attach()
-                try:
+                async with client_of(NAME, request_timeout=0.3, request_retries=0) as client:
                     with pytest.raises(RequestTimeoutError):
                         await client.read_sample()  # the probes: not what the capture holds
-                finally:
-                    await transport.disconnect()
 
             asyncio.run(ask())
             replay.process.terminate()

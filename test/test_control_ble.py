@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, client_of, sim_process
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import (
     ControlNotSupportedError,
     DalyClient,
@@ -37,15 +36,8 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimProcess]
 
 def with_client(scenario: Callable[[DalyClient], Awaitable[T]]) -> T:
     async def run() -> T:
-        transport = BleakTransport(device_name=NAME, adapter="hci0", connect_timeout=15.0)
-        client = DalyClient(transport, request_timeout=0.5, request_retries=1)
-        transport.set_callbacks(client.on_notify, lambda: None)
-        await transport.connect()
-        client.attach()
-        try:
+        async with client_of(NAME) as client:
             return await scenario(client)
-        finally:
-            await transport.disconnect()
 
     return asyncio.run(run())
 

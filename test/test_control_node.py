@@ -18,21 +18,13 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from ros_spin import spin_in_background
+from test_e2e_faults import FAST_LINK
 
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 
 NAME = f"{NAME_PREFIX}CTRL"
-FAST_LINK = [
-    Parameter("adapter", value="hci0"),
-    Parameter("poll_interval", value=0.2),
-    Parameter("connect_timeout", value=5.0),
-    Parameter("request_timeout", value=0.5),
-    Parameter("request_retries", value=1),
-    Parameter("reconnect_delay_min", value=0.2),
-    Parameter("reconnect_delay_max", value=1.0),
-]
 
 
 @pytest.fixture

@@ -354,6 +354,7 @@ class DalyPeripheral:
     async def _send(self, answer: bytes, mtu: int) -> None:
         sent = await self.faults.apply(answer)
         if sent is None:
+            self._restarting = False  # a restart whose echo was lost does not happen either
             return
         size = max(mtu, MINIMUM_MTU) - ATT_HEADER
         for start in range(0, len(sent), size):
