@@ -4,6 +4,7 @@ back by a second virtual BMS from the file alone, read again with the same resul
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import shutil
 import subprocess
@@ -31,6 +32,8 @@ from daly_bms_ros.protocol import STATUS_80_BLOCK, BmsSample, build_read_request
 
 NAME = f"{NAME_PREFIX}REC"
 CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+DATA = Path(__file__).parent / "data"
+UTC = datetime.timezone.utc
 FAULTS = ({"fault": "corrupt_crc"}, {"fault": "no_answer"}, {"fault": "truncated"}, {})
 
 
@@ -234,3 +237,38 @@ def node_reads(context: Context, count: int) -> list[tuple[BatteryState, list[Ra
         node.close()
     with lock:
         return list(received)
+
+
+def test_a_pasted_nrf_connect_log_converts_and_decodes(tmp_path: Path) -> None:
+    """The log of patman15/BMS_BLE-HA#806 (test/data/README.md): its 0x81 status, device
+    information and a write echo, at the log's times."""
+    assert CLI
+    capture = tmp_path / "nrf.jsonl"
+    converted = subprocess.run(
+        [CLI, "convert-log", str(DATA / "nrf_connect_bms_ble_ha_806.txt"), str(capture)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert converted.returncode == 0, converted.stderr
+    events = list(read_events(capture))
+    assert events[0].kind == "connection"
+    assert events[0].details["device"] == {
+        "name": "DL-D11A04015994", "address": "D1:1A:04:01:59:94", "gatt": "fff0", "mtu": 512,
+    }  # fmt: skip
+    # Each notification once, though the app logs most of them twice (I and A lines).
+    assert [event.kind for event in events[1:]] == ["notification"] * 8
+    decoded = subprocess.run(
+        [CLI, "decode", "--capture", str(capture)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    objects = [json.loads(line) for line in decoded.stdout.splitlines()]
+    [status] = [o for o in objects if o.get("block") == "x81_status"]
+    # The state block at 19:33:35.806 paired with the pack block just before it.
+    assert status["wall"] == datetime.datetime(2026, 8, 26, 19, 33, 35, 806000, UTC).timestamp()
+    assert status["cell_voltages"] == [3.281, 3.216, 3.235, 3.285]
+    assert (status["pack_voltage"], status["current"], status["soc"]) == (13.0, -0.4, 11.2)
+    assert status["remaining_capacity"] == 20.1
+    [info] = [o for o in objects if o.get("block") == "x81_device_info"]
+    assert info["model"] == "DL_HKMS_3.2.E"
+    assert {"block": "write_answer", "register": 0x0174, "value": 0x00A2}.items() <= next(
+        o for o in objects if o.get("block") == "write_answer"
+    ).items()
