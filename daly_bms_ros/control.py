@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daly_bms_ros.ble.client import WriteResult
+from daly_bms_ros.ble.client import ReadBackMismatchError, WriteResult
 from daly_bms_ros.protocol.registers import WRITABLE, encode_writable
 
 #: Writes that cannot cut the power the pack supplies, as (setting, raw value; None: any):
@@ -66,11 +66,20 @@ def check_write(
 
 
 def describe_write(requester: str, result: WriteResult) -> str:
-    """One log line of a write that took: who, what, the value before and after."""
-    unit = WRITABLE[result.name].register.unit
+    """Return the log line of a write that took: who, what, the value before and after."""
+    writable = WRITABLE[result.name]
     before = "unknown" if result.before is None else f"{result.before:g}"
+    proof = "echoed and read back" if writable.readable else "echoed; a command is not read back"
     return (
         f"write by {requester or 'an unnamed requester'}: {result.name} {before} -> "
-        f"{result.after:g} {unit}".rstrip()
-        + f" (register 0x{result.address:04X}, echoed and read back)"
+        f"{result.after:g} {writable.register.unit}".rstrip()
+        + f" (register 0x{result.address:04X}, {proof})"
     )
+
+
+def describe_failure(error: Exception) -> str:
+    """Return why a write failed, with what the BMS holds where it was read back."""
+    result = getattr(error, "result", None)
+    if result is None or isinstance(error, ReadBackMismatchError):
+        return str(error)
+    return f"{error}; {result.name} reads {result.after:g} now"

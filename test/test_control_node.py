@@ -109,10 +109,10 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
     stop = spin_in_background(ros_context, bms, robot.node, single_threaded=True)
     try:
         wait_until(lambda: robot.latest_setting("discharge_switch") == 1.0, "latched settings")
-        refused = robot.call(SetSwitch, "set_discharge_mos", on=False)
+        refused = robot.call(SetSwitch, "set_discharge_mos", enable=False)
         assert not refused.success
         assert "without confirmation" in refused.message
-        done = robot.call(SetSwitch, "set_discharge_mos", on=False, confirm_power_cut=True)
+        done = robot.call(SetSwitch, "set_discharge_mos", enable=False, confirm_power_cut=True)
         assert done.success, done.message
         assert (done.previous, done.current) == (1.0, 0.0)
         assert "robot_supervisor" in done.message
@@ -121,7 +121,9 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
             "the discharge MOS off in the published cells",
         )
         wait_until(lambda: robot.latest_setting("discharge_switch") == 0.0, "settings again")
-        assert robot.call(SetSwitch, "set_discharge_mos", on=True).success  # on needs no confirm
+        assert robot.call(
+            SetSwitch, "set_discharge_mos", enable=True
+        ).success  # on needs no confirm
         soc = robot.call(SetSoc, "set_soc", soc=100.0)
         assert (soc.success, soc.current) == (True, 100.0)
         # A protection threshold or the sleep time, set wrong, makes the BMS cut the power.
@@ -137,7 +139,7 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
         unknown = robot.call(SetSetting, "set_setting", name="turbo", value=1.0)
         assert not unknown.success and "no setting 'turbo'" in unknown.message
         sim.control({"fault": "ignored_write", "count": 2})
-        ignored = robot.call(SetSwitch, "set_charge_mos", on=False)
+        ignored = robot.call(SetSwitch, "set_charge_mos", enable=False)
         assert not ignored.success
         assert "did not take it" in ignored.message
         assert ignored.current == 1.0  # read back: still on
@@ -162,9 +164,9 @@ def test_every_write_is_refused_without_allow_control(ros_context: Context) -> N
     stop = spin_in_background(ros_context, bms, robot.node)
     try:
         answers = [
-            robot.call(SetSwitch, "set_charge_mos", on=False),
-            robot.call(SetSwitch, "set_discharge_mos", on=False, confirm_power_cut=True),
-            robot.call(SetSwitch, "set_balancing", on=True),
+            robot.call(SetSwitch, "set_charge_mos", enable=False),
+            robot.call(SetSwitch, "set_discharge_mos", enable=False, confirm_power_cut=True),
+            robot.call(SetSwitch, "set_balancing", enable=True),
             robot.call(SetSoc, "set_soc", soc=100.0),
             robot.call(SetSetting, "set_setting", name="sleep_time", value=10.0),
             robot.call(Restart, "restart", confirm_power_cut=True),

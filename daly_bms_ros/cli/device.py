@@ -16,6 +16,7 @@ from daly_bms_ros.ble.client import DalyClient, Tap
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
+from daly_bms_ros.control import describe_failure
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 T = TypeVar("T")
@@ -148,7 +149,7 @@ def run_ble(command: Callable[[], Coroutine[Any, Any, T]]) -> T | ExitCode:
     try:
         return asyncio.run(command())
     except TransportError as error:
-        print(f"daly-bms: {error}", file=sys.stderr)
+        print(f"daly-bms: {describe_failure(error)}", file=sys.stderr)
         return exit_code_for(error)
     except DalyProtocolError as error:
         print(f"daly-bms: the BMS answered something undecodable: {error}", file=sys.stderr)

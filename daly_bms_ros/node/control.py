@@ -23,7 +23,13 @@ from rclpy.task import Future
 
 from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.ble.transport import LinkLostError, TransportError
-from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
+from daly_bms_ros.control import (
+    ControlRefusedError,
+    Permission,
+    check_write,
+    describe_failure,
+    describe_write,
+)
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 
 HOW_TO_ALLOW = Permission(
@@ -114,9 +120,9 @@ class ControlServices:
         except Exception as error:
             logger.error(
                 f"write of {name} = {value:g} by {requester or 'an unnamed requester'} "
-                f"failed: {error}"
+                f"failed: {describe_failure(error)}"
             )
-            response.success, response.message = False, str(error)
+            response.success, response.message = False, describe_failure(error)
             _fill_values(response, getattr(error, "result", None))
             return response
         assert result is not None  # set_result was given a WriteResult
@@ -132,7 +138,7 @@ class ControlServices:
         async def callback(request: SetSwitch.Request, response: SetSwitch.Response) -> Any:
             return await self._run(
                 setting,
-                float(request.on),
+                float(request.enable),
                 request.confirm_power_cut,
                 request.requester,
                 response,

@@ -26,6 +26,8 @@ LAUNCH_PARAMETERS = (
     "poll_interval",
     "invert_current",
     "allow_control",
+    "record_path",
+    "publish_raw_frames",
 )
 #: ROS's own parameter, passed to the node when given.
 USE_SIM_TIME = "use_sim_time"
