@@ -62,6 +62,10 @@ class BmsDouble:
     ) -> None:
         self._on_notify, self._on_disconnect = on_notify, on_disconnect
 
+    async def find(self) -> None:
+        if self.asleep:
+            raise DeviceNotFoundError("no BMS matching 'DL-DOUBLE' seen")
+
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.asleep:

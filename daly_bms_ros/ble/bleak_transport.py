@@ -111,6 +111,8 @@ class BleakTransport:
         self._scanner_options = adapter_options(adapter)
         self._connect_timeout = connect_timeout
         self._client: BleakClientWithServiceCache | None = None
+        #: The device ``find`` saw, for the next ``connect`` only.
+        self._found: BLEDevice | None = None
         #: The GATT layout the connected BMS answers on.
         self.layout: GattLayout = GATT_LAYOUTS[0]
         self._target = mac_address or device_name or "Daly BMS"
@@ -170,10 +172,18 @@ class BleakTransport:
             )
         return device
 
-    async def connect(self) -> None:
-        """Find, connect, subscribe to fff1."""
+    async def find(self) -> None:
+        """Scan until the device is seen, for the next ``connect`` (holds no connection)."""
         try:
-            device = await self._find()
+            self._found = await self._find()
+        except BLE_ERRORS as error:
+            raise translate_error(error) from error
+
+    async def connect(self) -> None:
+        """Find (unless ``find`` did), connect, subscribe to fff1."""
+        found, self._found = self._found, None
+        try:
+            device = found or await self._find()
             self.name, self._address = device.name or "", device.address
             self._description = f"{device.name or '?'} ({device.address})"
             client = await establish_connection(

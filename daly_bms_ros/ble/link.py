@@ -32,6 +32,36 @@ class LinkState(enum.Enum):
     CONNECTED = "connected"
     BACKOFF = "backoff"
     STOPPED = "stopped"
+    #: Between two turns on an adapter shared by more batteries than it holds links: no link
+    #: is held, by design, and the last sample came at its turn.
+    IN_TURN = "in_turn"
+
+
+class AdapterTurns:
+    """The connections of one adapter, shared in turn by more batteries than it can hold.
+
+    Bluetooth adapters hold a few links at once (ESP32 stacks three; many dongles and the
+    Raspberry Pi's chip fewer than the packs of a large robot): at most ``limit`` batteries
+    are connected at a time, each for one sample, then the next.
+    """
+
+    def __init__(self, adapter: str, limit: int, batteries: int) -> None:
+        self.adapter = adapter
+        self.limit = limit
+        self.batteries = batteries
+        self._slots = asyncio.Semaphore(limit)
+
+    @property
+    def description(self) -> str:
+        """The schedule, for diagnostics."""
+        return (
+            f"adapter {self.adapter or '(default)'} shared by {self.batteries} batteries, at most "
+            f"{self.limit} connected at once: each connects for its samples in turn"
+        )
+
+    def turn(self) -> asyncio.Semaphore:
+        """Hold for one turn: ``async with turns.turn(): ...``."""
+        return self._slots
 
 
 @dataclass(frozen=True)
@@ -67,6 +97,10 @@ class LinkStatus:
     #: Address of the BMS once found ("" before).
     address: str = ""
     device_information: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: How the link is scheduled on a shared adapter ("" when it holds its link).
+    schedule: str = ""
+    #: Seconds between the last two samples, when it is longer than the poll interval.
+    stretched_interval: float | None = None
 
     @property
     def summary(self) -> str:
@@ -93,8 +127,11 @@ class BmsLink:
         config: LinkConfig,
         on_sample: Callable[[BmsSample], None],
         on_status: Callable[[LinkStatus], None],
+        turns: AdapterTurns | None = None,
     ) -> None:
         self._transport = transport
+        self._turns = turns
+        self._stretched: float | None = None
         self._config = config
         self._on_sample = on_sample
         self._on_status = on_status
@@ -135,6 +172,8 @@ class BmsLink:
             device_information=self._device_information,
             failed_polls=self._failed_polls,
             address=self._transport.address,
+            schedule="" if self._turns is None else self._turns.description,
+            stretched_interval=self._stretched,
         )
 
     def set_poll_interval(self, seconds: float) -> None:
@@ -151,7 +190,10 @@ class BmsLink:
         self._on_status(self.status())
 
     async def run(self) -> None:
-        """Connect, poll, reconnect, until ``stop``."""
+        """Connect, poll, reconnect, until ``stop`` (each sample in turn on a shared adapter)."""
+        if self._turns is not None:
+            await self._run_in_turn(self._turns)
+            return
         while not self._stopping.is_set():
             self._enter(LinkState.CONNECTING)
             try:
@@ -176,10 +218,57 @@ class BmsLink:
         self._lost.clear()
         await self._transport.connect()
         self._client.attach()
+        if self._turns is not None:
+            return  # in turn, each connection is the plan: no reconnect, no state of its own
         if self._connected_once:
             self._reconnects += 1
         self._connected_once = True
         self._enter(LinkState.CONNECTED)
+
+    async def _run_in_turn(self, turns: AdapterTurns) -> None:
+        """Each poll: find the BMS, wait for a free link, connect, read one sample, disconnect.
+
+        The search holds no link, so an absent pack never keeps the others waiting; a pack
+        that answers slowly holds its link for at most its request timeouts. The poll interval
+        stretches when the turns take longer.
+        """
+        information_read = False
+        last_sample_at: float | None = None
+        next_poll = time.monotonic()
+        self._enter(LinkState.CONNECTING)
+        while not self._stopping.is_set():
+            try:
+                await self._transport.find()
+                async with turns.turn():
+                    try:
+                        await self._connect()
+                        sample = await self._client.read_sample()
+                        if not information_read:
+                            self._device_information = await self._client.device_information()
+                            information_read = True
+                    finally:
+                        await self._transport.disconnect()
+                        self._client.detach("its turn ended")
+                        self._lost.clear()  # the end of its own turn, not a loss
+            except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
+                self._failures += 1
+                self._last_error = str(error) or type(error).__name__
+                self._enter(LinkState.BACKOFF)
+                await self._sleep(backoff_delay(self._failures, self._config))
+                continue
+            now = time.monotonic()
+            interval = self._config.poll_interval
+            if last_sample_at is not None:
+                taken = now - last_sample_at
+                self._stretched = taken if taken > interval * 1.5 else None
+            last_sample_at = self._last_sample_at = now
+            self._failures = 0
+            self._on_sample(sample)
+            self._enter(LinkState.IN_TURN)
+            next_poll = max(next_poll + interval, now)
+            self._rescheduled.clear()
+            await self._sleep(next_poll - now, self._rescheduled)
+        self._enter(LinkState.STOPPED)
 
     async def _poll_until_lost(self) -> None:
         """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""

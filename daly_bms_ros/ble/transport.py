@@ -54,8 +54,11 @@ class BmsTransport(Protocol):
     ) -> None:
         """Set what to call with each notification and when the link drops."""
 
+    async def find(self) -> None:
+        """Find the device without connecting (DeviceNotFoundError): a search holds no link."""
+
     async def connect(self) -> None:
-        """Find the device, connect and subscribe; raise a TransportError on failure."""
+        """Find the device (unless found), connect, subscribe; a TransportError on failure."""
 
     async def disconnect(self) -> None:
         """Close the link; never raises."""

@@ -80,7 +80,7 @@ def link_diagnostics(
     level, reasons = (
         battery_findings(sample, settings) if sample is not None else (DiagnosticStatus.OK, [])
     )
-    if status.state is not LinkState.CONNECTED:
+    if status.state not in (LinkState.CONNECTED, LinkState.IN_TURN):
         level = DiagnosticStatus.ERROR
         message = f"link {status.state.name.lower()}"
         if status.last_error:
@@ -90,11 +90,20 @@ def link_diagnostics(
     elif reasons or alarms:
         level = max(level, DiagnosticStatus.WARN)
         message = "; ".join([*reasons, *(["alarms: " + ", ".join(alarms)] if alarms else [])])
+    elif status.state is LinkState.IN_TURN:
+        message = "receiving samples in turn"
     else:
         message = "receiving samples"
+    if status.stretched_interval is not None:
+        level = max(level, DiagnosticStatus.WARN)
+        message += (
+            f"; samples every {status.stretched_interval:.1f} s, not every "
+            f"{settings.poll_interval:g} s: the shared adapter's turns take longer"
+        )
     to_empty, to_full = hours_left(sample) if sample is not None else (math.nan, math.nan)
     values = {
         "link_state": status.state.name.lower(),
+        "schedule": status.schedule or "holds its own link",
         "device": status.device,
         "last_sample_age_s": "never" if age is None else f"{age:.2f}",
         "reconnects": str(status.reconnects),

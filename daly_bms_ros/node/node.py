@@ -29,6 +29,7 @@ from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.ble.loop_thread import EventLoopThread
+from daly_bms_ros.ble.shared import SharedLinks
 from daly_bms_ros.ble.transport import BmsTransport, LinkLostError
 from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.msg import DalyCells, DalySettings
@@ -106,11 +107,18 @@ class BatteryDriver:
     """
 
     def __init__(
-        self, node: Node, settings: NodeSettings, transport_factory: TransportFactory
+        self,
+        node: Node,
+        settings: NodeSettings,
+        transport_factory: TransportFactory,
+        links: SharedLinks | None = None,
     ) -> None:
         self._node = node
         self.settings = settings
         self._transport_factory = transport_factory
+        #: Shared with the other batteries of the process (their loop, adapter turns); None:
+        #: the driver runs a loop of its own.
+        self._links = links
         self._identity = BatteryIdentity(
             frame_id=settings.frame_id,
             location=settings.location,
@@ -171,6 +179,7 @@ class BatteryDriver:
             ),
             on_sample=self._on_sample,
             on_status=self._on_link_status,
+            turns=None if self._links is None else self._links.turns_for(settings.adapter),
         )
         if self._raw_frames is not None:
             self._link.client.taps.append(self._raw_frames)
@@ -181,8 +190,11 @@ class BatteryDriver:
             self._node.get_logger().info(
                 f"recording the BMS conversation to {settings.record_path}"
             )
-        self._ble = EventLoopThread()
-        self._ble.start()
+        if self._links is None:
+            self._ble = EventLoopThread()
+            self._ble.start()
+        else:
+            self._ble = self._links.loop
         self._ble.submit(self._link.run())
 
     def write(self, name: str, value: float) -> concurrent.futures.Future[WriteResult]:
@@ -202,7 +214,8 @@ class BatteryDriver:
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
             self._node.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
         finally:
-            ble.stop(STOP_TIMEOUT_S)
+            if self._links is None:  # a shared loop is stopped by whoever shares it
+                ble.stop(STOP_TIMEOUT_S)
             with self._lock:
                 self._link_status = None
             if self._capture is not None:
@@ -252,7 +265,7 @@ class BatteryDriver:
             previous, self._link_status = self._link_status, status
         entered = previous is None or previous.state is not status.state
         logger = self._node.get_logger()
-        if entered and status.state is LinkState.CONNECTED:
+        if entered and status.state is LinkState.CONNECTED and not status.schedule:
             logger.info(f"connected to {status.device}")
         elif entered and status.state is LinkState.BACKOFF:
             logger.warning(
@@ -322,11 +335,26 @@ class DalyBmsNode(Node):
     """Publish one Daly BMS on ``battery_state``, ``cells`` and ``/diagnostics``, from start."""
 
     def __init__(
-        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+        self,
+        transport_factory: TransportFactory = bleak_transport,
+        links: SharedLinks | None = None,
+        **node_options: Any,
     ) -> None:
+        """Start at once; with ``links`` (a process serving several), at ``start``.
+
+        Then every battery registers its adapter before any starts.
+        """
         super().__init__("daly_bms", **node_options)
-        self._driver = BatteryDriver(self, validate(declare_parameters(self)), transport_factory)
+        settings = validate(declare_parameters(self))
+        self._driver = BatteryDriver(self, settings, transport_factory, links)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        if links is None:
+            self._driver.start()
+        else:
+            links.register(settings.adapter)
+
+    def start(self) -> None:
+        """Connect to the BMS and poll it (a node made with ``links``)."""
         self._driver.start()
 
     @property

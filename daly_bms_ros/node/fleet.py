@@ -1,0 +1,171 @@
+"""``daly_bms_fleet``: every pack of a robot in one process, and the robot's battery.
+
+One node per pack, each exactly ``daly_bms_node`` in its namespace (``/front/daly_bms``: its
+parameters come from the same parameters file, its topics and diagnostics are a single node's),
+all in one process over one Bluetooth event loop: a pack costs a few MiB instead of a process.
+An adapter with more packs than ``max_connections`` serves them in turn (connect, read,
+disconnect). ``pack_groups`` combine packs into one BatteryState each (see ``groups``),
+published only while every member's latest state is younger than ``group_max_age``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState
+
+from daly_bms_ros.ble.shared import SharedLinks
+from daly_bms_ros.node.groups import Group, combine, parse_group
+from daly_bms_ros.node.main import run_node
+from daly_bms_ros.node.node import STOP_TIMEOUT_S, DalyBmsNode, TransportFactory, bleak_transport
+from daly_bms_ros.node.parameters import InvalidSettingError
+
+QUEUE_DEPTH = 10
+
+
+def namespaces_of(values: Sequence[str]) -> list[str]:
+    """Check the ``batteries`` parameter: distinct absolute namespaces, at least one."""
+    namespaces = [value.rstrip("/") for value in values]
+    if not namespaces:
+        raise InvalidSettingError("batteries must name at least one namespace, e.g. ['/front']")
+    for namespace in namespaces:
+        if not namespace.startswith("/") or "//" in namespace or " " in namespace:
+            raise InvalidSettingError(
+                f"batteries: {namespace!r} is not a namespace such as '/front'"
+            )
+    if len(set(namespaces)) != len(namespaces):
+        raise InvalidSettingError(f"batteries must be distinct, got {list(values)}")
+    return namespaces
+
+
+def groups_of(values: Sequence[str]) -> dict[str, Group]:
+    """Check ``pack_groups``: ``"<name>: <expression>"`` entries, e.g. ``"robot: series(/a)"``."""
+    groups = {}
+    for value in values:
+        name, colon, expression = value.partition(":")
+        name = name.strip()
+        if not colon or not name or " " in name:
+            raise InvalidSettingError(
+                f"pack_groups: {value!r} is not '<name>: <expression>', "
+                "e.g. 'robot: parallel(series(/a, /b), series(/c, /d))'"
+            )
+        try:
+            groups[name] = parse_group(expression)
+        except ValueError as error:
+            raise InvalidSettingError(f"pack_groups: {error}") from error
+    return groups
+
+
+class DalyBmsFleet(Node):
+    """The packs of ``batteries``, each a DalyBmsNode in its namespace, and ``pack_groups``."""
+
+    def __init__(
+        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+    ) -> None:
+        super().__init__("daly_bms_fleet", **node_options)
+        namespaces = namespaces_of(
+            self._declare("batteries", [""], "namespaces of the packs, e.g. ['/front', '/rear']")
+        )
+        max_connections = self._declare(
+            "max_connections",
+            0,
+            "Bluetooth links an adapter holds at once; more packs on it are served in turn "
+            "(connect, read, disconnect). 0: no limit",
+            integer_range=[IntegerRange(from_value=0, to_value=64, step=1)],
+        )
+        self._groups = groups_of(
+            self._declare(
+                "pack_groups",
+                [""],
+                "packs combined into one BatteryState each: '<name>: <expression>', e.g. "
+                "'robot: parallel(series(/a, /b), series(/c, /d))', published on "
+                "<name>/battery_state",
+            )
+        )
+        self._max_age = self._declare(
+            "group_max_age",
+            5.0,
+            "seconds after which a pack's state is too old for its group: the group is not "
+            "published then",
+        )
+        if not self._max_age > 0:
+            raise InvalidSettingError(f"group_max_age must be above 0, not {self._max_age}")
+        self._links = SharedLinks(max_connections)
+        self.children = tuple(
+            DalyBmsNode(
+                transport_factory, links=self._links, context=self.context, namespace=namespace
+            )
+            for namespace in namespaces
+        )
+        self._links.loop.start()
+        for child in self.children:
+            child.start()
+        self._latest: dict[str, tuple[BatteryState, float]] = {}
+        self._group_publishers = {
+            name: self.create_publisher(BatteryState, f"{name}/battery_state", QUEUE_DEPTH)
+            for name in self._groups
+        }
+        for pack in sorted({pack for group in self._groups.values() for pack in group.packs()}):
+            self.create_subscription(
+                BatteryState,
+                f"{pack}/battery_state",
+                lambda message, pack=pack: self._on_pack_state(pack, message),
+                QUEUE_DEPTH,
+            )
+        self.get_logger().info(
+            f"serving {len(self.children)} batteries ({', '.join(namespaces)})"
+            + (f"; groups {', '.join(self._groups)}" if self._groups else "")
+        )
+
+    def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
+        descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)
+        value = self.declare_parameter(name, default, descriptor).value
+        # An empty string array is declared through [""] (rclpy cannot tell an empty list's type).
+        return [item for item in value if item] if isinstance(value, list) else value
+
+    def _on_pack_state(self, pack: str, message: BatteryState) -> None:
+        """Keep a pack's state; publish each group of it whose members are all fresh."""
+        now = time.monotonic()
+        self._latest[pack] = (message, now)
+        for name, group in self._groups.items():
+            members = group.packs()
+            if pack not in members:
+                continue
+            latest = [self._latest.get(member) for member in members]
+            if any(entry is None or now - entry[1] > self._max_age for entry in latest):
+                continue
+            states = {
+                member: entry[0] for member, entry in zip(members, latest, strict=True) if entry
+            }
+            combined = combine(group, states)
+            # As old as its oldest part.
+            oldest = min(
+                (state.header.stamp for state in states.values()),
+                key=lambda stamp: (stamp.sec, stamp.nanosec),
+            )
+            combined.header.stamp = oldest
+            combined.header.frame_id = name
+            combined.location = name
+            combined.serial_number = name
+            self._group_publishers[name].publish(combined)
+
+    def close(self) -> None:
+        """Disconnect every pack, remove their nodes, end the Bluetooth loop."""
+        for child in self.children:
+            child.close()
+            child.destroy_node()
+        self._links.loop.stop(STOP_TIMEOUT_S)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the fleet (every pack's node spins with it)."""
+    return run_node(DalyBmsFleet, "daly_bms_fleet", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

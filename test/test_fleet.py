@@ -1,0 +1,254 @@
+"""Many packs, one process: daly_bms_fleet against virtual BMS on the BlueZ mock, through bleak.
+
+Each pack is a virtual BMS on an adapter of its own (hci1..), all read over hci0; the fleet's
+parameters come from a parameters file, as on a robot.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+import rclpy
+from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.context import Context
+from rclpy.node import Node
+from ros_env import domain_id_for_this_run
+from ros_spin import spin_in_background
+from sensor_msgs.msg import BatteryState
+from test_e2e_faults import wait_until
+
+from daly_bms_ros.node.fleet import DalyBmsFleet
+from daly_bms_ros.node.groups import combine, parse_group
+from daly_bms_ros.node.parameters import InvalidSettingError
+
+PACKS = {"/a": 100.0, "/b": 50.0, "/c": 100.0}  # namespace: rated capacity (Ah)
+
+
+def name_of(namespace: str) -> str:
+    return f"{NAME_PREFIX}FL{namespace[1:].upper()}"
+
+
+def parameters_file(path: Path, **fleet: object) -> Path:
+    """A parameters file as users write it: the fleet's section and one per pack."""
+    lines = ["/daly_bms_fleet:", "  ros__parameters:"]
+    lines += [f"    {name}: {value!r}" for name, value in fleet.items()]
+    for namespace in PACKS:
+        lines += [
+            f"{namespace}/daly_bms:",
+            "  ros__parameters:",
+            f"    device_name: {name_of(namespace)!r}",
+            "    adapter: hci0",
+            "    poll_interval: 0.5",
+            "    connect_timeout: 5.0",
+            "    request_timeout: 0.5",
+            "    reconnect_delay_min: 0.2",
+            "    reconnect_delay_max: 1.0",
+            "    diagnostics_period: 0.5",
+            "    diagnostic_updater.use_fqn: true",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def packs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, SimProcess]]:
+    with bluez_mock(tmp_path, peripherals=len(PACKS)) as address, ExitStack() as sims:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        yield {
+            namespace: sims.enter_context(
+                sim_process(name_of(namespace), tmp_path, f"hci{number}",
+                            "--capacity", str(capacity), "--load-period", "60")
+            )
+            for number, (namespace, capacity) in enumerate(PACKS.items(), start=1)
+        }  # fmt: skip
+
+
+@contextmanager
+def fleet_context(parameters: Path) -> Iterator[Context]:
+    context = Context()
+    rclpy.init(
+        context=context,
+        domain_id=domain_id_for_this_run(),
+        args=["--ros-args", "--params-file", str(parameters)],
+    )
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+class Listener:
+    """BatteryState of each pack and group, and each pack's latest diagnostics."""
+
+    def __init__(self, context: Context, topics: list[str]) -> None:
+        self.node = Node("fleet_listener", context=context)
+        self.lock = threading.Lock()
+        self.states: dict[str, list[tuple[float, BatteryState]]] = {t: [] for t in topics}
+        self.diagnostics: dict[str, DiagnosticStatus] = {}
+        for topic in topics:
+            self.node.create_subscription(
+                BatteryState, f"{topic}/battery_state", self._keeper(topic), 50
+            )
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnosed, 50)
+
+    def _keeper(self, topic: str):  # type: ignore[no-untyped-def]
+        def keep(message: BatteryState) -> None:
+            with self.lock:
+                self.states[topic].append((time.monotonic(), message))
+
+        return keep
+
+    def _diagnosed(self, message: DiagnosticArray) -> None:
+        with self.lock:
+            for status in message.status:
+                self.diagnostics[status.name.split("/daly_bms")[0]] = status
+
+    def count(self, topic: str, since: float = 0.0) -> int:
+        with self.lock:
+            return sum(1 for at, _ in self.states[topic] if at >= since)
+
+    def latest(self, topic: str) -> BatteryState:
+        with self.lock:
+            return self.states[topic][-1][1]
+
+
+def test_one_process_serves_every_pack_and_the_groups(
+    packs: dict[str, SimProcess], tmp_path: Path
+) -> None:
+    parameters = parameters_file(
+        tmp_path / "fleet.yaml",
+        batteries=list(PACKS),
+        pack_groups=["string: series(/a, /b)", "bank: parallel(/a, /b, /c)"],
+        group_max_age=2.0,
+    )
+    with fleet_context(parameters) as context:
+        fleet = DalyBmsFleet(context=context)
+        listener = Listener(context, [*PACKS, "/string", "/bank"])
+        stop = spin_in_background(context, fleet, *fleet.children, listener.node)
+        try:
+            for topic in (*PACKS, "/string", "/bank"):
+                wait_until(lambda topic=topic: listener.count(topic) >= 3, f"{topic} states")
+            bank = listener.latest("/bank")
+            assert bank.capacity == pytest.approx(sum(PACKS.values()))  # parallel: capacities add
+            members = [listener.latest(pack) for pack in PACKS]
+            assert bank.current == pytest.approx(sum(m.current for m in members), abs=1.0)
+            string = listener.latest("/string")
+            a, b = listener.latest("/a"), listener.latest("/b")
+            assert string.voltage == pytest.approx(a.voltage + b.voltage, abs=0.5)
+            assert string.capacity == pytest.approx(min(a.capacity, b.capacity))
+            assert string.location == "string" and bank.header.frame_id == "bank"
+            # A pack that sleeps: the others keep their pace, its groups stop, the other goes on.
+            packs["/c"].control({"link": "sleep"})
+            time.sleep(1.0)
+            since = time.monotonic()
+            time.sleep(3.0)
+            assert listener.count("/c", since) == 0
+            for pack in ("/a", "/b"):
+                assert listener.count(pack, since) >= 4, pack  # 0.5 s polls: about 6 in 3 s
+            assert listener.count("/string", since) >= 4
+            wait_until(
+                lambda: listener.count("/bank", time.monotonic() - 1.0) == 0,
+                "the bank to stop with a stale member",
+            )
+            wait_until(
+                lambda: listener.diagnostics.get("/c") is not None
+                and listener.diagnostics["/c"].level == DiagnosticStatus.ERROR,
+                "the sleeping pack's diagnostics",
+            )
+            packs["/c"].control({"link": "wake"})
+            wait_until(lambda: listener.count("/bank", time.monotonic() - 1.0) > 0, "the bank")
+        finally:
+            stop()
+            fleet.close()
+
+
+def test_an_adapter_with_more_packs_than_links_serves_them_in_turn(
+    packs: dict[str, SimProcess], tmp_path: Path
+) -> None:
+    parameters = parameters_file(tmp_path / "turns.yaml", batteries=list(PACKS), max_connections=1)
+    with fleet_context(parameters) as context:
+        fleet = DalyBmsFleet(context=context)
+        listener = Listener(context, list(PACKS))
+        stop = spin_in_background(context, fleet, *fleet.children, listener.node)
+        try:
+            since = time.monotonic()
+            for pack in PACKS:
+                wait_until(lambda pack=pack: listener.count(pack, since) >= 4, f"{pack} in turn")
+            for pack in PACKS:
+                status = listener.diagnostics[pack]
+                values = {value.key: value.value for value in status.values}
+                assert "shared by 3 batteries, at most 1 connected" in values["schedule"]
+                assert values["link_state"] in ("in_turn", "connecting")
+                assert status.level != DiagnosticStatus.ERROR
+        finally:
+            stop()
+            fleet.close()
+
+
+@pytest.mark.parametrize(
+    ("fleet", "message"),
+    [
+        ({"batteries": ["/a", "/a"]}, "distinct"),
+        ({"batteries": ["front"]}, "not a namespace"),
+        ({"batteries": ["/a"], "pack_groups": ["robot: series(/a, /b"]}, "')' expected"),
+        ({"batteries": ["/a"], "pack_groups": ["robot series(/a)"]}, "<name>: <expression>"),
+        ({"batteries": ["/a"], "pack_groups": ["r: ring(/a)"]}, "neither series nor parallel"),
+    ],
+)
+def test_a_wrong_fleet_is_refused_with_what_is_allowed(
+    tmp_path: Path, fleet: dict[str, object], message: str
+) -> None:
+    with (
+        fleet_context(parameters_file(tmp_path / "wrong.yaml", **fleet)) as context,
+        pytest.raises(InvalidSettingError, match=re.escape(message)),
+    ):
+        DalyBmsFleet(context=context)
+
+
+def state(
+    voltage: float, current: float, charge: float, capacity: float, health: int = 1
+) -> BatteryState:
+    return BatteryState(
+        voltage=voltage, current=current, charge=charge, capacity=capacity,
+        design_capacity=capacity, percentage=charge / capacity, temperature=25.0,
+        present=True, power_supply_health=health,
+    )  # fmt: skip
+
+
+def test_series_parallel_and_nested_groups_follow_the_electrics() -> None:
+    states = {
+        "/a": state(51.2, -10.0, 80.0, 100.0),
+        "/b": state(51.0, -10.2, 20.0, 50.0, BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT),
+        "/c": state(51.4, -9.8, 90.0, 100.0),
+        "/d": state(51.2, -10.0, 50.0, 100.0),
+    }
+    string = combine(parse_group("series(/a, /b)"), states)
+    assert string.voltage == pytest.approx(102.2)  # voltages add
+    assert string.current == pytest.approx(-10.1)  # one current through both
+    assert (string.charge, string.capacity) == (20.0, 50.0)  # the emptiest pack limits it
+    assert string.percentage == pytest.approx(0.4)
+    assert string.power_supply_health == BatteryState.POWER_SUPPLY_HEALTH_OVERHEAT  # the worst
+    bank = combine(parse_group("parallel(/a, /b)"), states)
+    assert bank.voltage == pytest.approx(51.1)
+    assert bank.current == pytest.approx(-20.2)  # currents add
+    assert (bank.charge, bank.capacity) == (100.0, 150.0)
+    assert bank.percentage == pytest.approx((0.8 * 100 + 0.4 * 50) / 150)  # weighted by capacity
+    assert bank.power_supply_status == BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+    robot = combine(parse_group("parallel(series(/a, /b), series(/c, /d))"), states)
+    assert robot.voltage == pytest.approx((102.2 + 102.6) / 2)
+    assert robot.current == pytest.approx(-10.1 + -9.9)
+    assert robot.capacity == pytest.approx(50.0 + 100.0)
+    assert robot.percentage == pytest.approx((0.4 * 50 + 0.5 * 100) / 150)
+    assert parse_group("parallel(series(/a, /b), series(/c, /d))").packs() == [
+        "/a",
+        "/b",
+        "/c",
+        "/d",
+    ]
