@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+import yaml
 from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.context import Context
@@ -24,7 +25,7 @@ from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 from test_e2e_faults import wait_until
 
-from daly_bms_ros.node.fleet import DalyBmsFleet
+from daly_bms_ros.node.fleet import DalyBmsFleet, groups_of, namespaces_of
 from daly_bms_ros.node.groups import combine, parse_group
 from daly_bms_ros.node.parameters import InvalidSettingError
 
@@ -252,3 +253,13 @@ def test_series_parallel_and_nested_groups_follow_the_electrics() -> None:
         "/c",
         "/d",
     ]
+
+
+def test_the_shipped_four_battery_file_is_a_valid_fleet() -> None:
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "four_batteries.yaml").open())
+    fleet = config["/daly_bms_fleet"]["ros__parameters"]
+    namespaces = namespaces_of(fleet["batteries"])
+    [robot] = groups_of(fleet["pack_groups"]).values()
+    assert sorted(robot.packs()) == sorted(namespaces)
+    for namespace in namespaces:
+        assert config[f"{namespace}/daly_bms"]["ros__parameters"]["mac_address"]
