@@ -28,7 +28,8 @@ def fleet_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
     node = Node(
         package="daly_bms_ros",
         executable="daly_bms_fleet",
-        name="daly_bms_fleet",
+        # No name=: launch_ros would pass __node:=, which renames every node of the process,
+        # the packs' nodes too (their parameters are keyed <namespace>/daly_bms).
         parameters=[argument("params_file")],
         arguments=["--ros-args", "--log-level", argument("log_level")],
         respawn=argument("respawn").lower() == "true",

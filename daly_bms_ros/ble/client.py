@@ -159,15 +159,20 @@ class DalyClient:
         #: What sees the raw conversation (captures, the raw-frames topic).
         self.taps: list[Tap] = []
 
-    def attach(self) -> None:
-        """Start a new connection: nothing buffered or cached from the previous one survives."""
+    def attach(self, same_device: bool = False) -> None:
+        """Start a new connection: nothing buffered from the previous one survives.
+
+        ``same_device``: a turn of a pack served in turn, which keeps what it knows of the
+        device (settings, whether it answers the MOS block); else that is read anew.
+        """
         self._connection += 1
         for tap in self.taps:
             tap.connected(self.transport.details)
         self.assembler.reset()
         self._frames = asyncio.Queue()
-        self._settings = None
-        self.read_mos_temperature = True
+        if not same_device:
+            self._settings = None
+            self.read_mos_temperature = True
 
     def detach(self, reason: str) -> None:
         """End a connection: the taps learn why."""

@@ -75,6 +75,8 @@ class LinkConfig:
     reconnect_delay_max: float = 30.0
     #: Turn the sign of current and power round (firmware that reports charging as negative).
     invert_current: bool = False
+    #: Longest hold of a shared adapter's link for one turn (connect, read, disconnect).
+    turn_timeout: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,6 @@ class BmsLink:
         self._lost.clear()
         await self._transport.connect()
         self._client.attach()
-        if self._turns is not None:
-            return  # in turn, each connection is the plan: no reconnect, no state of its own
         if self._connected_once:
             self._reconnects += 1
         self._connected_once = True
@@ -228,47 +228,76 @@ class BmsLink:
     async def _run_in_turn(self, turns: AdapterTurns) -> None:
         """Each poll: find the BMS, wait for a free link, connect, read one sample, disconnect.
 
-        The search holds no link, so an absent pack never keeps the others waiting; a pack
-        that answers slowly holds its link for at most its request timeouts. The poll interval
-        stretches when the turns take longer.
+        The search holds no link, so an absent pack never keeps the others waiting; a turn
+        holds its link for at most ``turn_timeout``. The poll interval stretches when the
+        turns take longer (told in diagnostics). A few failed turns in a row are a link down.
         """
-        information_read = False
-        last_sample_at: float | None = None
         next_poll = time.monotonic()
+        last_sample_at: float | None = None
         self._enter(LinkState.CONNECTING)
         while not self._stopping.is_set():
             try:
                 await self._transport.find()
+                if self._stopping.is_set():
+                    break
                 async with turns.turn():
-                    try:
-                        await self._connect()
-                        sample = await self._client.read_sample()
-                        if not information_read:
-                            self._device_information = await self._client.device_information()
-                            information_read = True
-                    finally:
-                        await self._transport.disconnect()
-                        self._client.detach("its turn ended")
-                        self._lost.clear()  # the end of its own turn, not a loss
+                    if self._stopping.is_set():
+                        break
+                    await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
             except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
-                self._failures += 1
-                self._last_error = str(error) or type(error).__name__
-                self._enter(LinkState.BACKOFF)
+                self._turn_failed(str(error) or f"the turn took over {self._config.turn_timeout} s")
+            except Exception as error:
+                self._turn_failed(f"unexpected {type(error).__name__}: {error}")
+                LOG.exception("BMS turn failure")
+            else:
+                now = time.monotonic()
+                interval = self._config.poll_interval
+                if last_sample_at is not None:
+                    taken = now - last_sample_at
+                    self._stretched = taken if taken > interval * 1.5 else None
+                last_sample_at = now
+                self._failures = self._failed_polls = 0
+                self._enter(LinkState.IN_TURN)
+            if self._state is LinkState.BACKOFF:
                 await self._sleep(backoff_delay(self._failures, self._config))
+                next_poll = time.monotonic()
                 continue
             now = time.monotonic()
-            interval = self._config.poll_interval
-            if last_sample_at is not None:
-                taken = now - last_sample_at
-                self._stretched = taken if taken > interval * 1.5 else None
-            last_sample_at = self._last_sample_at = now
-            self._failures = 0
-            self._on_sample(sample)
-            self._enter(LinkState.IN_TURN)
-            next_poll = max(next_poll + interval, now)
+            next_poll = max(next_poll + self._config.poll_interval, now)
             self._rescheduled.clear()
             await self._sleep(next_poll - now, self._rescheduled)
         self._enter(LinkState.STOPPED)
+
+    async def _take_turn(self) -> None:
+        """Connect, read one sample (handed on at once), the device information once, disconnect.
+
+        Per-device knowledge (protocol, status read, settings) is kept from turn to turn: a turn
+        costs the status read alone.
+        """
+        try:
+            self._lost.clear()
+            await self._transport.connect()
+            self._client.attach(same_device=self._connected_once)
+            self._connected_once = True
+            sample = await self._client.read_sample()
+            self._last_sample_at = time.monotonic()
+            self._on_sample(sample)
+            if not self._device_information:
+                self._device_information = await self._client.device_information()
+        finally:
+            await self._transport.disconnect()
+            self._client.detach("its turn ended")
+            self._lost.clear()  # the end of its own turn, not a loss
+
+    def _turn_failed(self, error: str) -> None:
+        """Count a failed turn; after a few in a row the link counts as down (backoff)."""
+        self._failures += 1
+        self._failed_polls += 1
+        self._last_error = error
+        if self._failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
+            self._enter(LinkState.BACKOFF)
+        else:
+            self._on_status(self.status())
 
     async def _poll_until_lost(self) -> None:
         """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""

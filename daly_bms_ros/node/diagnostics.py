@@ -86,7 +86,12 @@ def link_diagnostics(
         if status.last_error:
             message += f": {status.last_error}"
     elif age is None or age > settings.stale_timeout:
-        level, message = DiagnosticStatus.WARN, "connected, no fresh sample"
+        level = DiagnosticStatus.WARN
+        message = (
+            "served in turn, no fresh sample"
+            if status.state is LinkState.IN_TURN
+            else "connected, no fresh sample"
+        )
     elif reasons or alarms:
         level = max(level, DiagnosticStatus.WARN)
         message = "; ".join([*reasons, *(["alarms: " + ", ".join(alarms)] if alarms else [])])
@@ -94,8 +99,7 @@ def link_diagnostics(
         message = "receiving samples in turn"
     else:
         message = "receiving samples"
-    if status.stretched_interval is not None:
-        level = max(level, DiagnosticStatus.WARN)
+    if status.stretched_interval is not None:  # by design on a shared adapter: told, no WARN
         message += (
             f"; samples every {status.stretched_interval:.1f} s, not every "
             f"{settings.poll_interval:g} s: the shared adapter's turns take longer"

@@ -10,22 +10,36 @@ published only while every member's latest state is younger than ``group_max_age
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.ble.shared import SharedLinks
 from daly_bms_ros.node.groups import Group, combine, parse_group
 from daly_bms_ros.node.main import run_node
-from daly_bms_ros.node.node import STOP_TIMEOUT_S, DalyBmsNode, TransportFactory, bleak_transport
+from daly_bms_ros.node.node import (
+    STOP_TIMEOUT_S,
+    USE_FQN_PARAMETER,
+    DalyBmsNode,
+    TransportFactory,
+    bleak_transport,
+)
 from daly_bms_ros.node.parameters import InvalidSettingError
 
 QUEUE_DEPTH = 10
+
+
+#: A ROS namespace (absolute) and a ROS name token, as rcl accepts them.
+NAMESPACE = re.compile(r"(/[A-Za-z][A-Za-z0-9_]*)+")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def namespaces_of(values: Sequence[str]) -> list[str]:
@@ -34,9 +48,10 @@ def namespaces_of(values: Sequence[str]) -> list[str]:
     if not namespaces:
         raise InvalidSettingError("batteries must name at least one namespace, e.g. ['/front']")
     for namespace in namespaces:
-        if not namespace.startswith("/") or "//" in namespace or " " in namespace:
+        if not NAMESPACE.fullmatch(namespace):
             raise InvalidSettingError(
-                f"batteries: {namespace!r} is not a namespace such as '/front'"
+                f"batteries: {namespace!r} is not a namespace such as '/front' "
+                "(letters, digits and _, each part starting with a letter)"
             )
     if len(set(namespaces)) != len(namespaces):
         raise InvalidSettingError(f"batteries must be distinct, got {list(values)}")
@@ -49,11 +64,13 @@ def groups_of(values: Sequence[str]) -> dict[str, Group]:
     for value in values:
         name, colon, expression = value.partition(":")
         name = name.strip()
-        if not colon or not name or " " in name:
+        if not colon or not NAME.fullmatch(name):
             raise InvalidSettingError(
-                f"pack_groups: {value!r} is not '<name>: <expression>', "
-                "e.g. 'robot: parallel(series(/a, /b), series(/c, /d))'"
+                f"pack_groups: {value!r} is not '<name>: <expression>' with a name of letters, "
+                "digits and _, e.g. 'robot: parallel(series(/a, /b), series(/c, /d))'"
             )
+        if name in groups:
+            raise InvalidSettingError(f"pack_groups: {name!r} is named twice")
         try:
             groups[name] = parse_group(expression)
         except ValueError as error:
@@ -87,21 +104,24 @@ class DalyBmsFleet(Node):
                 "<name>/battery_state",
             )
         )
-        self._max_age = self._declare(
+        max_age = self._declare(
             "group_max_age",
             5.0,
             "seconds after which a pack's state is too old for its group: the group is not "
             "published then",
+            dynamic_typing=True,  # 5 as well as 5.0
         )
-        if not self._max_age > 0:
-            raise InvalidSettingError(f"group_max_age must be above 0, not {self._max_age}")
-        self._links = SharedLinks(max_connections)
-        self.children = tuple(
-            DalyBmsNode(
-                transport_factory, links=self._links, context=self.context, namespace=namespace
+        if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
+            raise InvalidSettingError(f"group_max_age must be a number above 0, not {max_age!r}")
+        self._max_age = float(max_age)
+        strangers = {p for g in self._groups.values() for p in g.packs()} - set(namespaces)
+        if strangers:
+            raise InvalidSettingError(
+                f"pack_groups name {', '.join(sorted(strangers))}, not among batteries "
+                f"({', '.join(namespaces)})"
             )
-            for namespace in namespaces
-        )
+        self._links = SharedLinks(max_connections)
+        self.children = tuple(self._pack_node(transport_factory, ns) for ns in namespaces)
         self._links.loop.start()
         for child in self.children:
             child.start()
@@ -122,11 +142,35 @@ class DalyBmsFleet(Node):
             + (f"; groups {', '.join(self._groups)}" if self._groups else "")
         )
 
-    def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
-        descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)
-        value = self.declare_parameter(name, default, descriptor).value
-        # An empty string array is declared through [""] (rclpy cannot tell an empty list's type).
-        return [item for item in value if item] if isinstance(value, list) else value
+    def _pack_node(self, transport_factory: TransportFactory, namespace: str) -> DalyBmsNode:
+        """Make the node of one pack, ``<namespace>/daly_bms``, its diagnostics named fully."""
+        node = DalyBmsNode(
+            transport_factory,
+            links=self._links,
+            context=self.context,
+            namespace=namespace,
+            # Every pack's status would be "daly_bms: battery" otherwise.
+            parameter_overrides=[Parameter(USE_FQN_PARAMETER, value=True)],
+        )
+        if node.get_name() != "daly_bms":
+            raise InvalidSettingError(
+                f"the packs' nodes are renamed to {node.get_name()!r} (a __node:= remap applies "
+                "to every node of the process): drop it, their parameters are keyed "
+                "<namespace>/daly_bms"
+            )
+        return node
+
+    def _declare(self, name: str, default: Any, description: str, **options: Any) -> Any:
+        descriptor = ParameterDescriptor(description=description, read_only=True, **options)
+        try:
+            value = self.declare_parameter(name, default, descriptor).value
+        except (TypeError, ParameterException) as error:  # e.g. [] (rcl cannot type it)
+            raise InvalidSettingError(f"{name}: {error}") from error
+        # An empty string array is declared through [""] (rclpy cannot tell an empty list's
+        # type), and an empty list in a parameters file arrives as no value.
+        if isinstance(default, list):
+            return [item for item in value or () if item]
+        return value
 
     def _on_pack_state(self, pack: str, message: BatteryState) -> None:
         """Keep a pack's state; publish each group of it whose members are all fresh."""

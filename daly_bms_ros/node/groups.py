@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sensor_msgs.msg import BatteryState
@@ -52,11 +52,13 @@ class Group:
 
 
 def parse_group(text: str) -> Group:
-    """Parse a group expression; ValueError saying where and what was expected."""
-    tokens = [(m.start(), m.group("word") or m.group("mark")) for m in _tokens(text)]
+    """Parse a group expression; ValueError saying what was expected."""
+    tokens = [m.group("word") or m.group("mark") for m in _tokens(text)]
     group, position = _parse(tokens, 0, text)
     if position != len(tokens):
-        raise ValueError(f"{text!r}: unexpected {tokens[position][1]!r} after the group")
+        raise ValueError(f"{text!r}: unexpected {tokens[position]!r} after the group")
+    if group.kind == "pack":
+        raise ValueError(f"{text!r}: a group combines packs: series(...) or parallel(...)")
     packs = group.packs()
     if len(set(packs)) != len(packs):
         raise ValueError(f"{text!r}: a pack is named twice")
@@ -74,21 +76,21 @@ def _tokens(text: str) -> list[re.Match[str]]:
     return matches
 
 
-def _parse(tokens: Sequence[tuple[int, str]], at: int, text: str) -> tuple[Group, int]:
-    if at >= len(tokens) or tokens[at][1] in "(),":
+def _parse(tokens: Sequence[str], at: int, text: str) -> tuple[Group, int]:
+    if at >= len(tokens) or tokens[at] in "(),":
         raise ValueError(f"{text!r}: a pack or series(...)/parallel(...) expected")
-    word = tokens[at][1]
-    if at + 1 < len(tokens) and tokens[at + 1][1] == "(":
+    word = tokens[at]
+    if at + 1 < len(tokens) and tokens[at + 1] == "(":
         if word not in (SERIES, PARALLEL):
             raise ValueError(f"{text!r}: {word!r} is neither series nor parallel")
         members, position = [], at + 2
         while True:
             member, position = _parse(tokens, position, text)
             members.append(member)
-            if position < len(tokens) and tokens[position][1] == ",":
+            if position < len(tokens) and tokens[position] == ",":
                 position += 1
                 continue
-            if position < len(tokens) and tokens[position][1] == ")":
+            if position < len(tokens) and tokens[position] == ")":
                 return Group(word, tuple(members)), position + 1
             raise ValueError(f"{text!r}: ',' or ')' expected in {word}(...)")
     if not word.startswith("/"):
@@ -105,10 +107,12 @@ def combine(group: Group, states: Mapping[str, BatteryState]) -> BatteryState:
     if group.kind == SERIES:
         combined.voltage = float(sum(part.voltage for part in parts))
         combined.current = float(sum(part.current for part in parts) / len(parts))
-        combined.charge = min(part.charge for part in parts)
-        combined.capacity = min(part.capacity for part in parts)
-        combined.design_capacity = min(part.design_capacity for part in parts)
-        combined.percentage = min(part.percentage for part in parts)
+        # The string holds what its emptiest pack holds (unknown if any pack's SOC is).
+        emptiest = _least(parts, lambda part: part.percentage)
+        combined.charge = math.nan if emptiest is None else emptiest.charge
+        combined.capacity = math.nan if emptiest is None else emptiest.capacity
+        combined.percentage = math.nan if emptiest is None else emptiest.percentage
+        combined.design_capacity = _known_min(part.design_capacity for part in parts)
     else:
         combined.voltage = float(sum(part.voltage for part in parts) / len(parts))
         combined.current = float(sum(part.current for part in parts))
@@ -116,7 +120,8 @@ def combine(group: Group, states: Mapping[str, BatteryState]) -> BatteryState:
         combined.capacity = float(sum(part.capacity for part in parts))
         combined.design_capacity = float(sum(part.design_capacity for part in parts))
         combined.percentage = _weighted_percentage(parts)
-    combined.temperature = max(part.temperature for part in parts)
+    known = [part.temperature for part in parts if not math.isnan(part.temperature)]
+    combined.temperature = max(known, default=math.nan)  # a pack without sensors tells nothing
     combined.present = all(part.present for part in parts)
     combined.power_supply_health = min(
         (part.power_supply_health for part in parts), key=HEALTH_SEVERITY.index
@@ -129,6 +134,21 @@ def combine(group: Group, states: Mapping[str, BatteryState]) -> BatteryState:
     )
     combined.power_supply_status = _supply_status(combined.current, parts)
     return combined
+
+
+def _least(
+    parts: Sequence[BatteryState], key: Callable[[BatteryState], float]
+) -> BatteryState | None:
+    """Return the part with the least ``key``; None when any part's is unknown (NaN)."""
+    if any(math.isnan(key(part)) for part in parts):
+        return None
+    return min(parts, key=key)
+
+
+def _known_min(values: Iterable[float]) -> float:
+    """Return the least of ``values``; NaN when any is unknown (min() with NaN is unsound)."""
+    items = list(values)
+    return math.nan if any(math.isnan(value) for value in items) else min(items)
 
 
 def _weighted_percentage(parts: Sequence[BatteryState]) -> float:

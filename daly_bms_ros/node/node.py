@@ -162,9 +162,12 @@ class BatteryDriver:
         )
         self._link: BmsLink | None = None
         self._ble: EventLoopThread | None = None
+        self._running: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def start(self) -> None:
         """Connect to the BMS and poll it, in a thread of its own, until ``stop``."""
+        if self._link is not None:
+            return  # started already
         settings = self.settings
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
         self._link = BmsLink(
@@ -176,6 +179,9 @@ class BatteryDriver:
                 reconnect_delay_min=settings.reconnect_delay_min,
                 reconnect_delay_max=settings.reconnect_delay_max,
                 invert_current=settings.invert_current,
+                # A turn on a shared adapter: connecting, then the first turn's reads.
+                turn_timeout=settings.connect_timeout
+                + 4 * (settings.request_retries + 1) * settings.request_timeout,
             ),
             on_sample=self._on_sample,
             on_status=self._on_link_status,
@@ -195,7 +201,7 @@ class BatteryDriver:
             self._ble.start()
         else:
             self._ble = self._links.loop
-        self._ble.submit(self._link.run())
+        self._running = self._ble.submit(self._link.run())
 
     def write(self, name: str, value: float) -> concurrent.futures.Future[WriteResult]:
         """Start writing a setting over the link (LinkLostError when not started)."""
@@ -211,6 +217,9 @@ class BatteryDriver:
             return
         try:
             ble.submit(link.stop()).result(STOP_TIMEOUT_S)
+            # On a loop shared with other packs, end the link's task here (its own loop ends
+            # with it otherwise): no turn of a stopped pack after this.
+            self._running.cancel()
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
             self._node.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
         finally:
