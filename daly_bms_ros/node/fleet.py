@@ -16,7 +16,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -31,6 +33,7 @@ from daly_bms_ros.node.node import (
     DalyBmsNode,
     TransportFactory,
     bleak_transport,
+    publish_diagnostics,
 )
 from daly_bms_ros.node.parameters import InvalidSettingError
 
@@ -125,6 +128,16 @@ class DalyBmsFleet(Node):
         self._links.loop.start()
         for child in self.children:
             child.start()
+        # Every pack's diagnostics status, one message, one timer (the fastest pack's period).
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QUEUE_DEPTH)
+        period = min(child.settings.diagnostics_period for child in self.children)
+        self.create_timer(
+            period,
+            lambda: publish_diagnostics(
+                self, self._diagnostics, (child.diagnostic_status() for child in self.children)
+            ),
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
         self._latest: dict[str, tuple[BatteryState, float]] = {}
         self._group_publishers = {
             name: self.create_publisher(BatteryState, f"{name}/battery_state", QUEUE_DEPTH)

@@ -11,19 +11,25 @@ import concurrent.futures
 import dataclasses
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from builtin_interfaces.msg import Time as TimeMsg
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import BatteryState
+
+try:
+    from rclpy.event_handler import PublisherEventCallbacks
+except ImportError:  # Humble: the module's earlier name
+    from rclpy.qos_event import PublisherEventCallbacks
 
 from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.client import WriteResult
@@ -128,13 +134,22 @@ class BatteryDriver:
             ),
             design_capacity=settings.design_capacity,
         )
-        self._battery_publisher = node.create_publisher(BatteryState, "battery_state", 10)
-        self._cells_publisher = node.create_publisher(DalyCells, "cells", 10)
+        # Alone in its process, a node warns of subscribers with incompatible QoS; beside other
+        # packs (daly_bms_fleet) that watch, two waitables a publisher, would cost every
+        # wake-up of the process's executor more than the packs' work.
+        events = None if links is None else PublisherEventCallbacks(use_default_callbacks=False)
+        self._battery_publisher = node.create_publisher(
+            BatteryState, "battery_state", 10, event_callbacks=events
+        )
+        self._cells_publisher = node.create_publisher(
+            DalyCells, "cells", 10, event_callbacks=events
+        )
         # Latched: a late subscriber gets the settings, which change seldom.
         self._settings_publisher = node.create_publisher(
             DalySettings,
             "settings",
             QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL),
+            event_callbacks=events,
         )
         self._published_settings: BmsSettings | None = None
         self._raw_frames = (
@@ -142,18 +157,31 @@ class BatteryDriver:
         )
         self._capture: CaptureWriter | None = None
         self._control = ControlServices(node, self.write, settings.allow_control)
-        self._diagnostics_publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_publisher = node.create_publisher(
+            DiagnosticArray, "/diagnostics", 10, event_callbacks=events
+        )
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
         self._last_sample: BmsSample | None = None
-        self._sample_ready = node.create_guard_condition(self._publish_samples)
+        # Alone, the node hands samples to its executor (a guard condition) and publishes its
+        # diagnostics on a timer of its own. Beside other packs, each wake-up of the shared
+        # executor costs in proportion to every pack's entities: samples are published from the
+        # Bluetooth thread (rclpy publishers take any thread), and the process publishes every
+        # pack's diagnostics on one timer (``diagnostic_status``).
+        self._sample_ready = (
+            node.create_guard_condition(self._publish_samples) if links is None else None
+        )
         # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
         # driver that cannot reach its BMS must say so whatever the simulation does.
-        self._diagnostics_timer = node.create_timer(
-            settings.diagnostics_period,
-            self._publish_diagnostics,
-            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        self._diagnostics_timer = (
+            node.create_timer(
+                settings.diagnostics_period,
+                self._publish_diagnostics,
+                clock=Clock(clock_type=ClockType.STEADY_TIME),
+            )
+            if links is None
+            else None
         )
         self._status_prefix = (
             node.get_fully_qualified_name()
@@ -217,11 +245,14 @@ class BatteryDriver:
             return
         try:
             ble.submit(link.stop()).result(STOP_TIMEOUT_S)
-            # On a loop shared with other packs, end the link's task here (its own loop ends
-            # with it otherwise): no turn of a stopped pack after this.
-            self._running.cancel()
+            # The link's task ends once it sees the stop (a read in progress finishes first):
+            # wait for it, so that nothing of this pack runs on a shared loop after this.
+            self._running.result(STOP_TIMEOUT_S)
         except concurrent.futures.TimeoutError:  # not the built-in one before Python 3.11
             self._node.get_logger().warning(f"the BMS link did not close within {STOP_TIMEOUT_S} s")
+            self._running.cancel()
+        except concurrent.futures.CancelledError:
+            pass  # its loop ended first
         finally:
             if self._links is None:  # a shared loop is stopped by whoever shares it
                 ble.stop(STOP_TIMEOUT_S)
@@ -244,8 +275,10 @@ class BatteryDriver:
         ):
             node.destroy_publisher(publisher)
         self._control.destroy()
-        node.destroy_timer(self._diagnostics_timer)
-        node.destroy_guard_condition(self._sample_ready)
+        if self._diagnostics_timer is not None:
+            node.destroy_timer(self._diagnostics_timer)
+        if self._sample_ready is not None:
+            node.destroy_guard_condition(self._sample_ready)
 
     def _target(self) -> str:
         settings = self.settings
@@ -267,7 +300,10 @@ class BatteryDriver:
     def _on_sample(self, sample: BmsSample) -> None:
         # The stamp is the moment the answer arrived, on the node's clock (sim time too).
         self._samples.put((sample, self._node.get_clock().now().to_msg()))
-        self._sample_ready.trigger()
+        if self._sample_ready is None:
+            self._publish_samples()
+        else:
+            self._sample_ready.trigger()
 
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
@@ -321,23 +357,35 @@ class BatteryDriver:
             or self._identity.serial_number
         )
 
-    def _publish_diagnostics(self) -> None:
+    def diagnostic_status(self) -> DiagnosticStatus | None:
+        """Return the battery's diagnostics status now; None while the driver is stopped."""
         with self._lock:
             status, sample = self._link_status, self._last_sample
         if status is None:
-            return
-        message = DiagnosticArray()
-        message.header.stamp = self._node.get_clock().now().to_msg()
-        message.status = [
-            link_diagnostics(
-                f"{self._status_prefix}: {DIAGNOSTIC_TASK}",
-                self._serial_number() or self.settings.device_name or "none",
-                status,
-                sample,
-                self.settings,
-            )
-        ]
-        self._diagnostics_publisher.publish(message)
+            return None
+        return link_diagnostics(
+            f"{self._status_prefix}: {DIAGNOSTIC_TASK}",
+            self._serial_number() or self.settings.device_name or "none",
+            status,
+            sample,
+            self.settings,
+        )
+
+    def _publish_diagnostics(self) -> None:
+        publish_diagnostics(self._node, self._diagnostics_publisher, [self.diagnostic_status()])
+
+
+def publish_diagnostics(
+    node: Node,
+    publisher: Publisher[DiagnosticArray],
+    statuses: Iterable[DiagnosticStatus | None],
+) -> None:
+    """Publish the given statuses (those that are not None) as one DiagnosticArray."""
+    message = DiagnosticArray()
+    message.header.stamp = node.get_clock().now().to_msg()
+    message.status = [status for status in statuses if status is not None]
+    if message.status:
+        publisher.publish(message)
 
 
 class DalyBmsNode(Node):
@@ -365,6 +413,10 @@ class DalyBmsNode(Node):
     def start(self) -> None:
         """Connect to the BMS and poll it (a node made with ``links``)."""
         self._driver.start()
+
+    def diagnostic_status(self) -> DiagnosticStatus | None:
+        """Return the battery's diagnostics status now (a node made with ``links``)."""
+        return self._driver.diagnostic_status()
 
     @property
     def settings(self) -> NodeSettings:
