@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
-from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from daly_bms_ros.node.launch_actions import driver_process, process_arguments
 from daly_bms_ros.node.launch_arguments import (
     LAUNCH_PARAMETERS,
     USE_SIM_TIME,
-    check_exit,
     parameter_overrides,
 )
 from daly_bms_ros.node.parameters import PARAMETERS
@@ -33,22 +31,13 @@ def node_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
         return LaunchConfiguration(name).perform(context)
 
     given = {name: argument(name) for name in (*LAUNCH_PARAMETERS, USE_SIM_TIME)}
-    node = Node(
-        package="daly_bms_ros",
+    return driver_process(
+        context,
         executable="daly_bms_node",
         name="daly_bms",
         namespace=argument("namespace"),
         parameters=[argument("params_file"), parameter_overrides(given)],
-        arguments=["--ros-args", "--log-level", argument("log_level")],
-        respawn=argument("respawn").lower() == "true",
-        respawn_delay=2.0,
-        output="screen",
     )
-
-    def on_exit(event: ProcessExited, _context: LaunchContext) -> None:
-        check_exit(event.process_name, event.returncode)
-
-    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -78,14 +67,7 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "params_file", default_value=default_params, description="Parameters YAML file"
             ),
-            DeclareLaunchArgument(
-                "log_level", default_value="info", description="debug, info, warn, error, fatal"
-            ),
-            DeclareLaunchArgument(
-                "respawn",
-                default_value="true",
-                description="Start the node again after a crash (never after refused parameters)",
-            ),
+            *process_arguments(),
             OpaqueFunction(function=node_for),
         ]
     )

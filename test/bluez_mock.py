@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import pytest
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from real_frames import SETTINGS, STATUS, frame_bytes
@@ -195,3 +196,14 @@ async def client_of(
         yield client
     finally:
         await transport.disconnect()
+
+
+@contextmanager
+def one_virtual_bms(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, *arguments: str
+) -> Iterator[SimProcess]:
+    """A private bus with the BlueZ mock and one ``daly-bms-sim`` called ``name`` on hci1."""
+    with bluez_mock(work_dir) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        with sim_process(name, work_dir, "hci1", *arguments) as process:
+            yield process

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, SimProcess, one_virtual_bms
 
 from daly_bms_ros.cli.exit_codes import ExitCode
 
@@ -22,10 +22,8 @@ TARGET = ("--name", NAME, "--adapter", "hci0", "--request-timeout", "0.5")
 
 @pytest.fixture
 def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimProcess]:
-    with bluez_mock(tmp_path) as address:
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
-        with sim_process(NAME, tmp_path, "hci1") as process:
-            yield process
+    with one_virtual_bms(tmp_path, monkeypatch, NAME) as process:
+        yield process
 
 
 def daly_bms(*arguments: str) -> subprocess.CompletedProcess[str]:

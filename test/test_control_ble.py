@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, client_of, sim_process
+from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, client_of, one_virtual_bms, sim_process
 
 from daly_bms_ros.ble.client import (
     ControlNotSupportedError,
@@ -28,10 +28,8 @@ T = TypeVar("T")
 
 @pytest.fixture
 def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimProcess]:
-    with bluez_mock(tmp_path) as address:
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
-        with sim_process(NAME, tmp_path, "hci1", "--load-period", "40") as process:
-            yield process
+    with one_virtual_bms(tmp_path, monkeypatch, NAME, "--load-period", "40") as process:
+        yield process
 
 
 def with_client(scenario: Callable[[DalyClient], Awaitable[T]]) -> T:

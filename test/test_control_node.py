@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, SimProcess, one_virtual_bms
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -29,10 +29,8 @@ NAME = f"{NAME_PREFIX}CTRL"
 
 @pytest.fixture
 def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimProcess]:
-    with bluez_mock(tmp_path) as address:
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
-        with sim_process(NAME, tmp_path, "hci1", "--load-period", "40") as process:
-            yield process
+    with one_virtual_bms(tmp_path, monkeypatch, NAME, "--load-period", "40") as process:
+        yield process
 
 
 class Robot:
