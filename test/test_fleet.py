@@ -7,6 +7,8 @@ parameters come from a parameters file, as on a robot.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -212,6 +214,11 @@ def test_an_adapter_with_more_packs_than_links_serves_them_in_turn(
             "named twice",
         ),
         ({"batteries": ["/a"], "group_max_age": 0}, "group_max_age must be a number above 0"),
+        (
+            {"batteries": ["/a", "/b"], "pack_groups": ["a: series(/a, /b)"]},
+            "also a pack's namespace",
+        ),
+        ({"batteries": ["/a", "/z"]}, "each pack needs a mac_address or device_name"),
     ],
 )
 def test_a_wrong_fleet_is_refused_with_what_is_allowed(
@@ -274,3 +281,16 @@ def test_the_shipped_four_battery_file_is_a_valid_fleet() -> None:
     assert sorted(robot.packs()) == sorted(namespaces)
     for namespace in namespaces:
         assert config[f"{namespace}/daly_bms"]["ros__parameters"]["mac_address"]
+
+
+def test_a_parameters_file_that_does_not_parse_stops_the_process(tmp_path: Path) -> None:
+    """Exit 2, which the launch files and units take for "fix the configuration"."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("/daly_bms_fleet:\n  ros__parameters:\n    batteries: [/a\n")
+    fleet = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_fleet"
+    result = subprocess.run(
+        [str(fleet), "--ros-args", "--params-file", str(broken)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "invalid arguments" in result.stderr

@@ -130,9 +130,12 @@ class BmsLink:
         on_sample: Callable[[BmsSample], None],
         on_status: Callable[[LinkStatus], None],
         turns: AdapterTurns | None = None,
+        search_lock: asyncio.Lock | None = None,
     ) -> None:
         self._transport = transport
         self._turns = turns
+        #: Shared with the other packs on the adapter: their searches one at a time.
+        self._search_lock = search_lock
         self._stretched: float | None = None
         self._config = config
         self._on_sample = on_sample
@@ -216,8 +219,18 @@ class BmsLink:
             await self._sleep(backoff_delay(self._failures, self._config))
         self._enter(LinkState.STOPPED)
 
+    async def _find(self) -> None:
+        """Search for the BMS, one search at a time where the adapter is shared."""
+        if self._search_lock is None:
+            await self._transport.find()
+            return
+        async with self._search_lock:
+            await self._transport.find()
+
     async def _connect(self) -> None:
         self._lost.clear()
+        if self._search_lock is not None:
+            await self._find()  # the connect then uses what the search found
         await self._transport.connect()
         self._client.attach()
         if self._connected_once:
@@ -237,7 +250,7 @@ class BmsLink:
         self._enter(LinkState.CONNECTING)
         while not self._stopping.is_set():
             try:
-                await self._transport.find()
+                await self._find()
                 if self._stopping.is_set():
                     break
                 async with turns.turn():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from daly_bms_ros.ble.link import AdapterTurns
@@ -21,10 +22,19 @@ class SharedLinks:
         self.loop = EventLoopThread("daly_bms_ble")
         self._batteries: Counter[str] = Counter()
         self._turns: dict[str, AdapterTurns] = {}
+        self._searches: dict[str, asyncio.Lock] = {}
 
     def register(self, adapter: str) -> None:
         """Count one more battery on ``adapter``."""
         self._batteries[adapter] += 1
+
+    def search_lock(self, adapter: str) -> asyncio.Lock:
+        """Return the lock that lets ``adapter``'s packs search one at a time.
+
+        They share one BlueZ client (one D-Bus connection a loop), and BlueZ refuses a
+        client's second discovery (InProgress); one pack stopping its scan ends the others'.
+        """
+        return self._searches.setdefault(adapter, asyncio.Lock())
 
     def turns_for(self, adapter: str) -> AdapterTurns | None:
         """Return the turns of ``adapter`` if it serves more batteries than it holds, else None."""

@@ -123,8 +123,21 @@ class DalyBmsFleet(Node):
                 f"pack_groups name {', '.join(sorted(strangers))}, not among batteries "
                 f"({', '.join(namespaces)})"
             )
+        # A group publishes <name>/battery_state: named as a pack, it would feed itself.
+        clashes = sorted(name for name in self._groups if f"/{name}" in namespaces)
+        if clashes:
+            raise InvalidSettingError(
+                f"pack_groups: {', '.join(clashes)} is also a pack's namespace; name the group "
+                "otherwise"
+            )
         self._links = SharedLinks(max_connections)
         self.children = tuple(self._pack_node(transport_factory, ns) for ns in namespaces)
+        targets = [c.settings.mac_address.upper() or c.settings.device_name for c in self.children]
+        if not all(targets) or len(set(targets)) != len(targets):
+            raise InvalidSettingError(
+                "each pack needs a mac_address or device_name of its own in its section "
+                f"(<namespace>/daly_bms), else two packs may take one BMS: got {targets}"
+            )
         self._links.loop.start()
         for child in self.children:
             child.start()

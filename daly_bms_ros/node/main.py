@@ -36,11 +36,16 @@ def run_node(
 ) -> int:
     """Spin a node until SIGINT/SIGTERM, then close it cleanly and return 0.
 
-    A refused parameter returns 2 (a restart cannot help); an OSError while starting returns 1;
-    a signal while starting returns 0 without a traceback.
+    A refused parameter or argument (a parameters file that does not parse) returns 2 (a
+    restart cannot help); an OSError while starting returns 1; a signal while starting returns
+    0 without a traceback.
     """
     try:
         rclpy.init(args=None if args is None else list(args))
+    except RCLError as error:  # e.g. a parameters file that is not YAML: fix it, no restart
+        rclpy.logging.get_logger(name).fatal(f"invalid arguments: {error}")
+        return EXIT_INVALID_PARAMETER
+    try:
         node = create()
     except (KeyboardInterrupt, ExternalShutdownException):
         rclpy.try_shutdown()  # stopped while starting: as quiet as a stop later on

@@ -214,6 +214,7 @@ class BatteryDriver:
             on_sample=self._on_sample,
             on_status=self._on_link_status,
             turns=None if self._links is None else self._links.turns_for(settings.adapter),
+            search_lock=None if self._links is None else self._links.search_lock(settings.adapter),
         )
         if self._raw_frames is not None:
             self._link.client.taps.append(self._raw_frames)
