@@ -299,7 +299,7 @@ class DalyClient:
                 raise
             after = await self._read_writable(name)
         result = WriteResult(name, writable.address, raw, before, raw if after is None else after)
-        if after is not None and after != writable.register.decode(raw):
+        if after is not None and after != result.register_value:
             raise ReadBackMismatchError(result)
         return result
 

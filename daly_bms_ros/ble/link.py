@@ -8,6 +8,7 @@ the CLI) simply runs it until ``stop``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -221,10 +222,7 @@ class BmsLink:
 
     async def _find(self) -> None:
         """Search for the BMS, one search at a time where the adapter is shared."""
-        if self._search_lock is None:
-            await self._transport.find()
-            return
-        async with self._search_lock:
+        async with self._search_lock or contextlib.nullcontext():
             await self._transport.find()
 
     async def _connect(self) -> None:

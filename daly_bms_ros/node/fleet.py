@@ -117,7 +117,9 @@ class DalyBmsFleet(Node):
         if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
             raise InvalidSettingError(f"group_max_age must be a number above 0, not {max_age!r}")
         self._max_age = float(max_age)
-        strangers = {p for g in self._groups.values() for p in g.packs()} - set(namespaces)
+        #: Each group's packs, in the order written (looked up with every pack's message).
+        self._members = {name: group.packs() for name, group in self._groups.items()}
+        strangers = {p for packs in self._members.values() for p in packs} - set(namespaces)
         if strangers:
             raise InvalidSettingError(
                 f"pack_groups name {', '.join(sorted(strangers))}, not among batteries "
@@ -156,7 +158,7 @@ class DalyBmsFleet(Node):
             name: self.create_publisher(BatteryState, f"{name}/battery_state", QUEUE_DEPTH)
             for name in self._groups
         }
-        for pack in sorted({pack for group in self._groups.values() for pack in group.packs()}):
+        for pack in sorted({pack for packs in self._members.values() for pack in packs}):
             self.create_subscription(
                 BatteryState,
                 f"{pack}/battery_state",
@@ -203,7 +205,7 @@ class DalyBmsFleet(Node):
         now = time.monotonic()
         self._latest[pack] = (message, now)
         for name, group in self._groups.items():
-            members = group.packs()
+            members = self._members[name]
             if pack not in members:
                 continue
             latest = [self._latest.get(member) for member in members]

@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from rclpy.timer import Timer
 from sensor_msgs.msg import BatteryState
 
 try:
@@ -157,9 +158,6 @@ class BatteryDriver:
         )
         self._capture: CaptureWriter | None = None
         self._control = ControlServices(node, self.write, settings.allow_control)
-        self._diagnostics_publisher = node.create_publisher(
-            DiagnosticArray, "/diagnostics", 10, event_callbacks=events
-        )
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
@@ -174,15 +172,15 @@ class BatteryDriver:
         )
         # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
         # driver that cannot reach its BMS must say so whatever the simulation does.
-        self._diagnostics_timer = (
-            node.create_timer(
+        self._diagnostics: tuple[Publisher[DiagnosticArray], Timer] | None = None
+        if links is None:
+            publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            timer = node.create_timer(
                 settings.diagnostics_period,
-                self._publish_diagnostics,
+                lambda: publish_diagnostics(node, publisher, [self.diagnostic_status()]),
                 clock=Clock(clock_type=ClockType.STEADY_TIME),
             )
-            if links is None
-            else None
-        )
+            self._diagnostics = (publisher, timer)
         self._status_prefix = (
             node.get_fully_qualified_name()
             if node.get_parameter(USE_FQN_PARAMETER).value
@@ -271,13 +269,13 @@ class BatteryDriver:
             self._battery_publisher,
             self._cells_publisher,
             self._settings_publisher,
-            self._diagnostics_publisher,
             *([self._raw_frames.publisher] if self._raw_frames is not None else []),
         ):
             node.destroy_publisher(publisher)
         self._control.destroy()
-        if self._diagnostics_timer is not None:
-            node.destroy_timer(self._diagnostics_timer)
+        if self._diagnostics is not None:
+            node.destroy_publisher(self._diagnostics[0])
+            node.destroy_timer(self._diagnostics[1])
         if self._sample_ready is not None:
             node.destroy_guard_condition(self._sample_ready)
 
@@ -371,9 +369,6 @@ class BatteryDriver:
             sample,
             self.settings,
         )
-
-    def _publish_diagnostics(self) -> None:
-        publish_diagnostics(self._node, self._diagnostics_publisher, [self.diagnostic_status()])
 
 
 def publish_diagnostics(
