@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine (Debian/Ubuntu, Python 3.11+) for development without a ROS install:
-# the Debian packages the tests need, a virtual environment in .venv/ with pinned ROS 2 Kilted
+# the Debian packages the tests need (D-Bus, a compiler, mosquitto, chromium), a virtual environment in .venv/ with pinned ROS 2 Kilted
 # wheels, bleak and the test tools, and the package (messages + Python) built and installed into
 # that environment. Idempotent: pip runs only when a requirements file changed, cmake rebuilds
 # only what changed.
@@ -19,6 +19,10 @@ install_debian_packages() {
     command -v cmake >/dev/null || missing+=(cmake)
     command -v c++ >/dev/null || missing+=(g++)
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    # The bridge's outputs are tested for real: an MQTT broker, a browser for the page.
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v openssl >/dev/null || missing+=(openssl)
     [ ${#missing[@]} -eq 0 ] && return
     log "installing Debian packages: ${missing[*]}"
     local sudo=""

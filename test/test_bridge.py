@@ -159,7 +159,7 @@ def test_stale_data_is_refused(served: tuple[SampleStore, str], clock: FakeClock
 
 def test_unknown_paths_and_methods_get_json_errors(served: tuple[SampleStore, str]) -> None:
     _store, url = served
-    for path in ("/", "/nope", "/bms/volts", "/bms/bms/cells/1", "/health/x"):
+    for path in ("/nope", "/bms/volts", "/bms/bms/cells/1", "/health/x", "/page/nope.js"):
         status, content_type, body = get(url + path)
         assert (status, content_type, body["error"]) == (404, "application/json", "not_found")
     host, port = url.removeprefix("http://").split(":")

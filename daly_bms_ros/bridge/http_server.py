@@ -1,8 +1,6 @@
 """A read-only HTTP server over a SampleStore: GET/HEAD only, JSON errors, loopback by default.
 
-Paths: ``/health``; ``/bms``, ``/bms/summary``, ``/bms/formatted`` (plain text), ``/bms/cells``,
-``/bms/temps`` for the battery when there is one; ``/bms/<name>/…`` for each battery by name
-(and ``/bms`` lists them all when there are several). Answers are built from memory per request.
+What each path answers is ``routes.Site``'s business; this module is the transport.
 
 HTTP/1.1 is parsed by h11 (sans-I/O) on an asyncio loop in a thread of its own, so that a
 connection costs no thread and an idle or slow one cannot hold the server: each request must
@@ -10,7 +8,7 @@ arrive whole within ``request_timeout`` of the connection or of the previous ans
 ``max_connections`` are open, and when that many are open the one waiting longest for its
 request is closed to let a new one in (a flood of idle connections cannot lock a client out);
 a descriptor shortage pauses accepting instead of spinning (asyncio's accept loop). Every answer,
-errors included, is JSON with a status line (but ``/bms/formatted``, plain text).
+errors included, has a status line; errors are JSON.
 """
 
 from __future__ import annotations
@@ -26,17 +24,15 @@ import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 
 from daly_bms_ros.ble.loop_thread import EventLoopThread
+from daly_bms_ros.bridge.routes import ALLOWED_METHODS, Payload, Site
 from daly_bms_ros.bridge.store import SampleStore
-from daly_bms_ros.bridge.views import VIEWS, all_batteries, battery_view, health
 
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
-ALLOWED_METHODS = "GET, HEAD"
 #: Descriptors kept free for everything else the process opens (DDS, D-Bus, the data files).
 _DESCRIPTOR_RESERVE = 64
 
@@ -57,55 +53,11 @@ class ConnectionLimits:
     backlog: int = 1024
 
 
-def _not_found(detail: str) -> tuple[HTTPStatus, dict[str, Any]]:
-    return HTTPStatus.NOT_FOUND, {"error": "not_found", "detail": detail}
-
-
-def route(store: SampleStore, target: str) -> tuple[HTTPStatus, Any]:
-    """Status and body (dict for JSON, str for plain text) of a GET of ``target``."""
-    try:
-        path = urlsplit(target).path
-    except ValueError as error:  # e.g. "//[x/health": an unclosed IPv6 bracket
-        return HTTPStatus.BAD_REQUEST, {"error": "bad_request", "detail": f"bad target: {error}"}
-    parts = [part for part in path.split("/") if part]
-    paths = "/health, /bms, /bms/<view>, /bms/<battery>/<view>; views: " + ", ".join(
-        view or "(none)" for view in VIEWS
-    )
-    if parts == ["health"]:
-        return health(store)
-    if not parts or parts[0] != "bms":
-        return _not_found(f"no such path; paths are {paths}")
-    rest = parts[1:]
-    single = len(store.names) == 1
-    if rest and rest[0] in store.names and not (single and rest[0] in VIEWS):
-        name, rest = rest[0], rest[1:]
-    elif single:
-        name = store.names[0]
-    elif not rest:
-        return all_batteries(store)
-    else:
-        return _not_found(
-            f"several batteries: use /bms/<battery>/<view>; batteries are {', '.join(store.names)}"
-        )
-    view = rest[0] if rest else ""
-    if len(rest) > 1 or view not in VIEWS:
-        return _not_found(f"no such view {'/'.join(rest)!r}; paths are {paths}")
-    return battery_view(store, name, view)
-
-
-def answer(store: SampleStore, method: str, target: str) -> tuple[HTTPStatus, Any]:
-    """Status and body for a request: ``route`` for GET and HEAD, 405 for any other method."""
-    if method in ("GET", "HEAD"):
-        return route(store, target)
-    return HTTPStatus.METHOD_NOT_ALLOWED, {
-        "error": "method_not_allowed",
-        "detail": f"read-only: allowed are {ALLOWED_METHODS}",
-    }
-
-
 def _response(status: HTTPStatus, body: Any, close: bool) -> tuple[h11.Response, bytes]:
-    """Build the head and body of an answer: JSON, or plain text for a str body."""
-    if isinstance(body, str):
+    """Build the head and body of an answer: JSON, plain text for a str, or a Payload as is."""
+    if isinstance(body, Payload):
+        data, content_type = body.data, body.content_type
+    elif isinstance(body, str):
         data, content_type = body.encode(), "text/plain; charset=utf-8"
     else:
         data, content_type = json.dumps(body).encode(), "application/json"
@@ -113,6 +65,9 @@ def _response(status: HTTPStatus, body: Any, close: bool) -> tuple[h11.Response,
         ("Content-Type", content_type),
         ("Content-Length", str(len(data))),
         ("Cache-Control", "no-store"),
+        # The page loads only what the bridge serves; nothing it shows is taken as code.
+        ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"),
+        ("X-Content-Type-Options", "nosniff"),
     ]
     if status is HTTPStatus.METHOD_NOT_ALLOWED:
         headers.append(("Allow", ALLOWED_METHODS))
@@ -171,7 +126,7 @@ class _Connection:
             if request is None:
                 return
             method, target = request.method.decode("ascii"), request.target.decode("latin-1")
-            status, body = answer(self._server.store, method, target)
+            status, body = self._server.site.answer(method, target)
             if not await self._send(status, body, send_body=method != "HEAD", close=False):
                 return
             if self._h11.our_state is not h11.DONE or self._h11.their_state is not h11.DONE:
@@ -235,6 +190,7 @@ class BridgeHttpServer:
         limits: ConnectionLimits | None = None,
     ) -> None:
         self.store = store
+        self.site = Site(store)
         self.limits = limits or ConnectionLimits()
         self._host = host
         family, kind, protocol, _, address = socket.getaddrinfo(

@@ -3,7 +3,10 @@
 It subscribes ``<namespace>/battery_state`` and ``<namespace>/cells`` of each battery in the
 ``batteries`` parameter, pairs the two messages of each sample by their stamp, and keeps the
 latest per battery in memory for the HTTP server (and the data directory, when set). The URL
-it serves, with the port actually bound, is published on ``~/url`` (transient local).
+it serves, with the port actually bound, is published on ``~/url`` (transient local). The
+link's counters (reconnects, rejected frames) come from ``/diagnostics``: the status whose
+hardware id is the battery's serial number. With ``mqtt_host`` set, it also publishes to that
+MQTT broker (Home Assistant discovery included).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
@@ -21,7 +25,8 @@ from std_msgs.msg import String
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
-from daly_bms_ros.bridge.store import PUBLISHING, SampleStore
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, check_settings
+from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.messages import sample_from_messages
@@ -50,6 +55,8 @@ class _Pairing:
         self._name = name
         self._battery: BatteryState | None = None
         self._cells: DalyCells | None = None
+        #: The battery's serial number, as its last BatteryState told (its diagnostics' id).
+        self.serial_number = ""
 
     def _combine(self) -> None:
         if self._battery is None or self._cells is None:
@@ -61,6 +68,7 @@ class _Pairing:
 
     def on_battery_state(self, message: BatteryState) -> None:
         self._battery = message
+        self.serial_number = message.serial_number
         self._combine()
 
     def on_cells(self, message: DalyCells) -> None:
@@ -104,8 +112,9 @@ class DalyBmsBridge(Node):
         if not host:
             raise InvalidSettingError("host must be an address to bind, e.g. 127.0.0.1")
         self.store = SampleStore(names, max_age)
+        pairings = {}
         for namespace, name in zip(namespaces, names, strict=True):
-            pairing = _Pairing(self.store, name)
+            pairing = pairings[name] = _Pairing(self.store, name)
             self.create_subscription(
                 BatteryState,
                 topic(namespace, "battery_state"),
@@ -115,6 +124,9 @@ class DalyBmsBridge(Node):
             self.create_subscription(
                 DalyCells, topic(namespace, "cells"), pairing.on_cells, QUEUE_DEPTH
             )
+        self._pairings = pairings
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QUEUE_DEPTH)
+        mqtt = self._mqtt_settings()
         self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
         if self._writer is not None:
             try:
@@ -132,9 +144,86 @@ class DalyBmsBridge(Node):
         self._url_publisher.publish(String(data=self.server.url))
         if self._writer is not None:
             self._writer.start()
+        self._mqtt = MqttPublisher(self.store, mqtt) if mqtt is not None else None
+        if self._mqtt is not None:
+            self._mqtt.start()
         self.get_logger().info(f"serving {', '.join(names)} on {self.server.url}")
         if (warning := exposure_warning(host)) is not None:
             self.get_logger().warning(warning)
+
+    def _mqtt_settings(self) -> MqttSettings | None:
+        """Declare the MQTT parameters; return their settings, None when ``mqtt_host`` is ''."""
+        host = self._declare("mqtt_host", "", "MQTT broker to publish to; '' publishes nothing")
+        port = self._declare(
+            "mqtt_port",
+            1883,
+            "MQTT broker's port",
+            integer_range=[IntegerRange(from_value=1, to_value=65535, step=1)],
+        )
+        username = self._declare("mqtt_username", "", "user name at the broker; '' for none")
+        password_file = self._declare(
+            "mqtt_password_file", "", "file holding the broker password (not a parameter: visible)"
+        )
+        tls = self._declare("mqtt_tls", False, "TLS to the broker")
+        ca_file = self._declare("mqtt_ca_file", "", "CA certificate for TLS; '' the system's")
+        topic_prefix = self._declare("mqtt_topic_prefix", "daly_bms", "first level of the topics")
+        discovery_prefix = self._declare(
+            "mqtt_discovery_prefix", "homeassistant", "Home Assistant's discovery prefix"
+        )
+        interval = self._declare(
+            "mqtt_interval",
+            5.0,
+            "seconds between state messages",
+            floating_point_range=[FloatingPointRange(from_value=0.1, to_value=3600.0, step=0.0)],
+        )
+        if not host:
+            return None
+        try:
+            password = Path(password_file).read_text().strip() if password_file else None
+        except OSError as error:
+            raise InvalidSettingError(
+                f"mqtt_password_file {password_file}: {error.strerror}"
+            ) from error
+        settings = MqttSettings(
+            host=host,
+            port=port,
+            username=username or None,
+            password=password,
+            tls=tls,
+            ca_file=ca_file or None,
+            topic_prefix=topic_prefix,
+            discovery_prefix=discovery_prefix,
+            interval=interval,
+        )
+        try:
+            check_settings(settings)
+        except ValueError as error:
+            raise InvalidSettingError(str(error)) from error
+        return settings
+
+    def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        """Take the link counters of each served battery from its diagnostics status."""
+        for status in message.status:
+            names = [
+                name
+                for name, pairing in self._pairings.items()
+                if pairing.serial_number and pairing.serial_number == status.hardware_id
+            ]
+            values = {entry.key: entry.value for entry in status.values}
+            if len(names) != 1 or "reconnects" not in values:
+                continue
+            try:
+                counters = LinkCounters(
+                    int(values["reconnects"]),
+                    {
+                        key.removeprefix("rejected_"): int(value)
+                        for key, value in values.items()
+                        if key.startswith("rejected_")
+                    },
+                )
+            except ValueError:
+                continue  # not a status of this driver
+            self.store.set_counters(names[0], counters)
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)
@@ -145,6 +234,8 @@ class DalyBmsBridge(Node):
         self.server.stop()
         if self._writer is not None:
             self._writer.stop()
+        if self._mqtt is not None:
+            self._mqtt.stop()
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -1,11 +1,18 @@
-"""The latest sample of each battery and how old it is, shared between threads."""
+"""The latest sample of each battery, how old it is, and a recent history, shared between threads.
+
+The history (pack voltage, current and SOC over ``history_window`` seconds, at most one point per
+``history_step``) is what the bridge's page charts: kept in memory, bounded whatever the poll
+rate, lost on restart (a time-series database is Prometheus's job, through ``/metrics``).
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from daly_bms_ros.protocol import BmsSample
 
@@ -16,12 +23,37 @@ SILENT = "silent: no message within max_age (is the node running?)"
 
 
 @dataclass(frozen=True)
+class LinkCounters:
+    """What the link to a battery counted since its reader started."""
+
+    reconnects: int = 0
+    #: Frames dropped, by reason (bad CRC, wrong length, …).
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Reading:
     """A battery's latest sample, when it arrived (monotonic s) and what the link said."""
 
     sample: BmsSample | None
     updated: float | None
     link: str
+    #: None while nobody told them (the ROS bridge learns them from /diagnostics).
+    counters: LinkCounters | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """Recent points of one battery, oldest first: wall time (s since the epoch) and values."""
+
+    times: tuple[float, ...]
+    pack_voltage: tuple[float | None, ...]
+    current: tuple[float | None, ...]
+    soc: tuple[float | None, ...]
+
+
+def _known(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 class SampleStore:
@@ -32,30 +64,71 @@ class SampleStore:
         names: Sequence[str],
         max_age: float,
         clock: Callable[[], float] = time.monotonic,
+        history_window: float = 3600.0,
+        history_step: float = 1.0,
     ) -> None:
         if not names:
             raise ValueError("a store needs at least one battery name")
         self.names = tuple(names)
         self.max_age = max_age
+        self.history_window = history_window
+        self._history_step = history_step
         self._clock = clock
         self._lock = threading.Lock()
         self._readings = {name: Reading(None, None, "no data yet") for name in self.names}
+        points = max(1, math.ceil(history_window / history_step))
+        self._history: dict[str, deque[tuple[float, float | None, float | None, float | None]]] = {
+            name: deque(maxlen=points) for name in self.names
+        }
         #: Incremented by every update, so writers can tell whether anything changed.
         self.version = 0
         self._problems: dict[str, str] = {}
 
     def update(self, name: str, sample: BmsSample) -> None:
         """Record a fresh sample of battery ``name``."""
+        status = sample.status
         with self._lock:
-            self._readings[name] = Reading(sample, self._clock(), self._readings[name].link)
+            previous = self._readings[name]
+            self._readings[name] = Reading(sample, self._clock(), previous.link, previous.counters)
             self.version += 1
+            history = self._history[name]
+            if history and sample.received_at < history[-1][0]:
+                history.clear()  # the clock went back (set, or a replay looping): start over
+            if not history or sample.received_at - history[-1][0] >= self._history_step:
+                history.append(
+                    (
+                        sample.received_at,
+                        _known(status.pack_voltage),
+                        _known(status.current),
+                        _known(status.soc),
+                    )
+                )
 
     def set_link(self, name: str, link: str) -> None:
         """Record the link state of battery ``name`` (e.g. "connected", "backoff: …")."""
         with self._lock:
             previous = self._readings[name]
-            self._readings[name] = Reading(previous.sample, previous.updated, link)
+            self._readings[name] = Reading(
+                previous.sample, previous.updated, link, previous.counters
+            )
             self.version += 1
+
+    def set_counters(self, name: str, counters: LinkCounters) -> None:
+        """Record what the link of battery ``name`` counted (reconnects, rejected frames)."""
+        with self._lock:
+            previous = self._readings[name]
+            self._readings[name] = Reading(
+                previous.sample, previous.updated, previous.link, counters
+            )
+
+    def history(self, name: str) -> History:
+        """Return the recent points of ``name`` (KeyError for an unknown name)."""
+        with self._lock:
+            points = tuple(self._history[name])
+        if not points:
+            return History((), (), (), ())
+        times, voltages, currents, socs = zip(*points, strict=True)
+        return History(times, voltages, currents, socs)
 
     def report_problem(self, component: str, reason: str | None) -> None:
         """Record that an output (e.g. "data_dir") is failing, and why; None: it works again.

@@ -98,3 +98,21 @@ def all_batteries(store: SampleStore) -> tuple[HTTPStatus, dict[str, Any]]:
         HTTPStatus.OK if any_fresh else HTTPStatus.SERVICE_UNAVAILABLE,
         {"batteries": {name: body for name, (_, body) in answers.items()}},
     )
+
+
+def history_view(store: SampleStore, name: str) -> tuple[HTTPStatus, dict[str, Any]]:
+    """Return the recent points of a battery (wall-clock s; null where the BMS told nothing).
+
+    Always 200: history is history. The facts of ``freshness`` come with it, so a reader
+    knows whether the last point is current.
+    """
+    _, facts = freshness(store, name)
+    points = store.history(name)
+    return HTTPStatus.OK, {
+        **facts,
+        "window_s": store.history_window,
+        "time": points.times,
+        "pack_voltage": points.pack_voltage,
+        "current": points.current,
+        "soc": points.soc,
+    }

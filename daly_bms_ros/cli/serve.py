@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.ble.link import LinkStatus
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
-from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, check_settings
+from daly_bms_ros.bridge.store import LinkCounters, SampleStore
 from daly_bms_ros.cli.device import (
     add_device_arguments,
     add_poll_arguments,
@@ -47,6 +49,46 @@ def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds after which a sample is stale and answers become 503 (default 5)",
     )
     parser.add_argument("--data-dir", type=Path, help="also write latest.json and status.json here")
+    mqtt_options = parser.add_argument_group(
+        "MQTT",
+        "publish to a broker, with Home Assistant discovery (password: $DALY_BMS_MQTT_PASSWORD)",
+    )
+    mqtt_options.add_argument("--mqtt", metavar="HOST[:PORT]", help="broker (default port 1883)")
+    mqtt_options.add_argument("--mqtt-username")
+    mqtt_options.add_argument("--mqtt-tls", action="store_true", help="TLS to the broker")
+    mqtt_options.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate (with --mqtt-tls)")
+    mqtt_options.add_argument("--mqtt-topic-prefix", default="daly_bms")
+    mqtt_options.add_argument("--mqtt-discovery-prefix", default="homeassistant")
+    mqtt_options.add_argument(
+        "--mqtt-interval",
+        type=positive_seconds,
+        default=5.0,
+        help="seconds between state messages (default 5)",
+    )
+
+
+def mqtt_settings(arguments: argparse.Namespace) -> MqttSettings | None:
+    """Return the MQTT settings the options ask for; None without ``--mqtt``; ValueError."""
+    if arguments.mqtt is None:
+        return None
+    host, _, port = arguments.mqtt.rpartition(":") if ":" in arguments.mqtt else (
+        arguments.mqtt, "", "1883"
+    )  # fmt: skip
+    if not port.isdigit():
+        raise ValueError(f"--mqtt {arguments.mqtt!r}: HOST or HOST:PORT")
+    settings = MqttSettings(
+        host=host,
+        port=int(port),
+        username=arguments.mqtt_username,
+        password=os.environ.get("DALY_BMS_MQTT_PASSWORD"),
+        tls=arguments.mqtt_tls,
+        ca_file=arguments.mqtt_ca,
+        topic_prefix=arguments.mqtt_topic_prefix,
+        discovery_prefix=arguments.mqtt_discovery_prefix,
+        interval=arguments.mqtt_interval,
+    )
+    check_settings(settings)
+    return settings
 
 
 def add_parser(subparsers: Any) -> None:
@@ -65,6 +107,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         if writer is not None:
             writer.check()
+        mqtt = mqtt_settings(arguments)
     except ValueError as error:
         print(f"daly-bms: {error}", file=sys.stderr)
         return ExitCode.USAGE
@@ -82,10 +125,14 @@ def run(arguments: argparse.Namespace) -> int:
 
     def track(status: LinkStatus) -> None:
         store.set_link(BATTERY_NAME, status.summary)
+        store.set_counters(BATTERY_NAME, LinkCounters(status.reconnects, dict(status.rejected)))
 
+    publisher = MqttPublisher(store, mqtt) if mqtt is not None else None
     server.start()
     if writer is not None:
         writer.start()
+    if publisher is not None:
+        publisher.start()
     print(f"daly-bms: serving on {server.url}", file=sys.stderr, flush=True)
     if (warning := exposure_warning(arguments.host)) is not None:
         print(f"daly-bms: warning: {warning}", file=sys.stderr, flush=True)
@@ -95,4 +142,6 @@ def run(arguments: argparse.Namespace) -> int:
         server.stop()
         if writer is not None:
             writer.stop()
+        if publisher is not None:
+            publisher.stop()
     return ExitCode.OK

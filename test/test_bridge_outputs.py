@@ -1,0 +1,337 @@
+"""The bridge's outputs beside JSON: /metrics, the history view, MQTT to a real broker.
+
+/metrics is read back with prometheus_client's own parser; MQTT goes through Debian's mosquitto
+on loopback, with a subscriber that checks Home Assistant's discovery and the state messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
+from mqtt_broker import Subscriber, broker
+from prometheus_client.parser import text_string_to_metric_families
+from test_bridge import FakeClock, get, real_sample
+
+from daly_bms_ros.bridge.http_server import BridgeHttpServer
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
+from daly_bms_ros.bridge.store import LinkCounters, SampleStore
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    reason="mosquitto is installed by scripts/setup.sh",
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def served(clock: FakeClock) -> Iterator[tuple[SampleStore, str]]:
+    store = SampleStore(["front", "rear"], max_age=5.0, clock=clock)
+    server = BridgeHttpServer(store, port=0)
+    server.start()
+    try:
+        yield store, server.url
+    finally:
+        server.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics by name and labels, parsed by prometheus_client's parser."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_say_what_the_json_says(served: tuple[SampleStore, str], clock: FakeClock) -> None:
+    store, url = served
+    store.update("front", real_sample(time.time()))
+    store.set_link("front", "connected")
+    store.set_counters("front", LinkCounters(3, {"bad_crc": 2, "truncated": 1}))
+    status, _, record = get(url + "/bms/front")
+    assert status == 200
+    metrics = scrape(url)
+
+    def value(name: str, **labels: str) -> float:
+        return metrics[(name, tuple(sorted({"battery": "front", **labels}.items())))]
+
+    assert value("daly_bms_up") == 1.0
+    assert value("daly_bms_voltage_volts") == record["pack_voltage"]
+    assert value("daly_bms_current_amperes") == record["current"]
+    assert value("daly_bms_state_of_charge_ratio") == pytest.approx(record["soc"] / 100)
+    assert value("daly_bms_charge_cycles") == record["cycles"]
+    for number, voltage in enumerate(record["cell_voltages"], start=1):
+        assert value("daly_bms_cell_voltage_volts", cell=str(number)) == voltage
+    for number, temperature in enumerate(record["temperatures"], start=1):
+        assert value("daly_bms_temperature_celsius", sensor=str(number)) == temperature
+    assert value("daly_bms_temperature_celsius", sensor="mos") == record["mos_temperature"]
+    assert value("daly_bms_charge_mos_on") == float(record["charge_mos"])
+    assert value("daly_bms_discharge_mos_on") == float(record["discharge_mos"])
+    assert record["alarms"] == ["soc_low_2"]
+    assert value("daly_bms_alarm", alarm="soc_low_2") == 1.0
+    assert value("daly_bms_alarms_active") == 1.0
+    assert value("daly_bms_link_state", state="connected") == 1.0
+    # Counters get the _total suffix of the exposition format.
+    assert value("daly_bms_reconnects_total") == 3.0
+    assert value("daly_bms_rejected_frames_total", reason="bad_crc") == 2.0
+    # The battery that never answered: down, with no values at all.
+    rear = {key: v for key, v in metrics.items() if ("battery", "rear") in key[1]}
+    assert rear[("daly_bms_up", (("battery", "rear"),))] == 0.0
+    assert {name for name, _ in rear} == {
+        "daly_bms_up",
+        "daly_bms_sample_age_seconds",
+        "daly_bms_link_state",
+    }
+    # Stale: the values go, so that Prometheus does not chart old numbers as new.
+    clock.now += 6
+    metrics = scrape(url)
+    assert value("daly_bms_up") == 0.0
+    assert ("daly_bms_voltage_volts", (("battery", "front"),)) not in metrics
+    assert value("daly_bms_sample_age_seconds") == pytest.approx(6.0, abs=0.1)
+
+
+def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
+    store = SampleStore(["bms"], max_age=5.0, clock=clock, history_window=10, history_step=1)
+    start = 1795600000.0
+    for tick in range(80):  # 4 samples per second for 20 s
+        store.update("bms", real_sample(start + tick / 4))
+    history = store.history("bms")
+    # One point per step, the window's worth: the last 10 s.
+    assert history.times == tuple(start + second for second in range(10, 20))
+    assert set(history.pack_voltage) == {51.1}
+    server = BridgeHttpServer(store, port=0)
+    server.start()
+    try:
+        status, _, body = get(server.url + "/bms/history")
+        assert status == 200
+        assert body["time"] == list(history.times)
+        assert body["soc"] == [8.7] * 10
+        assert body["window_s"] == 10
+    finally:
+        server.stop()
+    # A clock set back (or a replay starting over) starts the history anew.
+    store.update("bms", real_sample(start))
+    assert store.history("bms").times == (start,)
+
+
+def test_the_page_and_its_files_are_served(served: tuple[SampleStore, str]) -> None:
+    _, url = served
+    status, content_type, page = get(url + "/")
+    assert (status, content_type) == (200, "text/html; charset=utf-8")
+    for path in ("/page/page.js", "/page/page.css", "/page/vendor/uplot/uPlot.iife.min.js"):
+        assert f'"{path}"' in page
+        assert get(url + path)[0] == 200
+    licence = get(url + "/page/vendor/uplot/LICENSE")[2]
+    assert "MIT" in licence
+    # Only the files of the package: nothing else, however the path is spelt.
+    for path in ("/page/../store.py", "/page/%2e%2e/store.py", "/page/vendor", "/page/missing.js"):
+        assert get(url + path)[0] == 404
+
+
+def state_of(subscriber: Subscriber, topic: str, accept: Any = lambda _: True) -> Any:
+    return json.loads(subscriber.wait_for(topic, lambda payload: accept(json.loads(payload))))
+
+
+def test_mqtt_discovery_state_and_a_broker_restart(tmp_path: Path, clock: FakeClock) -> None:
+    store = SampleStore(["bms"], max_age=5.0, clock=clock)
+    with broker(tmp_path) as running:
+        subscriber = Subscriber(running.port)
+        publisher = MqttPublisher(
+            store, MqttSettings("127.0.0.1", running.port, interval=0.2, client_id="bridge")
+        )
+        publisher.start()
+        try:
+            assert subscriber.wait_for("daly_bms/status") == b"online"
+            assert subscriber.wait_for("daly_bms/bms/availability") == b"offline"
+            store.update("bms", real_sample(time.time()))
+            store.set_link("bms", "connected")
+            discovery = "homeassistant/sensor/daly_bms_40_d6_3c_3f_3e_5a"
+            voltage = subscriber.json(f"{discovery}/pack_voltage/config")
+            assert voltage["device_class"] == "voltage"
+            assert voltage["unit_of_measurement"] == "V"
+            assert voltage["state_class"] == "measurement"
+            assert voltage["state_topic"] == "daly_bms/bms/state"
+            assert voltage["unique_id"] == "daly_bms_40_d6_3c_3f_3e_5a_pack_voltage"
+            assert voltage["device"]["identifiers"] == ["daly_bms_40_d6_3c_3f_3e_5a"]
+            assert subscriber.json(f"{discovery}/soc/config")["device_class"] == "battery"
+            subscriber.wait_for(f"{discovery}/link/config")  # the last one sent
+            cells = [topic for topic in subscriber.topics() if re.search(r"/cell_\d+/", topic)]
+            assert len(cells) == 16
+            alarm = subscriber.json(
+                "homeassistant/binary_sensor/daly_bms_40_d6_3c_3f_3e_5a/alarm/config"
+            )
+            assert alarm["device_class"] == "problem"
+            state = subscriber.json("daly_bms/bms/state")
+            assert state["pack_voltage"] == 51.1
+            assert state["cell_voltages"][0] == 3.188
+            assert state["alarms"] == ["soc_low_2"]
+            assert subscriber.wait_for("daly_bms/bms/availability", lambda p: p == b"online")
+            assert subscriber.last("daly_bms/bms/link") == b"connected"
+            assert store.problems() == {}
+
+            # The broker goes away: the bridge says so in /health's problems, and comes back.
+            running.stop()
+            deadline = time.monotonic() + 20
+            while "mqtt" not in store.problems() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert f"MQTT broker 127.0.0.1:{running.port}" in store.problems()["mqtt"]
+            running.start()  # no persistence: it forgot every retained message
+            subscriber.clear()
+            store.update("bms", real_sample(time.time()))
+            assert subscriber.wait_for("daly_bms/status", timeout=40) == b"online"
+            assert subscriber.json(f"{discovery}/pack_voltage/config")["device_class"] == "voltage"
+            assert subscriber.json("daly_bms/bms/state")["pack_voltage"] == 51.1
+            assert store.problems() == {}
+
+            # Stale data: the battery goes offline, its state is no longer sent.
+            clock.now += 6
+            subscriber.wait_for("daly_bms/bms/availability", lambda p: p == b"offline")
+            subscriber.clear()
+            time.sleep(0.6)
+            assert subscriber.last("daly_bms/bms/state") is None
+        finally:
+            publisher.stop()
+        assert subscriber.wait_for("daly_bms/status", lambda p: p == b"offline")
+        subscriber.close()
+
+
+def test_mqtt_with_a_password_and_tls(tmp_path: Path, clock: FakeClock) -> None:
+    make_certificates(tmp_path)
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "robot", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    passwords.chmod(0o600)
+    tls = (
+        "allow_anonymous false\n"
+        f"password_file {passwords}\n"
+        f"certfile {tmp_path / 'server.pem'}\nkeyfile {tmp_path / 'server.key'}\n"
+    )
+    store = SampleStore(["bms"], max_age=5.0, clock=clock)
+    store.update("bms", real_sample(time.time()))
+    with broker(tmp_path, tls) as running:
+        good = MqttSettings(
+            "localhost",
+            running.port,
+            username="robot",
+            password="s3cret",
+            tls=True,
+            ca_file=str(tmp_path / "ca.pem"),
+            interval=0.2,
+        )
+        for settings, problem in (
+            (dataclasses.replace(good, password="wrong"), "refused"),
+            (dataclasses.replace(good, ca_file=None), "cannot be reached"),  # untrusted certificate
+        ):
+            refused = MqttPublisher(store, settings)
+            refused.start()
+            try:
+                deadline = time.monotonic() + 20
+                while (
+                    problem not in store.problems().get("mqtt", "") and time.monotonic() < deadline
+                ):
+                    time.sleep(0.05)
+                assert problem in store.problems()["mqtt"], store.problems()
+            finally:
+                refused.stop()
+        publisher = MqttPublisher(store, good)
+        publisher.start()
+        try:
+            deadline = time.monotonic() + 20
+            while store.problems() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.problems() == {}
+        finally:
+            publisher.stop()
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA and a server certificate for localhost, signed by it (openssl, a second or two)."""
+
+    def openssl(*arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext",
+            "-out", "server.pem")  # fmt: skip
+
+
+CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+
+
+def test_serve_publishes_the_virtual_bms_and_its_last_will(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CLI
+    name = f"{NAME_PREFIX}MQTT1"
+    with broker(tmp_path) as running, bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        subscriber = Subscriber(running.port)
+        with sim_process(name, tmp_path):
+            serve = subprocess.Popen(
+                [CLI, "serve", "--name", name, "--adapter", "hci0", "--port", "0",
+                 "--interval", "0.2", "--mqtt", f"127.0.0.1:{running.port}",
+                 "--mqtt-interval", "0.5", "--mqtt-topic-prefix", "robot/battery"],
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "DALY_BMS_MQTT_PASSWORD": "unused"},
+            )  # fmt: skip
+            try:
+                state = subscriber.json("robot/battery/bms/state", timeout=40)
+                assert len(state["cell_voltages"]) == 16
+                assert state["device"].startswith(name)
+                assert state["link"] == "connected"
+                assert subscriber.wait_for("robot/battery/status") == b"online"
+                configs = [t for t in subscriber.topics() if t.startswith("homeassistant/")]
+                assert len(configs) == len(set(configs)) >= 16 + 10
+            finally:
+                # Killed: no goodbye, the broker sends the last will.
+                serve.send_signal(signal.SIGKILL)
+                serve.wait(10)
+        assert subscriber.wait_for("robot/battery/status", lambda p: p == b"offline") == b"offline"
+        subscriber.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--mqtt", "broker:port"], "HOST or HOST:PORT"),
+        (["--mqtt", "broker", "--mqtt-topic-prefix", "a/#"], "without '+', '#'"),
+        (["--mqtt", "broker", "--mqtt-ca", "ca.pem"], "only with TLS"),
+    ],
+)
+def test_serve_refuses_bad_mqtt_options(option: list[str], message: str) -> None:
+    assert CLI
+    result = subprocess.run(
+        [CLI, "serve", *option], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
