@@ -310,8 +310,13 @@ def test_serve_publishes_the_virtual_bms_and_its_last_will(
                 assert state["device"].startswith(name)
                 assert state["link"] == "connected"
                 assert subscriber.wait_for("robot/battery/status") == b"online"
+                link = subscriber.json(
+                    "homeassistant/sensor/daly_bms_00_aa_01_00_00_02/link/config"  # the last one
+                )
+                assert link["state_topic"] == "robot/battery/bms/link"
                 configs = [t for t in subscriber.topics() if t.startswith("homeassistant/")]
-                assert len(configs) == len(set(configs)) >= 16 + 10
+                # 10 pack sensors, 16 cells, 2 temperatures, 4 binary sensors, the link
+                assert len(configs) == 33
             finally:
                 # Killed: no goodbye, the broker sends the last will.
                 serve.send_signal(signal.SIGKILL)

@@ -103,6 +103,7 @@ function renderBattery(name, entry) {
   const banner = document.getElementById("freshness");
   const ok = fresh(entry);
   section.classList.toggle("stale", !ok);
+  section.dataset.sampleTime = ok ? String(entry.timestamp) : "";
   banner.className = ok ? "banner" : "banner stale";
   banner.textContent = ok
     ? `live: sample ${entry.age_s.toFixed(1)} s old`
