@@ -335,11 +335,17 @@ BRIDGE = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_br
 
 @pytest.mark.parametrize(
     ("parameter", "message"),
-    [("port:=70000", "port"), ("batteries:=['/front','front']", "distinct namespaces")],
+    [
+        ("port:=70000", "port"),
+        ("batteries:=['/front','front']", "distinct namespaces"),
+        ("mqtt_topic_prefix:=robot/+", "without '+', '#'"),
+        ("mqtt_password_file:=/nonexistent", "No such file"),
+    ],
 )
 def test_bridge_refuses_a_bad_parameter(parameter: str, message: str) -> None:
+    # The MQTT settings are checked when MQTT is on.
     result = subprocess.run(
-        [str(BRIDGE), "--ros-args", "-p", parameter],
+        [str(BRIDGE), "--ros-args", "-p", parameter, "-p", "mqtt_host:=127.0.0.1"],
         capture_output=True,
         text=True,
         timeout=60,

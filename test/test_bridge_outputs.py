@@ -22,13 +22,23 @@ from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from mqtt_broker import Subscriber, broker
 from prometheus_client.parser import text_string_to_metric_families
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from ros_spin import spin_in_background
+from sensor_msgs.msg import BatteryState
 from test_bridge import FakeClock, get, real_sample
 
 from daly_bms_ros.bridge.http_server import BridgeHttpServer
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
+from daly_bms_ros.bridge.node import DalyBmsBridge
 from daly_bms_ros.bridge.store import LinkCounters, SampleStore
+from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
 
 pytestmark = pytest.mark.skipif(
     shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
@@ -340,3 +350,79 @@ def test_serve_refuses_bad_mqtt_options(option: list[str], message: str) -> None
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_ros_bridge_publishes_to_mqtt_with_counters_from_diagnostics(
+    ros_context: Context, tmp_path: Path
+) -> None:
+    with broker(tmp_path) as running:
+        subscriber = Subscriber(running.port)
+        bridge = DalyBmsBridge(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("batteries", value=["/front"]),
+                Parameter("port", value=0),
+                Parameter("mqtt_host", value="127.0.0.1"),
+                Parameter("mqtt_port", value=running.port),
+                Parameter("mqtt_interval", value=0.2),
+            ],
+        )
+        node = Node("battery_publisher", context=ros_context)
+        battery = node.create_publisher(BatteryState, "/front/battery_state", 10)
+        cells = node.create_publisher(DalyCells, "/front/cells", 10)
+        diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        identity = BatteryIdentity(
+            "battery", "", "40:D6:3C:3F:3E:5A", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+        )
+        stop = spin_in_background(ros_context, bridge, node)
+        try:
+            url = bridge.server.url
+
+            def publish() -> bool:
+                sample = real_sample(time.time())
+                stamp = Time(sec=int(sample.received_at), nanosec=0)
+                battery.publish(battery_state(sample, identity, stamp))
+                cells.publish(daly_cells(sample, "battery", stamp))
+                diagnostics.publish(
+                    DiagnosticArray(
+                        status=[
+                            DiagnosticStatus(
+                                name="other: thing",
+                                hardware_id="someone else",
+                                values=[KeyValue(key="reconnects", value="99")],
+                            ),
+                            DiagnosticStatus(
+                                name="daly_bms: battery",
+                                hardware_id="40:D6:3C:3F:3E:5A",
+                                values=[
+                                    KeyValue(key="reconnects", value="4"),
+                                    KeyValue(key="rejected_bad_crc", value="7"),
+                                ],
+                            ),
+                        ]
+                    )
+                )
+                metrics = scrape(url)
+                return metrics.get(("daly_bms_reconnects_total", (("battery", "front"),))) == 4
+
+            deadline = time.monotonic() + 20
+            while not publish() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            metrics = scrape(url)
+            assert metrics[("daly_bms_up", (("battery", "front"),))] == 1.0
+            key = ("daly_bms_rejected_frames_total", (("battery", "front"), ("reason", "bad_crc")))
+            assert metrics[key] == 7.0
+            state = subscriber.json("daly_bms/front/state")
+            assert state["pack_voltage"] == 51.1
+            assert state["link"] == "publishing"
+            voltage = subscriber.json(
+                "homeassistant/sensor/daly_bms_40_d6_3c_3f_3e_5a/pack_voltage/config"
+            )
+            assert voltage["state_topic"] == "daly_bms/front/state"
+        finally:
+            stop()
+            bridge.close()
+            bridge.destroy_node()
+            node.destroy_node()
+        assert subscriber.wait_for("daly_bms/status", lambda p: p == b"offline")
+        subscriber.close()

@@ -21,7 +21,12 @@ from real_frames import STATUS, frame_bytes
 ROOT = Path(__file__).resolve().parents[1]
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
 #: The lowest versions the package declares (pyproject.toml): Ubuntu 24.04's python3-bleak.
-LOWEST = ("bleak==0.21.1", "bleak-retry-connector==3.5.0")
+LOWEST = (
+    "bleak==0.21.1",
+    "bleak-retry-connector==3.5.0",
+    "prometheus-client==0.17.0",
+    "paho-mqtt==2.0.0",
+)
 
 
 def interpreter(version: str) -> Path:
@@ -68,7 +73,7 @@ def test_pip_install_gives_a_working_cli_without_ros(tmp_path: Path) -> None:
             str(python),
             "-c",
             "import daly_bms_ros.bridge.http_server, daly_bms_ros.bridge.files, "
-            "daly_bms_ros.cli.serve, daly_bms_ros.sim.main",
+            "daly_bms_ros.bridge.mqtt, daly_bms_ros.cli.serve, daly_bms_ros.sim.main",
         ]
     )
     assert imports.returncode == 0, imports.stderr
@@ -91,6 +96,15 @@ def test_lowest_bleak_on_python_3_10_reads_the_virtual_bms(
     versions = run([str(environment / "bin" / "python"), "-m", "pip", "list", "--format", "json"])
     installed = {item["name"]: item["version"] for item in json.loads(versions.stdout)}
     assert installed["bleak"] == "0.21.1", installed
+    assert (installed["prometheus-client"], installed["paho-mqtt"]) == ("0.17.0", "2.0.0")
+    outputs = run(
+        [
+            str(environment / "bin" / "python"),
+            "-c",
+            "import daly_bms_ros.bridge.mqtt, daly_bms_ros.bridge.metrics, daly_bms_ros.cli.serve",
+        ]
+    )
+    assert outputs.returncode == 0, outputs.stderr
     name = f"{NAME_PREFIX}LOW01"
     with bluez_mock(tmp_path) as address:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
