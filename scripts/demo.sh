@@ -4,6 +4,9 @@
 # Daly BMS on hci0, and a virtual BMS (daly-bms-sim) on hci1; then print the node's topics the way
 # `ros2 topic echo` does until Ctrl+C. Every process started here is stopped on exit.
 # `bash scripts/demo.sh decode [HEX ...]` decodes captured frames instead (default: ../shared/frames).
+# `bash scripts/demo.sh page` serves the virtual BMS with `daly-bms serve` instead of the node:
+# open http://127.0.0.1:8080/ for the live page (/metrics for Prometheus);
+# `bash scripts/demo.sh page --screenshot FILE.png` saves a screenshot of the page and stops.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/scripts/setup.sh"
@@ -50,6 +53,16 @@ until grep -q "Adding adapter\[1\]" "$WORK/bluezoo.log" 2>/dev/null; do sleep 0.
 
 "$VENV/bin/daly-bms-sim" --name DL-SIM000001 --adapter hci1 &
 pids+=($!)
+if [ "${1:-}" = page ]; then
+    "$VENV/bin/daly-bms" serve --name DL-SIM000001 --adapter hci0 --port "${PORT:-8080}" &
+    pids+=($!)
+    if [ "${2:-}" = --screenshot ]; then
+        "$VENV/bin/python" "$ROOT/tools/page_screenshot.py" "http://127.0.0.1:${PORT:-8080}/" "$3"
+        exit 0
+    fi
+    wait "${pids[-1]}"
+    exit 0
+fi
 "$VENV/lib/daly_bms_ros/daly_bms_node" --ros-args -p device_name:=DL-SIM000001 -p adapter:=hci0 &
 pids+=($!)
 "$VENV/bin/python" -m daly_bms_ros.node.echo &

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -426,3 +427,19 @@ def test_ros_bridge_publishes_to_mqtt_with_counters_from_diagnostics(
             node.destroy_node()
         assert subscriber.wait_for("daly_bms/status", lambda p: p == b"offline")
         subscriber.close()
+
+
+def test_the_bridge_parameters_file_holds_every_default(ros_context: Context) -> None:
+    config = Path(__file__).resolve().parents[1] / "config" / "daly_bms_bridge.yaml"
+    written = yaml.safe_load(config.read_text())["daly_bms_bridge"]["ros__parameters"]
+    bridge = DalyBmsBridge(context=ros_context, parameter_overrides=[Parameter("port", value=0)])
+    try:
+        declared = {
+            name: parameter.value
+            for name, parameter in bridge._parameters.items()
+            if name not in ("use_sim_time", "start_type_description_service")
+        }
+    finally:
+        bridge.close()
+        bridge.destroy_node()
+    assert written == {**declared, "port": 8080}
