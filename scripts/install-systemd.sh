@@ -78,9 +78,10 @@ for unit in $units; do
     echo "installed $destdir/etc/systemd/system/$name"
 done
 keep_or_install() {
-    if [ -e "$2" ]; then echo "kept $2"; else install -m 644 "$1" "$2" && echo "installed $2"; fi
+    if [ -e "$2" ]; then echo "kept $2"; else install -m "${3:-644}" "$1" "$2" && echo "installed $2"; fi
 }
-keep_or_install "$ROOT/systemd/daly-bms.env" "$destdir/etc/default/daly-bms"
+# Readable by root alone: it may hold the MQTT password (systemd reads it before dropping root).
+keep_or_install "$ROOT/systemd/daly-bms.env" "$destdir/etc/default/daly-bms" 600
 keep_or_install "$ROOT/config/daly_bms.yaml" "$destdir/etc/daly-bms/daly_bms.yaml"
 keep_or_install "$ROOT/config/daly_bms_bridge.yaml" "$destdir/etc/daly-bms/daly_bms_bridge.yaml"
 

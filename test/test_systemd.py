@@ -99,6 +99,8 @@ def test_every_unit_is_complete_and_hardened(
     assert (
         "DALY_BMS_PARAMS=/etc/daly-bms/daly_bms.yaml" in (root / "etc/default/daly-bms").read_text()
     )
+    # It may hold the MQTT password: root's alone.
+    assert (root / "etc/default/daly-bms").stat().st_mode & 0o777 == 0o600
     assert (root / "etc/daly-bms/daly_bms_bridge.yaml").read_text() == (
         ROOT / "config" / "daly_bms_bridge.yaml"
     ).read_text()
