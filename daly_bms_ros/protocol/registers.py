@@ -527,3 +527,51 @@ FAULT_BITS: dict[tuple[int, int], str] = {
     (3, 2): "short_circuit_protection",
     (3, 3): "low_voltage_charge_forbidden",
 }
+
+
+# The A5 protocol (UART/RS485 ports, older Bluetooth modules): one command per value group, each
+# answered by 8 data bytes (``protocol.a5``). Sources:
+# - [G] Daly "UART/485 Communications Protocol" V1.2 (2020-12-22), section 3, and its V1.0
+#   (2019-06-11), as kept in maland16/daly-bms-uart ``docs/``;
+# - [H] the peers that read them: dreadnought/python-daly-bms ``dalybms/daly_bms.py``, the
+#   ESPHome ``daly_bms`` component, mr-manuel/venus-os_dbus-serialbattery ``bms/daly.py``,
+#   fl4p/batmon-ha ``bmslib/models/daly.py``, whose layouts agree for these commands.
+#: 0x90 [G][H]: pack voltage (0.1 V), acquisition voltage (always 0), current (30000 + 0.1 A,
+#: discharging above 30000), SOC (0.1 %).
+A5_SOC = 0x90
+#: 0x91 [G][H]: highest cell mV and its number, lowest cell mV and its number.
+A5_CELL_RANGE = 0x91
+#: 0x92 [G][H]: highest temperature (degC + 40) and its sensor, lowest and its sensor.
+A5_TEMPERATURE_RANGE = 0x92
+#: 0x93 [G][H]: state (A5_CHARGE_STATES), charge MOS, discharge MOS, "BMS life" (a counter),
+#: remaining capacity in mAh (4 bytes).
+A5_MOS = 0x93
+#: 0x94 [G][H]: cells, temperature sensors, charger, load, DIO bits, cycles (2 bytes; [G] V1.0).
+A5_STATUS = 0x94
+#: 0x95 [G][H]: cell voltages, mV, three a frame after the frame number.
+A5_CELL_VOLTAGES = 0x95
+A5_CELLS_PER_FRAME = 3
+#: 0x96 [G][H]: temperatures, degC + 40, seven a frame after the frame number.
+A5_TEMPERATURES = 0x96
+A5_TEMPERATURES_PER_FRAME = 7
+#: 0x97 [G]: balancing, one bit a cell (bit 0 cell 1).
+A5_BALANCING = 0x97
+#: 0x98 [G]: failure bits, bytes 0..6 as FAULT_BITS, byte 7 a fault code.
+A5_FAILURES = 0x98
+#: The commands of one complete sample, in the order they are asked (0x94 first: its counts
+#: say how many frames 0x95 and 0x96 send).
+A5_SAMPLE_COMMANDS = (
+    A5_STATUS,
+    A5_SOC,
+    A5_CELL_RANGE,
+    A5_TEMPERATURE_RANGE,
+    A5_MOS,
+    A5_CELL_VOLTAGES,
+    A5_TEMPERATURES,
+    A5_BALANCING,
+    A5_FAILURES,
+)
+A5_CURRENT_OFFSET = 30000
+A5_TEMPERATURE_OFFSET = 40
+#: 0x93 byte 0 [G]: 0 stationary, 1 charging, 2 discharging.
+A5_CHARGE_STATES = ("idle", "charging", "discharging")

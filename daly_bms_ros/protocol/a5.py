@@ -1,0 +1,433 @@
+"""The Daly A5 protocol (UART/RS485 ports, older Bluetooth modules), sans I/O.
+
+A request is ``A5 <host address> <command> 08 <8 data bytes> <checksum>``, the answer
+``A5 <board number> <command> 08 <8 data bytes> <checksum>``: 13 bytes, the checksum the low
+byte of the sum of the 12 before it, multi-byte fields big-endian (Daly "UART/485
+Communications Protocol" V1.2, 2020-12-22, sections 2.2 and 2.3; the same in V1.0). Commands
+0x95 (cell voltages) and 0x96 (temperatures) answer with several frames, each numbered in its
+first data byte (from 1 in every real capture, although the document says 0). The meaning of
+each command's bytes is in ``registers.A5_COMMANDS``; the decoders below turn frames into the
+``BmsStatus`` every other protocol gives.
+
+The A5 assembler is a byte-stream reassembler, as the field needs: a Bluetooth notification
+carries many frames and splits one across two (dreadnought/python-daly-bms#28: 200 + 8 bytes),
+a serial read starts inside the tail of an earlier frame (jblance/mpp-solar#516), a frame
+arrives cut short (Louisvdw/dbus-serialbattery#165), and RS485 adapters echo the request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from daly_bms_ros.protocol.decoding import decode_alarms
+from daly_bms_ros.protocol.errors import FrameDecodeError
+from daly_bms_ros.protocol.frames import RejectReason
+from daly_bms_ros.protocol.model import BmsStatus
+from daly_bms_ros.protocol.registers import (
+    A5_BALANCING,
+    A5_CELL_RANGE,
+    A5_CELL_VOLTAGES,
+    A5_CELLS_PER_FRAME,
+    A5_CHARGE_STATES,
+    A5_CURRENT_OFFSET,
+    A5_FAILURES,
+    A5_MOS,
+    A5_SOC,
+    A5_STATUS,
+    A5_TEMPERATURE_OFFSET,
+    A5_TEMPERATURE_RANGE,
+    A5_TEMPERATURES,
+    A5_TEMPERATURES_PER_FRAME,
+)
+
+START = 0xA5
+FRAME_SIZE = 13
+DATA_SIZE = 8
+#: Host addresses (V1.2's table): 0x40 "upper computer", what the RS485 port answers (and many
+#: UART ports); 0x80 "Bluetooth APP", what UART ports and Bluetooth modules answer. Tried in
+#: this order over a wire; over Bluetooth 0x80 first (fl4p/batmon-ha's probe order).
+WIRED_HOST_ADDRESSES = (0x40, 0x80)
+BLUETOOTH_HOST_ADDRESSES = (0x80, 0x40)
+#: Addresses from 0x20 up are hosts': a frame carrying one is a request (an RS485 echo).
+_FIRST_HOST_ADDRESS = 0x20
+#: Fill of a read request's data bytes: 0xAA lets the BMS's weak UART sync
+#: (mr-manuel/venus-os_dbus-serialbattery ``bms/daly.py``, "reduces read errors dramatically").
+READ_FILL = bytes((0xAA,)) * DATA_SIZE
+
+
+def checksum(body: bytes | bytearray) -> int:
+    """Return the low byte of the sum of ``body`` (the 12 bytes before the checksum)."""
+    return sum(body) & 0xFF
+
+
+@dataclass(frozen=True)
+class A5Frame:
+    """A 13-byte A5 frame whose start, length and checksum were valid."""
+
+    #: Byte 1: the board number of an answer (1 alone on a bus), a host address in a request.
+    address: int
+    command: int
+    data: bytes
+
+    def to_bytes(self) -> bytes:
+        """Return the frame as sent on the wire."""
+        body = bytes((START, self.address, self.command, DATA_SIZE)) + self.data
+        return body + bytes((checksum(body),))
+
+    @property
+    def number(self) -> int:
+        """Data byte 0: the frame's number in a multi-frame answer (0x95, 0x96)."""
+        return self.data[0]
+
+
+def build_a5_request(command: int, host_address: int = 0x40, data: bytes = READ_FILL) -> bytes:
+    """Build the 13-byte request of ``command`` from ``host_address`` (0x40 + board - 1, 0x80)."""
+    if len(data) != DATA_SIZE:
+        raise ValueError(f"an A5 request carries {DATA_SIZE} data bytes, not {len(data)}")
+    return A5Frame(host_address, command, data).to_bytes()
+
+
+def build_a5_answer(command: int, data: bytes, board: int = 1) -> bytes:
+    """Build the 13-byte answer of board ``board`` (a virtual BMS's, a test's)."""
+    if len(data) != DATA_SIZE:
+        raise ValueError(f"an A5 answer carries {DATA_SIZE} data bytes, not {len(data)}")
+    return A5Frame(board, command, data).to_bytes()
+
+
+def parse_a5_request(data: bytes) -> A5Frame | None:
+    """Return the request in ``data`` (13 bytes, valid, from a host address), else None."""
+    if (
+        len(data) != FRAME_SIZE
+        or data[0] != START
+        or data[3] != DATA_SIZE
+        or data[1] < _FIRST_HOST_ADDRESS
+        or checksum(data[:12]) != data[12]
+    ):
+        return None
+    return A5Frame(data[1], data[2], bytes(data[4:12]))
+
+
+class A5Assembler:
+    """Collect received bytes and yield only complete, valid A5 answers.
+
+    Sans-I/O, like ``FrameAssembler``: the caller feeds bytes and calls ``expire`` when an answer
+    did not complete in time; rejected bytes are counted in ``rejected`` by reason, a run of
+    garbage once. A bad candidate is skipped by one byte, so a frame hidden behind a cut-short
+    one is found. Requests echoed by an RS485 adapter are dropped without a count (``echoes``).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.rejected: Counter[RejectReason] = Counter()
+        self.echoes = 0
+        self._in_garbage = False
+
+    def reset(self) -> None:
+        """Forget buffered bytes (a new connection starts clean); counts are kept."""
+        self._buffer.clear()
+        self._in_garbage = False
+
+    @property
+    def pending(self) -> int:
+        """Bytes waiting for the rest of their frame."""
+        return len(self._buffer)
+
+    def _count(self, reason: RejectReason) -> None:
+        if not self._in_garbage:
+            self.rejected[reason] += 1
+            self._in_garbage = True
+
+    def feed(self, chunk: bytes | bytearray) -> list[A5Frame]:
+        """Add received bytes; return the answers they completed, in order."""
+        buffer = self._buffer
+        buffer += chunk
+        frames: list[A5Frame] = []
+        position = 0
+        while position < len(buffer):
+            if buffer[position] != START:
+                self._count(RejectReason.BAD_HEADER)
+                found = buffer.find(START, position + 1)
+                position = len(buffer) if found < 0 else found
+                continue
+            if len(buffer) - position < 4:
+                break
+            if buffer[position + 3] != DATA_SIZE:
+                self._count(RejectReason.BAD_LENGTH)
+                position += 1
+                continue
+            if len(buffer) - position < FRAME_SIZE:
+                break
+            if checksum(buffer[position : position + 12]) != buffer[position + 12]:
+                self._count(RejectReason.BAD_CRC)
+                position += 1
+                continue
+            self._in_garbage = False
+            address, command = buffer[position + 1], buffer[position + 2]
+            if address >= _FIRST_HOST_ADDRESS:
+                self.echoes += 1
+            else:
+                frames.append(
+                    A5Frame(address, command, bytes(buffer[position + 4 : position + 12]))
+                )
+            position += FRAME_SIZE
+        del buffer[:position]
+        return frames
+
+    def expire(self) -> list[A5Frame]:
+        """Give up on the partial frame at the head (a timeout); return what follows it."""
+        frames: list[A5Frame] = []
+        while self._buffer:
+            self._count(RejectReason.TIMEOUT)
+            del self._buffer[:1]
+            frames += self.feed(b"")
+        return frames
+
+
+def frames_expected(command: int, cell_count: int, sensor_count: int) -> int:
+    """Return how many frames answer ``command`` with data.
+
+    ceil(cells / 3) for 0x95, ceil(sensors / 7) for 0x96, else 1. Some BMS send more (all 16
+    of 0x95, padded with zeros: mpp-solar#83).
+    """
+    if command == A5_CELL_VOLTAGES:
+        return max(1, math.ceil(cell_count / A5_CELLS_PER_FRAME))
+    if command == A5_TEMPERATURES:
+        return max(1, math.ceil(sensor_count / A5_TEMPERATURES_PER_FRAME))
+    return 1
+
+
+def _u16(data: bytes, index: int) -> int:
+    return int.from_bytes(data[index : index + 2], "big")
+
+
+class A5Pack(NamedTuple):
+    """0x90: pack voltage (V), current (A, negative when discharging), SOC (%)."""
+
+    pack_voltage: float
+    current: float
+    soc: float
+
+
+def decode_a5_pack(frame: A5Frame) -> A5Pack:
+    """Decode 0x90.
+
+    The raw current is (30000 + 10 I) with I positive when discharging in every real capture
+    (the discharging state of 0x93 comes with raw > 30000: tomatensaus/bms ``test_daly.py``,
+    mpp-solar#83); this driver's convention is the opposite (BatteryState's).
+    """
+    _check(frame, A5_SOC)
+    data = frame.data
+    return A5Pack(
+        _u16(data, 0) / 10.0,
+        round((A5_CURRENT_OFFSET - _u16(data, 4)) / 10.0, 1),
+        _u16(data, 6) / 10.0,
+    )
+
+
+class A5CellRange(NamedTuple):
+    """0x91: highest and lowest cell voltage (V) and their 1-based numbers."""
+
+    max_cell_voltage: float
+    max_cell_index: int
+    min_cell_voltage: float
+    min_cell_index: int
+
+
+def decode_a5_cell_range(frame: A5Frame) -> A5CellRange:
+    """Decode 0x91 (bytes 6..7 are reserved: they hold stale bytes of the previous answer)."""
+    _check(frame, A5_CELL_RANGE)
+    data = frame.data
+    return A5CellRange(_u16(data, 0) / 1000.0, data[2], _u16(data, 3) / 1000.0, data[5])
+
+
+class A5TemperatureRange(NamedTuple):
+    """0x92: highest and lowest temperature (degC) and their sensor numbers."""
+
+    max_temperature: float
+    max_sensor: int
+    min_temperature: float
+    min_sensor: int
+
+
+def decode_a5_temperature_range(frame: A5Frame) -> A5TemperatureRange:
+    """Decode 0x92: unsigned bytes, degC + 40."""
+    _check(frame, A5_TEMPERATURE_RANGE)
+    data = frame.data
+    return A5TemperatureRange(
+        float(data[0] - A5_TEMPERATURE_OFFSET),
+        data[1],
+        float(data[2] - A5_TEMPERATURE_OFFSET),
+        data[3],
+    )
+
+
+class A5Mos(NamedTuple):
+    """0x93: charge state, MOS switches, remaining capacity (Ah)."""
+
+    charge_state: str
+    charge_mos: bool
+    discharge_mos: bool
+    remaining_capacity: float
+
+
+def decode_a5_mos(frame: A5Frame) -> A5Mos:
+    """Decode 0x93.
+
+    Byte 3, "BMS life", is a free-running counter, not cycles (it runs 0x71, 0x95, 0xad, 0x91,
+    0xa8 in minutes in tomatensaus' captures): not decoded.
+    """
+    _check(frame, A5_MOS)
+    data = frame.data
+    state = A5_CHARGE_STATES[data[0]] if data[0] < len(A5_CHARGE_STATES) else "unknown"
+    return A5Mos(state, bool(data[1]), bool(data[2]), int.from_bytes(data[4:8], "big") / 1000.0)
+
+
+class A5Counts(NamedTuple):
+    """0x94: cells, temperature sensors, charger and load flags, DIO bits, cycles."""
+
+    cell_count: int
+    sensor_count: int
+    charger: bool
+    load: bool
+    dio: int
+    cycles: int
+
+
+def decode_a5_counts(frame: A5Frame) -> A5Counts:
+    """Decode 0x94; the cycles are bytes 5..6 (V1.0; V1.2 calls them reserved; every peer)."""
+    _check(frame, A5_STATUS)
+    data = frame.data
+    return A5Counts(data[0], data[1], bool(data[2]), bool(data[3]), data[4], _u16(data, 5))
+
+
+def decode_a5_cell_voltages(frames: Iterable[A5Frame], cell_count: int) -> tuple[float, ...]:
+    """Decode the 0x95 frames: three cells of mV each, placed by frame number (from 1).
+
+    Frames are keyed by their number, not their order (a stale frame of the previous answer may
+    come first: mpp-solar#516); slots past ``cell_count`` are padding or stale and are cut.
+    A cell whose frame is missing makes the answer incomplete: FrameDecodeError.
+    """
+    return _series(frames, A5_CELL_VOLTAGES, cell_count, A5_CELLS_PER_FRAME, 2, "cell voltage")
+
+
+def decode_a5_temperatures(frames: Iterable[A5Frame], sensor_count: int) -> tuple[float, ...]:
+    """Decode the 0x96 frames: seven sensors of degC + 40 each, placed by frame number."""
+    return _series(
+        frames, A5_TEMPERATURES, sensor_count, A5_TEMPERATURES_PER_FRAME, 1, "temperature"
+    )
+
+
+def _series(
+    frames: Iterable[A5Frame], command: int, count: int, per_frame: int, width: int, what: str
+) -> tuple[float, ...]:
+    by_number: dict[int, bytes] = {}
+    for frame in frames:
+        _check(frame, command)
+        # The last frame of a number wins: a stale one of the previous answer comes first.
+        by_number[frame.number] = frame.data[1 : 1 + per_frame * width]
+    values: list[float] = []
+    for index in range(count):
+        number, slot = divmod(index, per_frame)
+        chunk = by_number.get(number + 1)
+        if chunk is None:
+            raise FrameDecodeError(
+                f"{what} {index + 1}: frame {number + 1} of {command:#04x} missing"
+            )
+        raw = int.from_bytes(chunk[slot * width : (slot + 1) * width], "big")
+        values.append(raw / 1000.0 if width == 2 else float(raw - A5_TEMPERATURE_OFFSET))
+    return tuple(values)
+
+
+def decode_a5_balancing(frame: A5Frame, cell_count: int) -> tuple[bool, ...]:
+    """Decode 0x97: data byte i, bit j (least significant first) is cell 8i + j + 1.
+
+    The reading of maland16/daly-bms-uart, acpiccolo/Daly-BMS and matthewgream/DalyBMSInterface
+    after V1.2's "Bit0: Cell 1 ... Bit47: Cell 48"; no public capture has a bit set yet.
+    """
+    _check(frame, A5_BALANCING)
+    return tuple(bool(frame.data[cell // 8] >> (cell % 8) & 1) for cell in range(cell_count))
+
+
+def decode_a5_failures(frame: A5Frame) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Decode 0x98: the raw words and the alarm names.
+
+    Bytes 0..6 are the fault bits of V1.2's table, the same the D2 fault registers carry two a
+    word, first byte in the low half (``registers.FAULT_BITS``); byte 7 is a fault code,
+    reported as ``fault_code_<n>`` when not 0.
+    """
+    _check(frame, A5_FAILURES)
+    data = frame.data
+    words = (
+        data[0] | data[1] << 8,
+        data[2] | data[3] << 8,
+        data[4] | data[5] << 8,
+        data[6] | data[7] << 8,
+    )
+    alarms = decode_alarms((*words[:3], data[6]))
+    return words, alarms + ((f"fault_code_{data[7]}",) if data[7] else ())
+
+
+def _check(frame: A5Frame, command: int) -> None:
+    if frame.command != command:
+        raise FrameDecodeError(f"expected an answer to {command:#04x}, got {frame.command:#04x}")
+
+
+def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
+    """Build a status from one poll's answers, by command.
+
+    0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91/0x92 add the
+    BMS's own extremes, 0x96 the temperatures, 0x97 the balancing cells, 0x98 the alarms.
+    """
+    for needed in (A5_SOC, A5_MOS, A5_STATUS, A5_CELL_VOLTAGES):
+        if not answers.get(needed):
+            raise FrameDecodeError(f"no answer to {needed:#04x}: the sample is incomplete")
+    pack = decode_a5_pack(answers[A5_SOC][0])
+    mos = decode_a5_mos(answers[A5_MOS][0])
+    counts = decode_a5_counts(answers[A5_STATUS][0])
+    if counts.cell_count == 0:
+        raise FrameDecodeError("the status reports 0 cells: no pack is in this state")
+    cells = decode_a5_cell_voltages(answers[A5_CELL_VOLTAGES], counts.cell_count)
+    temperatures = (
+        decode_a5_temperatures(answers[A5_TEMPERATURES], counts.sensor_count)
+        if answers.get(A5_TEMPERATURES)
+        else ()
+    )
+    balancing_cells = (
+        decode_a5_balancing(answers[A5_BALANCING][0], counts.cell_count)
+        if answers.get(A5_BALANCING)
+        else None
+    )
+    words, alarms = (
+        decode_a5_failures(answers[A5_FAILURES][0]) if answers.get(A5_FAILURES) else ((), ())
+    )
+    lowest, highest = min(cells), max(cells)
+    told = decode_a5_cell_range(answers[A5_CELL_RANGE][0]) if answers.get(A5_CELL_RANGE) else None
+    return BmsStatus(
+        cell_voltages=cells,
+        temperatures=temperatures,
+        pack_voltage=pack.pack_voltage,
+        current=pack.current,
+        soc=pack.soc,
+        remaining_capacity=mos.remaining_capacity,
+        cycles=counts.cycles,
+        charge_mos=mos.charge_mos,
+        discharge_mos=mos.discharge_mos,
+        balancing=bool(balancing_cells) and any(balancing_cells or ()),
+        balancing_cells=balancing_cells,
+        min_cell_voltage=told.min_cell_voltage if told else lowest,
+        max_cell_voltage=told.max_cell_voltage if told else highest,
+        average_cell_voltage=round(sum(cells) / len(cells), 4),
+        cell_delta=round(highest - lowest, 3),
+        min_cell_index=told.min_cell_index if told else cells.index(lowest) + 1,
+        max_cell_index=told.max_cell_index if told else cells.index(highest) + 1,
+        alarm_words=words,
+        alarms=alarms,
+        power=round(pack.pack_voltage * pack.current, 1),
+        charge_state=mos.charge_state,
+        max_temperature=max(temperatures, default=math.nan),
+        min_temperature=min(temperatures, default=math.nan),
+    )
