@@ -32,7 +32,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import BatteryState  # noqa: E402
 
-from daly_bms_ros.ble.loop_thread import EventLoopThread  # noqa: E402
+from daly_bms_ros.link.loop_thread import EventLoopThread  # noqa: E402
 from daly_bms_ros.protocol import FrameAssembler  # noqa: E402
 from daly_bms_ros.sim.battery import BatteryModel  # noqa: E402
 from daly_bms_ros.sim.peripheral import DalyPeripheral  # noqa: E402

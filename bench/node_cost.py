@@ -18,8 +18,8 @@ from pathlib import Path
 
 from harness import NAME, TimedPeripheral, listening, mock_bus, process_usage, start_node, stop_node
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
 
 WARM_UP_S = 10.0
 

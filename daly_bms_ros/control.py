@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daly_bms_ros.ble.client import ReadBackMismatchError, WriteResult
+from daly_bms_ros.link.client import ReadBackMismatchError, WriteResult
 from daly_bms_ros.protocol.registers import WRITABLE, encode_writable
 
 #: Writes that cannot cut the power the pack supplies, as (setting, raw value; None: any):

@@ -24,9 +24,9 @@ from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
 from real_frames import SETTINGS, STATUS, frame_bytes
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
-from daly_bms_ros.ble.loop_thread import EventLoopThread
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
+from daly_bms_ros.link.loop_thread import EventLoopThread
 from daly_bms_ros.protocol import SETTINGS_BLOCK, STATUS_BLOCK, parse_read_request
 from daly_bms_ros.sim.peripheral import DalyPeripheral, wait_until_discovering
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from real_frames import SETTINGS, STATUS, frame_bytes
 
-from daly_bms_ros.ble.transport import DeviceNotFoundError, LinkLostError
+from daly_bms_ros.link.transport import DeviceNotFoundError, LinkLostError
 from daly_bms_ros.protocol import SETTINGS_BLOCK, STATUS_BLOCK, parse_read_request
 
 NOTIFICATION_SIZE = 20

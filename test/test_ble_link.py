@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 import pytest
 from bms_double import BmsDouble
 
-from daly_bms_ros.ble import bleak_transport
-from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
-from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
-from daly_bms_ros.ble.transport import AdapterUnavailableError, LinkLostError
+from daly_bms_ros.link import bleak_transport
+from daly_bms_ros.link.client import DalyClient, RequestTimeoutError
+from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
+from daly_bms_ros.link.transport import AdapterUnavailableError, LinkLostError
 from daly_bms_ros.protocol import D2, BmsSample
 
 FAST = LinkConfig(

@@ -23,9 +23,9 @@ from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.ble.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.capture.format import CaptureError, read_events
 from daly_bms_ros.capture.writer import CaptureWriter
+from daly_bms_ros.link.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.msg import RawFrame
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import STATUS_80_BLOCK, BmsSample, build_read_request

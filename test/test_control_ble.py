@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, client_of, one_virtual_bms, sim_process
 
-from daly_bms_ros.ble.client import (
+from daly_bms_ros.link.client import (
     ControlNotSupportedError,
     DalyClient,
     ReadBackMismatchError,

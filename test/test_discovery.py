@@ -10,7 +10,7 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from daly_bms_ros.ble.bleak_transport import is_daly
+from daly_bms_ros.link.bleak_transport import is_daly
 
 FFF0 = "0000fff0-0000-1000-8000-00805f9b34fb"
 FF00 = "0000ff00-0000-1000-8000-00805f9b34fb"

@@ -15,9 +15,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
-from daly_bms_ros.ble.transport import DeviceNotFoundError
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
+from daly_bms_ros.link.transport import DeviceNotFoundError
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import BmsSample

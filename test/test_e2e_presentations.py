@@ -26,8 +26,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import D2, STATUS_80_BLOCK, STATUS_BLOCK, X81, BmsSample

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
 from daly_bms_ros.protocol import (
     STATUS_BLOCK,
     BmsSample,

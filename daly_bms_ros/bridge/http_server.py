@@ -27,9 +27,9 @@ from typing import Any
 
 import h11
 
-from daly_bms_ros.ble.loop_thread import EventLoopThread
 from daly_bms_ros.bridge.routes import ALLOWED_METHODS, Payload, Site
 from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.link.loop_thread import EventLoopThread
 
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"

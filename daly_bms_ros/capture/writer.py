@@ -86,7 +86,7 @@ class CaptureWriter:
         if self._listener is not None:
             self._logger.info(line)
 
-    # The tap a DalyClient calls (see daly_bms_ros.ble.client.Tap).
+    # The tap a DalyClient calls (see daly_bms_ros.link.client.Tap).
     def connected(self, device: Mapping[str, Any]) -> None:
         """Record that a link came up, and to what."""
         self._put(event_line(CONNECTION, device=dict(device)))

@@ -16,10 +16,10 @@ import json
 import sys
 from typing import Any
 
-from daly_bms_ros.ble.client import WriteResult
 from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
+from daly_bms_ros.link.client import WriteResult
 from daly_bms_ros.protocol.registers import WRITABLE
 
 #: Short names of the controls a user reaches for most, and the setting each one writes.

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient, Tap
-from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
-from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient, Tap
+from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 T = TypeVar("T")

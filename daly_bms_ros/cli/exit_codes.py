@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import enum
 
-from daly_bms_ros.ble.client import (
+from daly_bms_ros.link.client import (
     ControlNotSupportedError,
     ReadBackMismatchError,
     RequestTimeoutError,
     WriteNotAcknowledgedError,
 )
-from daly_bms_ros.ble.transport import (
+from daly_bms_ros.link.transport import (
     AdapterUnavailableError,
     DeviceNotFoundError,
     TransportError,

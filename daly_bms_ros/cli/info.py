@@ -11,9 +11,9 @@ import argparse
 import json
 from typing import Any
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
 from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.protocol.model import json_object
 from daly_bms_ros.report import rated_capacity
 

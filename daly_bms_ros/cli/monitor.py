@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.link import LinkStatus
 from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.cli.device import (
     add_device_arguments,
@@ -25,6 +23,8 @@ from daly_bms_ros.cli.device import (
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.legacy import bms_data_line
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.supervisor import LinkStatus
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import sample_record, text_report
 

@@ -10,9 +10,9 @@ from typing import Any
 from bleak import BleakScanner
 from bleak.exc import BleakError
 
-from daly_bms_ros.ble.bleak_transport import adapter_options, is_daly, translate_error
 from daly_bms_ros.cli.device import add_adapter_arguments, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
 
 
 @dataclass(frozen=True)

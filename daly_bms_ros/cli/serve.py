@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.link import LinkStatus
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, check_settings
@@ -28,6 +26,8 @@ from daly_bms_ros.cli.device import (
     tcp_port,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.supervisor import LinkStatus
 from daly_bms_ros.protocol import BmsSample
 
 BATTERY_NAME = "bms"

@@ -14,10 +14,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import DalyClient
-from daly_bms_ros.ble.loop_thread import EventLoopThread
-from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.cli.device import (
     add_device_arguments,
     add_poll_arguments,
@@ -27,6 +23,10 @@ from daly_bms_ros.cli.device import (
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.scan import FoundDevice, scan
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import DalyClient
+from daly_bms_ros.link.loop_thread import EventLoopThread
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 from daly_bms_ros.report import sample_record, text_report
 

@@ -21,8 +21,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 
-from daly_bms_ros.ble.client import WriteResult
-from daly_bms_ros.ble.transport import LinkLostError, TransportError
 from daly_bms_ros.control import (
     ControlRefusedError,
     Permission,
@@ -30,6 +28,8 @@ from daly_bms_ros.control import (
     describe_failure,
     describe_write,
 )
+from daly_bms_ros.link.client import WriteResult
+from daly_bms_ros.link.transport import LinkLostError, TransportError
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 
 HOW_TO_ALLOW = Permission(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from daly_bms_ros.ble.link import LinkState, LinkStatus
+from daly_bms_ros.link.supervisor import LinkState, LinkStatus
 from daly_bms_ros.node.parameters import NodeSettings
 from daly_bms_ros.protocol import BmsSample
 

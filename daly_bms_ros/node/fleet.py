@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
-from daly_bms_ros.ble.shared import SharedLinks
+from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.node.groups import Group, combine, parse_group
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (

@@ -32,13 +32,13 @@ try:
 except ImportError:  # Humble: the module's earlier name
     from rclpy.qos_event import PublisherEventCallbacks
 
-from daly_bms_ros.ble.bleak_transport import BleakTransport
-from daly_bms_ros.ble.client import WriteResult
-from daly_bms_ros.ble.link import BmsLink, LinkConfig, LinkState, LinkStatus
-from daly_bms_ros.ble.loop_thread import EventLoopThread
-from daly_bms_ros.ble.shared import SharedLinks
-from daly_bms_ros.ble.transport import BmsTransport, LinkLostError
 from daly_bms_ros.capture.writer import CaptureWriter
+from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.client import WriteResult
+from daly_bms_ros.link.loop_thread import EventLoopThread
+from daly_bms_ros.link.shared import SharedLinks
+from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
+from daly_bms_ros.link.transport import BmsTransport, LinkLostError
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
 from daly_bms_ros.node.diagnostics import link_diagnostics

@@ -15,7 +15,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from daly_bms_ros.ble.transport import MAC_ADDRESS_PATTERN
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {

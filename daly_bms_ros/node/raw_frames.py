@@ -10,7 +10,7 @@ from daly_bms_ros.msg import RawFrame
 
 
 class RawFramePublisher:
-    """A client tap (see ``daly_bms_ros.ble.client.Tap``) that publishes the raw bytes.
+    """A client tap (see ``daly_bms_ros.link.client.Tap``) that publishes the raw bytes.
 
     Called in the BLE thread: rclpy publishers may be used from any thread, and a publish
     returns at once.

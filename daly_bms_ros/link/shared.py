@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from daly_bms_ros.ble.link import AdapterTurns
-from daly_bms_ros.ble.loop_thread import EventLoopThread
+from daly_bms_ros.link.loop_thread import EventLoopThread
+from daly_bms_ros.link.supervisor import AdapterTurns
 
 
 class SharedLinks:

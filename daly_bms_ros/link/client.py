@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from daly_bms_ros.ble.transport import BmsTransport, LinkLostError, TransportError
+from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from daly_bms_ros.ble.client import DalyClient, WriteResult
-from daly_bms_ros.ble.transport import BmsTransport, LinkLostError, TransportError
+from daly_bms_ros.link.client import DalyClient, WriteResult
+from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 LOG = logging.getLogger(__name__)

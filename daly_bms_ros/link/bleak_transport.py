@@ -29,7 +29,7 @@ except ImportError:  # bleak < 0.22 (Ubuntu 24.04's python3-bleak) tells no such
         """Stands in for the error that older bleak never raises."""
 
 
-from daly_bms_ros.ble.transport import (
+from daly_bms_ros.link.transport import (
     AdapterUnavailableError,
     DeviceNotFoundError,
     LinkLostError,

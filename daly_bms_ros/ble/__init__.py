@@ -1,1 +1,0 @@
-"""BLE client for Daly BMS on bleak, free of ROS: transport, request/response, link supervision."""

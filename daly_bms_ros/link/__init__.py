@@ -1,0 +1,1 @@
+"""Talking to one Daly BMS, free of ROS: transports, the request/response client, supervision."""
