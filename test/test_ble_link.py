@@ -56,7 +56,7 @@ def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
 
     client, sample = asyncio.run(scenario())
     assert sample.status.pack_voltage == pytest.approx(51.1)
-    rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}
+    rejected = {reason.value: count for reason, count in client.rejected.items()}
     assert rejected == {"bad_crc": 1, "timeout": 1}
     # The double answers as the 62-register firmware of its capture: each of the three rounds
     # of detection has an unanswered probe (80 registers, 0x81) before the 62-register read;
@@ -65,20 +65,25 @@ def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
     assert client.read_mos_temperature is False
 
 
-def test_silent_bms_times_out_after_the_retries_of_both_protocols() -> None:
+@pytest.mark.parametrize("wired", [False, True])
+def test_silent_bms_times_out_after_the_retries_of_every_protocol(wired: bool) -> None:
     double = BmsDouble()
     double.silent = True
 
     async def scenario() -> DalyClient:
         client = await connected_client(double, retries=2)
-        with pytest.raises(RequestTimeoutError, match="either protocol"):
+        client.wired = wired
+        with pytest.raises(RequestTimeoutError, match=r"any protocol \(D2, 0x81, A5\)"):
             await client.read_sample()
         return client
 
     client = asyncio.run(scenario())
-    # Three rounds: the D2 80-register and 0x81 status together, then the D2 62-register one.
-    assert client.requests == 3 * (2 + 1)
-    assert client.variant is None
+    modbus_round = 2 + 1  # the D2 80-register and 0x81 status together, then D2 62 alone
+    a5_round = 2  # 0x90 from host 0x40 and from 0x80
+    # The link's own protocols three times, the others once: Bluetooth D2 first, a wire A5.
+    expected = 3 * a5_round + modbus_round if wired else 3 * modbus_round + a5_round
+    assert client.requests == expected
+    assert client.protocol == ""
 
 
 def test_bms_falling_silent_times_out_after_the_retries() -> None:

@@ -68,7 +68,7 @@ def session(
                 samples = await read_session(client, before_each)
             finally:
                 client.detach("closed by the test")
-        return samples, {reason.value: n for reason, n in client.assembler.rejected.items() if n}
+        return samples, {reason.value: n for reason, n in client.rejected.items() if n}
 
     return asyncio.run(run())
 

@@ -78,7 +78,7 @@ def test_polling_and_writes_share_the_link_one_request_at_a_time(sim: SimProcess
         samples, written = results[:5], results[5:]
         assert all(len(sample.status.cell_voltages) == 16 for sample in samples)  # type: ignore[union-attr]
         assert [result.after for result in written] == [600, 601, 602]  # type: ignore[union-attr]
-        assert sum(client.assembler.rejected.values()) == 0
+        assert sum(client.rejected.values()) == 0
 
     with_client(scenario)
 

@@ -61,7 +61,7 @@ def test_bleak_transport_reads_the_virtual_bms(bus: str, target: dict[str, str])
     assert sample.settings is not None
     assert sample.settings.rated_capacity == pytest.approx(310.0)
     # Whole answers in one notification each (the link's MTU allows it), none rejected.
-    assert not client.assembler.rejected
+    assert not client.rejected
 
 
 def test_unknown_name_is_not_found(bus: str) -> None:

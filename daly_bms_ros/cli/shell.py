@@ -134,7 +134,7 @@ class DalyShell(cmd.Cmd):
             f"connected: {'yes, ' + client.transport.description if client and connected else 'no'}"
         )
         if client is not None:
-            rejected = {reason.value: n for reason, n in client.assembler.rejected.items() if n}
+            rejected = {reason.value: n for reason, n in client.rejected.items() if n}
             self._print(f"requests: {client.requests}, unanswered: {client.timeouts}")
             self._print(f"rejected frames: {rejected or 'none'}")
         if self._last_sample is not None:

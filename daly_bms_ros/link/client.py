@@ -1,16 +1,19 @@
-"""Request/response over a transport: one request at a time, each answered by one frame.
+"""Request/response over a transport: one request at a time, each answered by its frames.
 
-The client finds out which of the two Daly protocols the BMS speaks, and which D2 status read it
-answers (80 registers, else 62), the first time it reads a sample, and keeps to it.
+The client finds out which Daly protocol the BMS speaks (D2, its 0x81 variant, A5) and which
+D2 status read it answers (80 registers, else 62), the first time it reads a sample, and keeps
+to it. Over a wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81
+variant), over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import (
@@ -38,8 +41,28 @@ from daly_bms_ros.protocol import (
     decode_status_with_mos,
     decode_x81_status,
 )
-from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, build_write_request
-from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS, WRITABLE, encode_writable
+from daly_bms_ros.protocol.a5 import (
+    BLUETOOTH_HOST_ADDRESSES,
+    WIRED_HOST_ADDRESSES,
+    A5Assembler,
+    A5Frame,
+    build_a5_request,
+    decode_a5_counts,
+    decode_a5_status,
+    frames_expected,
+)
+from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, RejectReason, build_write_request
+from daly_bms_ros.protocol.registers import (
+    A5_CELL_VOLTAGES,
+    A5_MOS,
+    A5_SAMPLE_COMMANDS,
+    A5_SOC,
+    A5_STATUS,
+    A5_TEMPERATURES,
+    SETTINGS_REGISTERS,
+    WRITABLE,
+    encode_writable,
+)
 
 #: What a BMS of unknown protocol is asked first, all at once: the D2 status of 80 registers
 #: and the first 0x81 status block. A BMS answers its own protocol only, so the answer tells
@@ -47,6 +70,43 @@ from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS, WRITABLE, encode
 DETECTION_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_80_BLOCK, D2), (X81_PACK_BLOCK, X81))
 #: Asked when the probes go unanswered: D2 firmware that answers only the 62-register status.
 FALLBACK_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_BLOCK, D2),)
+
+
+#: The A5 commands a sample cannot do without; the others (extremes, balancing, alarms) are
+#: asked once without a retry and left out for the connection when unanswered.
+A5_NEEDED = frozenset((A5_SOC, A5_MOS, A5_STATUS, A5_CELL_VOLTAGES))
+#: Seconds between A5 requests: a Daly UART is not ready for the next one at once
+#: (mr-manuel/venus-os_dbus-serialbattery: "else the Daly is not ready and throws a lot of no
+#: reply errors").
+A5_REQUEST_GAP = 0.02
+
+_F = TypeVar("_F")
+
+
+class _Assembler(Protocol[_F]):
+    rejected: Counter[RejectReason]
+
+    def feed(self, chunk: bytes) -> list[_F]: ...
+
+    def expire(self) -> list[_F]: ...
+
+    def reset(self) -> None: ...
+
+
+class _Stream(Generic[_F]):
+    """One protocol family's assembler and the frames it completed, waiting to be taken."""
+
+    def __init__(self, assembler: _Assembler[_F]) -> None:
+        self.assembler = assembler
+        self.frames: asyncio.Queue[_F] = asyncio.Queue()
+
+    def reset(self) -> None:
+        self.assembler.reset()
+        self.frames = asyncio.Queue()
+
+    def feed(self, data: bytes) -> None:
+        for frame in self.assembler.feed(data):
+            self.frames.put_nowait(frame)
 
 
 class Tap(Protocol):
@@ -134,16 +194,21 @@ class DalyClient:
         request_timeout: float = 2.0,
         request_retries: int = 2,
         invert_current: bool = False,
+        wired: bool = False,
     ) -> None:
         self.transport = transport
         self.request_timeout = request_timeout
         self.request_retries = request_retries
         self.invert_current = invert_current
-        self.assembler = FrameAssembler()
+        #: A serial port (A5 asked first, from host 0x40), not Bluetooth.
+        self.wired = wired
+        self._modbus: _Stream[Frame] = _Stream(FrameAssembler())
+        self._a5: _Stream[A5Frame] = _Stream(A5Assembler())
+        #: The stream the bytes received now belong to: that of the request last sent.
+        self._listening: _Stream[Any] = self._modbus
         self.requests = 0
         self.notifications = 0
         self.timeouts = 0
-        self._frames: asyncio.Queue[Frame] = asyncio.Queue()
         #: One request on the link at a time (polls and writes come from different tasks).
         self._link_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
@@ -152,8 +217,12 @@ class DalyClient:
         self._settings: BmsSettings | None = None
         #: Cleared on a connection whose BMS does not answer the MOS temperature block.
         self.read_mos_temperature = True
-        #: The protocol the BMS answered; None until the first sample.
+        #: The protocol the BMS answered; None until the first sample (and for A5).
         self.variant: Variant | None = None
+        #: The host address an A5 BMS answers (0x40, 0x80); None when not found to speak A5.
+        self.a5_host: int | None = None
+        #: The optional A5 commands this connection's BMS does not answer.
+        self._a5_unanswered: set[int] = set()
         #: The D2 status read the BMS answers: 80 registers (one request a sample) or 62.
         self.status_block: Block = STATUS_80_BLOCK
         #: What sees the raw conversation (captures, the raw-frames topic).
@@ -168,11 +237,24 @@ class DalyClient:
         self._connection += 1
         for tap in self.taps:
             tap.connected(self.transport.details)
-        self.assembler.reset()
-        self._frames = asyncio.Queue()
+        self._modbus.reset()
+        self._a5.reset()
         if not same_device:
             self._settings = None
             self.read_mos_temperature = True
+            self._a5_unanswered.clear()
+
+    @property
+    def rejected(self) -> Counter[RejectReason]:
+        """Received bytes that did not become frames, by reason, of every protocol."""
+        return self._modbus.assembler.rejected + self._a5.assembler.rejected
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the BMS speaks: "d2", "x81", "a5", or "" before the first sample."""
+        if self.a5_host is not None:
+            return "a5"
+        return self.variant.name if self.variant is not None else ""
 
     def detach(self, reason: str) -> None:
         """End a connection: the taps learn why."""
@@ -184,20 +266,30 @@ class DalyClient:
         self.notifications += 1
         for tap in self.taps:
             tap.received(data)
-        for frame in self.assembler.feed(data):
-            self._frames.put_nowait(frame)
+        self._listening.feed(data)
 
     async def _exchange(
         self, requests: Sequence[bytes], answer: Callable[[Frame], _Answer | None]
     ) -> _Answer | None:
-        """Send ``requests``; return the first frame ``answer`` takes (its result), else None.
+        """Send Modbus-style ``requests``; return what ``answer`` takes of the frames, else None."""
+        return await self._converse(self._modbus, requests, answer)
+
+    async def _converse(
+        self,
+        stream: _Stream[_F],
+        requests: Sequence[bytes],
+        answer: Callable[[_F], _Answer | None],
+    ) -> _Answer | None:
+        """Send ``requests``; return the first result ``answer`` gives for a frame, else None.
 
         One exchange at a time on the link: a write from another task waits for a poll's
-        request to be answered (or to time out), and the other way round.
+        request to be answered (or to time out), and the other way round. The bytes that
+        arrive meanwhile are assembled as ``stream``'s protocol.
         """
         async with self._link_lock:
-            while not self._frames.empty():  # a late answer to an earlier request
-                self._frames.get_nowait()
+            self._listening = stream
+            while not stream.frames.empty():  # a late answer to an earlier request
+                stream.frames.get_nowait()
             for request in requests:
                 self.requests += 1
                 for tap in self.taps:
@@ -207,10 +299,10 @@ class DalyClient:
             while True:
                 remaining = deadline - asyncio.get_running_loop().time()
                 try:
-                    frame = await asyncio.wait_for(self._frames.get(), max(remaining, 0.0))
+                    frame = await asyncio.wait_for(stream.frames.get(), max(remaining, 0.0))
                 except asyncio.TimeoutError:
                     self.timeouts += 1
-                    self.assembler.expire()
+                    stream.assembler.expire()
                     return None
                 taken = answer(frame)
                 if taken is not None:
@@ -255,9 +347,11 @@ class DalyClient:
         known) comes first where both tell the same field; a field neither tells is absent.
         One unanswered request costs one request timeout.
         """
-        if self.variant is None:
+        if not self.protocol:
             await self.read_sample()
         information = await self.transport.read_device_information()
+        if self.a5_host is not None:
+            return information  # no A5 command tells versions every board answers
         variant = self.variant or D2
         try:
             frame = await self.read_block(
@@ -282,12 +376,12 @@ class DalyClient:
         """
         raw = encode_writable(name, value)
         writable = WRITABLE[name]
-        if self.variant is None:
+        if not self.protocol:
             await self.read_sample()
         if self.variant is not D2:
             raise ControlNotSupportedError(
                 "writes are known for the D2 protocol only; no public source shows how a 0x81 "
-                "pack takes them over Bluetooth"
+                "pack takes them over Bluetooth, and this driver does not write A5 commands"
             )
         connection = self._connection
         async with self._write_lock:  # read, write, read back: no other write in between
@@ -351,40 +445,111 @@ class DalyClient:
             f"{self.request_retries + 1} tries"
         )
 
-    async def _detect(self) -> Frame:
-        """Find the protocol and status read the BMS answers; return its first status frame.
+    async def _detect(self) -> Frame | None:
+        """Find the protocol the BMS speaks; return its first D2/0x81 status frame (None: A5).
 
-        Each round asks the D2 80-register status and the 0x81 status at once, then the D2
-        62-register status alone: a 0x81 pack is found as fast as a D2 one.
+        The protocols the link is known for (over a wire A5, over Bluetooth D2 and 0x81) are
+        asked first, with the retries; the other once. Modbus-style probes ask the D2
+        80-register status and the 0x81 status at once (a BMS answers its own protocol only:
+        one round trip tells which), then the D2 62-register status alone; A5 probes ask 0x90
+        from each host address.
         """
+        probes = (self._probe_a5, self._probe_modbus)
+        primary, secondary = probes if self.wired else probes[::-1]
         rounds = self.request_retries + 1
-        for _round in range(rounds):
-            for probes in (DETECTION_PROBES, FALLBACK_PROBES):
-                answer = await self._ask(probes)
-                if answer is not None:
-                    self.status_block, self.variant, frame = answer
+        for probe, tries in ((primary, rounds), (secondary, 1)):
+            for _try in range(tries):
+                found, frame = await probe()
+                if found:
                     for tap in self.taps:
-                        tap.detected(self.variant.name, self.status_block.count)
+                        tap.detected(self.protocol, 0 if frame is None else self.status_block.count)
                     return frame
         raise RequestTimeoutError(
-            f"no answer to the status request of either protocol (D2, 0x81) after {rounds} rounds"
+            f"no answer to the status request of any protocol (D2, 0x81, A5) after {rounds} rounds"
         )
+
+    async def _probe_modbus(self) -> tuple[bool, Frame | None]:
+        for probes in (DETECTION_PROBES, FALLBACK_PROBES):
+            answer = await self._ask(probes)
+            if answer is not None:
+                self.status_block, self.variant, frame = answer
+                return True, frame
+        return False, None
+
+    async def _probe_a5(self) -> tuple[bool, Frame | None]:
+        for host in WIRED_HOST_ADDRESSES if self.wired else BLUETOOTH_HOST_ADDRESSES:
+            if await self._ask_a5(A5_SOC, host) is not None:
+                self.a5_host = host
+                return True, None
+        return False, None
+
+    async def _ask_a5(self, command: int, host: int, expected: int = 1) -> list[A5Frame] | None:
+        """Send one A5 request; return its ``expected`` frames (by number, from 1), else None.
+
+        Frames numbered beyond ``expected`` (the padding some BMS send) are not waited for.
+        """
+        got: dict[int, A5Frame] = {}
+
+        def answer(frame: A5Frame) -> list[A5Frame] | None:
+            if frame.command != command:
+                return None  # the tail of an earlier answer
+            if expected == 1:
+                return [frame]
+            if 1 <= frame.number <= expected:
+                got[frame.number] = frame
+            return [got[number] for number in sorted(got)] if len(got) == expected else None
+
+        if self.wired:
+            await asyncio.sleep(A5_REQUEST_GAP)
+        return await self._converse(self._a5, (build_a5_request(command, host),), answer)
 
     async def read_sample(self) -> BmsSample:
         """Read a complete sample of whichever protocol the BMS speaks."""
-        if self.variant is None:
-            first_frame = await self._detect()
+        first_frame = await self._detect() if not self.protocol else None
+        if self.a5_host is not None:
+            sample = await self._read_a5_sample(self.a5_host)
         elif self.variant is X81:
-            first_frame = await self.read_block(X81_PACK_BLOCK, variant=X81)
+            pack = first_frame or await self.read_block(X81_PACK_BLOCK, variant=X81)
+            sample = await self._read_x81_sample(pack)
         else:
-            first_frame = await self.read_block(self.status_block)
-        if self.variant is X81:
-            sample = await self._read_x81_sample(first_frame)
-        else:
-            sample = await self._read_d2_sample(first_frame)
+            status = first_frame or await self.read_block(self.status_block)
+            sample = await self._read_d2_sample(status)
         if self.invert_current:
             return replace(sample, status=sample.status.with_current_inverted())
         return sample
+
+    async def _read_a5_sample(self, host: int) -> BmsSample:
+        """Ask each A5 command of a sample, 0x94 first: its counts say how many frames follow.
+
+        A needed command unanswered after the retries fails the sample; an optional one is
+        left out for the rest of the connection.
+        """
+        answers: dict[int, list[A5Frame]] = {}
+        cells = sensors = 0
+        for command in A5_SAMPLE_COMMANDS:
+            if command in self._a5_unanswered or (command == A5_TEMPERATURES and not sensors):
+                continue
+            needed = command in A5_NEEDED
+            attempts = self.request_retries + 1 if needed else 1
+            expected = frames_expected(command, cells, sensors)
+            for _attempt in range(attempts):
+                frames = await self._ask_a5(command, host, expected)
+                if frames is not None:
+                    answers[command] = frames
+                    break
+            else:
+                if needed:
+                    raise RequestTimeoutError(
+                        f"no answer to A5 command {command:#04x} after {attempts} tries"
+                    )
+                self._a5_unanswered.add(command)
+            if command == A5_STATUS:
+                counts = decode_a5_counts(answers[A5_STATUS][0])
+                cells, sensors = counts.cell_count, counts.sensor_count
+        status = decode_a5_status(answers)
+        return BmsSample(
+            status, None, time.time(), answers[A5_SOC][0].to_bytes(), self.transport.description
+        )
 
     async def _read_x81_sample(self, pack: Frame) -> BmsSample:
         """Complete a 0x81 sample with its second block (it has no block with the capacity)."""

@@ -168,7 +168,7 @@ class BmsLink:
             consecutive_failures=self._failures,
             last_error=self._last_error,
             rejected={
-                reason.value: count for reason, count in self._client.assembler.rejected.items()
+                reason.value: count for reason, count in self._client.rejected.items()
             },
             requests=self._client.requests,
             notifications=self._client.notifications,
