@@ -209,7 +209,7 @@ def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> 
     assert not control.exists()  # removed on exit
     assert len(samples) == 6
     assert all(len(sample.status.cell_voltages) == 16 for sample in samples)
-    rejected = {reason.value: count for reason, count in client.assembler.rejected.items()}
+    rejected = {reason.value: count for reason, count in client.rejected.items()}
     assert rejected["bad_crc"] == 1
     # The truncated answer waits for bytes that never come until the request times out.
     assert rejected["timeout"] >= 1
