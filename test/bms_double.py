@@ -22,6 +22,9 @@ NOTIFICATION_SIZE = 20
 class BmsDouble:
     """In-process stand-in for a Daly BMS reached over BLE."""
 
+    wired = False
+    name = "DL-40D63C3F3E5A"
+
     def __init__(self) -> None:
         self.answers = {
             (STATUS_BLOCK.start, STATUS_BLOCK.count): frame_bytes(STATUS),

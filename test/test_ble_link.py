@@ -80,8 +80,8 @@ def test_silent_bms_times_out_after_the_retries_of_every_protocol(wired: bool) -
     client = asyncio.run(scenario())
     modbus_round = 2 + 1  # the D2 80-register and 0x81 status together, then D2 62 alone
     a5_round = 2  # 0x90 from host 0x40 and from 0x80
-    # The link's own protocols three times, the others once: Bluetooth D2 first, a wire A5.
-    expected = 3 * a5_round + modbus_round if wired else 3 * modbus_round + a5_round
+    # A wire: three rounds of both, A5 first; Bluetooth: three of D2 and 0x81, then A5 once.
+    expected = 3 * (a5_round + modbus_round) if wired else 3 * modbus_round + a5_round
     assert client.requests == expected
     assert client.protocol == ""
 

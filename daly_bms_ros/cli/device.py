@@ -15,8 +15,9 @@ from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient, Tap
+from daly_bms_ros.link.serial_transport import DEFAULT_BAUDRATE, SerialTransport
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
-from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TransportError
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, BmsTransport, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 T = TypeVar("T")
@@ -96,6 +97,25 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="", help='advertised name, e.g. "DL-41181201234"')
     add_adapter_arguments(parser)
     parser.add_argument(
+        "--transport",
+        choices=("ble", "serial"),
+        help="ble (default), or serial: Daly's UART/RS485 port through an adapter (--serial-port)",
+    )
+    parser.add_argument(
+        "--serial-port",
+        default="",
+        metavar="PATH",
+        help="serial port, e.g. /dev/ttyUSB0 or a /dev/serial/by-id/ path (implies serial)",
+    )
+    parser.add_argument(
+        "--baud", type=baud_rate, default=DEFAULT_BAUDRATE, help="serial speed (default 9600)"
+    )
+    parser.add_argument(
+        "--rs485",
+        action="store_true",
+        help="let the kernel switch the RS485 direction with RTS (adapters that do not)",
+    )
+    parser.add_argument(
         "--request-timeout",
         type=positive_seconds,
         default=2.0,
@@ -118,12 +138,37 @@ def add_reading_parser(
     parser.set_defaults(handler=handler)
 
 
-def transport_for(arguments: argparse.Namespace) -> BleakTransport:
-    """Build the transport the options describe (no --mac/--name: the first Daly-like device)."""
+def baud_rate(text: str) -> int:
+    """Check an argparse value: a serial speed the BMS may use (1200 .. 115200)."""
+    if not text.isdigit() or not 1200 <= int(text) <= 115200:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a baud rate (1200 to 115200)")
+    return int(text)
+
+
+def check_transport_arguments(arguments: argparse.Namespace) -> str | None:
+    """Return what is wrong with the transport options (None: nothing), before anything runs."""
+    if not hasattr(arguments, "serial_port"):
+        return None  # a command that talks to no BMS
+    if arguments.transport == "serial" and not arguments.serial_port:
+        return "--transport serial needs --serial-port, e.g. --serial-port /dev/ttyUSB0"
+    if arguments.serial_port and arguments.transport == "ble":
+        return "--serial-port is a serial port: not with --transport ble"
+    if arguments.serial_port and (arguments.mac or arguments.name):
+        return "--mac and --name pick a Bluetooth device: not with --serial-port"
+    return None
+
+
+def transport_for(arguments: argparse.Namespace) -> BmsTransport:
+    """Build the transport the options describe (no --mac/--name: the first Daly-like device).
+
+    ``--serial-port`` picks the serial transport (``check_transport_arguments`` ran first).
+    """
+    if arguments.serial_port:
+        return SerialTransport(arguments.serial_port, arguments.baud, arguments.rs485)
     return BleakTransport(arguments.mac, arguments.name, arguments.adapter, arguments.timeout)
 
 
-async def connect_client(transport: BleakTransport, arguments: argparse.Namespace) -> DalyClient:
+async def connect_client(transport: BmsTransport, arguments: argparse.Namespace) -> DalyClient:
     """Connect ``transport`` and return a client reading through it as the options say."""
     client = DalyClient(
         transport, arguments.request_timeout, invert_current=arguments.invert_current
@@ -163,7 +208,7 @@ def add_poll_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-SampleHandler = Callable[[BleakTransport, BmsSample, LinkStatus], None]
+SampleHandler = Callable[[BmsTransport, BmsSample, LinkStatus], None]
 
 
 async def follow(

@@ -13,7 +13,6 @@ from typing import Any
 
 from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
 from daly_bms_ros.cli.exit_codes import ExitCode
-from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.protocol.model import json_object
 from daly_bms_ros.report import rated_capacity
 
@@ -22,7 +21,6 @@ async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
     """Identity and layout of the BMS."""
     async with connected(arguments) as client:
         transport = client.transport
-        assert isinstance(transport, BleakTransport)
         information = await client.device_information()
         sample = await client.read_sample()
     nominal = sample.settings.nominal_cell_voltage if sample.settings else float("nan")

@@ -19,6 +19,7 @@ from daly_bms_ros.cli import (
     settings,
     shell,
 )
+from daly_bms_ros.cli.device import check_transport_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; return its exit status (2 for usage errors)."""
-    arguments = build_parser().parse_args(argv)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if (problem := check_transport_arguments(arguments)) is not None:
+        parser.error(problem)
     status: int = arguments.handler(arguments)
     return status
 

@@ -23,8 +23,8 @@ from daly_bms_ros.cli.device import (
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.legacy import bms_data_line
-from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.supervisor import LinkStatus
+from daly_bms_ros.link.transport import BmsTransport
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import sample_record, text_report
 
@@ -32,7 +32,7 @@ FORMATS = ("table", "json", "bms-data")
 
 
 def format_sample(
-    output_format: str, transport: BleakTransport, sample: BmsSample, status: LinkStatus
+    output_format: str, transport: BmsTransport, sample: BmsSample, status: LinkStatus
 ) -> str:
     """One sample in the chosen output format."""
     if output_format == "json":
@@ -77,7 +77,7 @@ def run(arguments: argparse.Namespace) -> int:
         print(f"daly-bms: cannot record to {arguments.record}: {error.strerror}", file=sys.stderr)
         return ExitCode.USAGE
 
-    def emit(transport: BleakTransport, sample: BmsSample, status: LinkStatus) -> None:
+    def emit(transport: BmsTransport, sample: BmsSample, status: LinkStatus) -> None:
         print(format_sample(output_format, transport, sample, status), flush=True)
 
     try:

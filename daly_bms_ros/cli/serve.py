@@ -26,8 +26,8 @@ from daly_bms_ros.cli.device import (
     tcp_port,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
-from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.supervisor import LinkStatus
+from daly_bms_ros.link.transport import BmsTransport
 from daly_bms_ros.protocol import BmsSample
 
 BATTERY_NAME = "bms"
@@ -120,7 +120,7 @@ def run(arguments: argparse.Namespace) -> int:
         )
         return ExitCode.FAILED
 
-    def keep(_transport: BleakTransport, sample: BmsSample, _status: LinkStatus) -> None:
+    def keep(_transport: BmsTransport, sample: BmsSample, _status: LinkStatus) -> None:
         store.update(BATTERY_NAME, sample)
 
     def track(status: LinkStatus) -> None:

@@ -99,6 +99,8 @@ def translate_error(error: Exception) -> TransportError:
 class BleakTransport:
     """BmsTransport over bleak's platform backend (BlueZ on Linux)."""
 
+    wired = False
+
     def __init__(
         self,
         mac_address: str = "",

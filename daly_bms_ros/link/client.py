@@ -194,14 +194,13 @@ class DalyClient:
         request_timeout: float = 2.0,
         request_retries: int = 2,
         invert_current: bool = False,
-        wired: bool = False,
     ) -> None:
         self.transport = transport
         self.request_timeout = request_timeout
         self.request_retries = request_retries
         self.invert_current = invert_current
         #: A serial port (A5 asked first, from host 0x40), not Bluetooth.
-        self.wired = wired
+        self.wired = transport.wired
         self._modbus: _Stream[Frame] = _Stream(FrameAssembler())
         self._a5: _Stream[A5Frame] = _Stream(A5Assembler())
         #: The stream the bytes received now belong to: that of the request last sent.
@@ -448,22 +447,25 @@ class DalyClient:
     async def _detect(self) -> Frame | None:
         """Find the protocol the BMS speaks; return its first D2/0x81 status frame (None: A5).
 
-        The protocols the link is known for (over a wire A5, over Bluetooth D2 and 0x81) are
-        asked first, with the retries; the other once. Modbus-style probes ask the D2
-        80-register status and the 0x81 status at once (a BMS answers its own protocol only:
-        one round trip tells which), then the D2 62-register status alone; A5 probes ask 0x90
-        from each host address.
+        Modbus-style probes ask the D2 80-register status and the 0x81 status at once (a BMS
+        answers its own protocol only: one round trip tells which), then the D2 62-register
+        status alone; A5 probes ask 0x90 from each host address. Over a wire each round asks
+        A5 then the Modbus-style probes (UART/RS485 ports speak A5, wired D2 boards 0x81);
+        over Bluetooth the rounds ask the Modbus-style probes, and A5 is asked once at the end
+        (Daly's "DL-" modules speak D2; the older ones A5).
         """
-        probes = (self._probe_a5, self._probe_modbus)
-        primary, secondary = probes if self.wired else probes[::-1]
         rounds = self.request_retries + 1
-        for probe, tries in ((primary, rounds), (secondary, 1)):
-            for _try in range(tries):
-                found, frame = await probe()
-                if found:
-                    for tap in self.taps:
-                        tap.detected(self.protocol, 0 if frame is None else self.status_block.count)
-                    return frame
+        plan = (
+            [self._probe_a5, self._probe_modbus] * rounds
+            if self.wired
+            else [self._probe_modbus] * rounds + [self._probe_a5]
+        )
+        for probe in plan:
+            found, frame = await probe()
+            if found:
+                for tap in self.taps:
+                    tap.detected(self.protocol, 0 if frame is None else self.status_block.count)
+                return frame
         raise RequestTimeoutError(
             f"no answer to the status request of any protocol (D2, 0x81, A5) after {rounds} rounds"
         )

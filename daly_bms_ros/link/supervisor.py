@@ -167,9 +167,7 @@ class BmsLink:
             reconnects=self._reconnects,
             consecutive_failures=self._failures,
             last_error=self._last_error,
-            rejected={
-                reason.value: count for reason, count in self._client.rejected.items()
-            },
+            rejected={reason.value: count for reason, count in self._client.rejected.items()},
             requests=self._client.requests,
             notifications=self._client.notifications,
             timeouts=self._client.timeouts,

@@ -33,6 +33,11 @@ class LinkLostError(TransportError):
 class BmsTransport(Protocol):
     """A link to one BMS that moves raw bytes."""
 
+    #: A serial port, not a radio link: the client asks A5 first (UART/RS485 ports speak it).
+    wired: bool
+    #: The device's name once found (its advertised name; a serial port's path), "" before.
+    name: str
+
     @property
     def is_connected(self) -> bool:
         """Whether the link is up."""
