@@ -36,6 +36,7 @@ from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import WriteResult
 from daly_bms_ros.link.loop_thread import EventLoopThread
+from daly_bms_ros.link.serial_transport import SerialTransport
 from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
@@ -65,7 +66,9 @@ USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
 def bleak_transport(settings: NodeSettings) -> BmsTransport:
-    """Build the real BLE transport from the node's parameters."""
+    """Build the real transport from the node's parameters: Bluetooth LE, or a serial port."""
+    if settings.transport == "serial":
+        return SerialTransport(settings.serial_port, settings.baud, settings.rs485)
     return BleakTransport(
         mac_address=settings.mac_address,
         device_name=settings.device_name,

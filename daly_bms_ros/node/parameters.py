@@ -36,6 +36,10 @@ class NodeSettings:
     mac_address: str = ""
     device_name: str = ""
     adapter: str = ""
+    transport: str = "ble"
+    serial_port: str = ""
+    baud: int = 9600
+    rs485: bool = False
     poll_interval: float = 1.0
     connect_timeout: float = 10.0
     request_timeout: float = 2.0
@@ -114,6 +118,25 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     ),
     "adapter": ParameterSpec(
         "Bluetooth adapter to use (e.g. hci0). Empty: the system default adapter.",
+    ),
+    "transport": ParameterSpec(
+        "How the BMS is reached: ble (Bluetooth LE), or serial (Daly's UART/RS485 port through "
+        "an adapter, at serial_port).",
+        constraints="ble or serial",
+    ),
+    "serial_port": ParameterSpec(
+        "Serial port of a wired BMS (transport serial), e.g. /dev/ttyUSB0; a "
+        "/dev/serial/by-id/ path stays the same across reboots.",
+    ),
+    "baud": ParameterSpec(
+        "Serial speed (transport serial); Daly's ports run at 9600.",
+        minimum=1200,
+        maximum=115200,
+        step=1,
+    ),
+    "rs485": ParameterSpec(
+        "Let the kernel switch an RS485 adapter's direction with RTS (transport serial; only "
+        "for adapters that do not switch by themselves).",
     ),
     "poll_interval": ParameterSpec(
         "Seconds between two reads of the BMS status. May be changed at run time.",
@@ -251,6 +274,10 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
+#: The transports a node reaches its BMS by.
+TRANSPORTS = ("ble", "serial")
+
+
 def validate(values: Mapping[str, Any]) -> NodeSettings:
     """Return settings built from ``values`` or raise InvalidSettingError naming the problem."""
     merged = {**asdict(DEFAULTS), **values}
@@ -262,6 +289,17 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
         raise InvalidSettingError(
             f"mac_address {settings.mac_address!r} is not a Bluetooth address: "
             "expected six colon-separated hex bytes such as C6:6C:09:03:1B:9E, or empty"
+        )
+    if settings.transport not in TRANSPORTS:
+        raise InvalidSettingError(
+            f"transport {settings.transport!r} is not known: allowed are {', '.join(TRANSPORTS)}"
+        )
+    if settings.transport == "serial" and not settings.serial_port:
+        raise InvalidSettingError("transport serial needs serial_port, e.g. /dev/ttyUSB0")
+    if settings.transport == "ble" and settings.serial_port:
+        raise InvalidSettingError(
+            f"serial_port {settings.serial_port!r} is set but transport is ble: "
+            "set transport to serial, or leave serial_port empty"
         )
     if settings.technology not in TECHNOLOGIES:
         raise InvalidSettingError(

@@ -1,9 +1,9 @@
 """Faults the virtual BMS can be told to show, each for the next N answers (or writes).
 
 They are the failures a driver meets with real packs: an answer that never comes, comes too late,
-arrives with a bad CRC or cut short, or arrives twice; and for writes: no acknowledgement, an
-echo of another value, or an echo of a write the BMS then ignores (fl4p/batmon-ha#356: Daly
-firmware echoes writes to registers that do nothing).
+arrives with a bad CRC (an A5 answer: a bad checksum) or cut short, or arrives twice; and for
+writes: no acknowledgement, an echo of another value, or an echo of a write the BMS then ignores
+(fl4p/batmon-ha#356: Daly firmware echoes writes to registers that do nothing).
 """
 
 from __future__ import annotations
@@ -11,8 +11,19 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
+from collections.abc import Callable
+from typing import TypeVar
 
-from daly_bms_ros.protocol import crc16_modbus
+from daly_bms_ros.protocol import (
+    build_write_answer,
+    build_write_request,
+    crc16_modbus,
+    parse_write_request,
+)
+from daly_bms_ros.protocol.a5 import START as A5_START
+from daly_bms_ros.protocol.registers import WRITABLE
+
+Answer = TypeVar("Answer")
 
 
 class Fault(enum.Enum):
@@ -65,6 +76,28 @@ class FaultInjector:
         """Return the fault armed for the next write, if any (used up)."""
         return self._take(WRITE_FAULTS)
 
+    def answer(
+        self, request: bytes, respond: Callable[[bytes], Answer]
+    ) -> tuple[Answer | bytes | None, bool]:
+        """Answer ``request`` with ``respond``, spoiled by the write fault armed for a D2 write.
+
+        Also return whether the BMS now restarts: a restart it answered and did not ignore
+        (it then drops its Bluetooth link).
+        """
+        write = parse_write_request(request)  # writes are known for D2 only
+        fault = None if write is None else self.take_write_fault()
+        if fault is Fault.NO_ACK:
+            return None, False
+        if fault is Fault.IGNORED_WRITE:
+            return build_write_answer(request), False
+        answer = respond(request)
+        if not isinstance(answer, bytes) or not answer:  # a recorded answer is played as it was
+            return answer, False
+        if fault is Fault.WRONG_ECHO and write is not None:
+            address, values = write
+            return build_write_request(address, (values[0] + 1) & 0xFFFF), False
+        return answer, write == (WRITABLE["restart"].address, (1,))
+
     async def apply(self, answer: bytes) -> bytes | None:
         """Return what the BMS sends instead of ``answer`` (None: nothing), after any delay."""
         fault = self._take(ANSWER_FAULTS)
@@ -73,10 +106,17 @@ class FaultInjector:
         if fault is Fault.LATE:
             await asyncio.sleep(self.late_delay)
         if fault is Fault.CORRUPT_CRC:
-            bad_crc = (crc16_modbus(answer[:-2]) ^ 0xFFFF).to_bytes(2, "little")
-            return answer[:-2] + bad_crc
+            return _corrupt_check(answer)
         if fault is Fault.TRUNCATED:
             return answer[: len(answer) // 2]
         if fault is Fault.DUPLICATE:
             return answer + answer
         return answer
+
+
+def _corrupt_check(answer: bytes) -> bytes:
+    """Spoil the check of ``answer``: the checksum of an A5 answer's last frame, else the CRC."""
+    if answer[0] == A5_START:
+        return answer[:-1] + bytes((answer[-1] ^ 0xFF,))
+    bad_crc = (crc16_modbus(answer[:-2]) ^ 0xFFFF).to_bytes(2, "little")
+    return answer[:-2] + bad_crc

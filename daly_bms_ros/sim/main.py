@@ -1,8 +1,10 @@
-"""``daly-bms-sim``: a virtual Daly BMS advertising on a BlueZ adapter until Ctrl+C.
+"""``daly-bms-sim``: a virtual Daly BMS on a BlueZ adapter or a serial port, until Ctrl+C.
 
 It answers the status, settings, MOS-temperature and device-information requests from a battery
 model, whole frames in one notification where the link's MTU allows (``--mtu`` caps it), like a
-Daly smart BMS does; options present it as the hardware variants found in the field.
+Daly smart BMS does; or the A5 protocol of UART/RS485 ports and older Bluetooth modules. With
+``--serial`` it is a pseudo-terminal instead, as a BMS wired through a USB adapter. Options
+present it as the hardware variants found in the field.
 """
 
 from __future__ import annotations
@@ -15,30 +17,50 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dbus_fast.errors import DBusError
 
 from daly_bms_ros.capture.format import CONNECTION, CaptureError, read_events
-from daly_bms_ros.protocol import VARIANTS, X81, Variant
+from daly_bms_ros.protocol import D2, VARIANTS, X81
 from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
+from daly_bms_ros.sim.a5_responder import MAX_BOARD as A5_MAX_BOARD
+from daly_bms_ros.sim.a5_responder import MAX_CELLS as A5_MAX_CELLS
+from daly_bms_ros.sim.a5_responder import A5Responder
 from daly_bms_ros.sim.battery import BatteryModel
-from daly_bms_ros.sim.faults import Fault
+from daly_bms_ros.sim.faults import Fault, FaultInjector
 from daly_bms_ros.sim.peripheral import (
     DEFAULT_MTU,
     MINIMUM_MTU,
     DalyPeripheral,
-    Responder,
     wait_until_discovering,
 )
 from daly_bms_ros.sim.replay import ReplayResponder, steps_of
+from daly_bms_ros.sim.request_stream import a5_request_length, modbus_request_length
 from daly_bms_ros.sim.responder import ModelResponder, device_info_of
+from daly_bms_ros.sim.serial_port import SerialBms
 
-PROTOCOLS = {variant.name: variant for variant in VARIANTS}
+#: The Modbus-style variants by name; "a5" is the A5 protocol.
+VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+A5 = "a5"
+PROTOCOLS = (*VARIANTS_BY_NAME, A5)
+#: The most cells each protocol carries (D2's is the model's default).
+MAX_CELLS = {X81.name: X81_MAX_CELLS, A5: A5_MAX_CELLS}
 DEFAULT_NAME = "DL-SIM000001"
+
+
+def host_addresses(text: str) -> tuple[int, ...]:
+    """Parse ``--a5-hosts``: addresses such as 0x40,0x80, each a host's (0x20..0xFF)."""
+    try:
+        addresses = tuple(int(part, 0) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not addresses such as 0x40,0x80: {text!r}") from None
+    if not all(0x20 <= address <= 0xFF for address in addresses):
+        raise argparse.ArgumentTypeError(f"host addresses are 0x20..0xff, not {text!r}")
+    return addresses
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +73,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
-        default="d2",
-        help="protocol variant: d2 (address 0xD2) or x81 (the newer one, 0x81/0x51)",
+        help="d2 (address 0xD2; the default on BLE), x81 (the newer one, 0x81/0x51) or a5 "
+        "(UART/RS485 ports and older Bluetooth modules; the default with --serial)",
     )
     parser.add_argument(
-        "--cells", type=int, default=16, help="cells in series (1..32; 1..48 for x81)"
+        "--serial",
+        action="store_true",
+        help="serve on a pseudo-terminal instead of BlueZ, as a BMS wired through a USB "
+        "adapter; its path is printed as 'serial port PATH'",
+    )
+    parser.add_argument(
+        "--rs485-echo",
+        action="store_true",
+        help="with --serial: send every byte received back before the answer, as a "
+        "half-duplex RS485 adapter does",
+    )
+    parser.add_argument(
+        "--a5-board",
+        type=int,
+        metavar="N",
+        help=f"a5: the board number answers carry (1..{A5_MAX_BOARD}; default 1)",
+    )
+    parser.add_argument(
+        "--a5-hosts",
+        type=host_addresses,
+        metavar="ADDRESSES",
+        help="a5: the request addresses answered, e.g. 0x40 as an RS485 port (default: "
+        "0x40 + board - 1 and 0x80, as a UART port)",
+    )
+    parser.add_argument(
+        "--a5-all-frames",
+        action="store_true",
+        help="a5: send all 16 frames of the cell voltages and 3 of the temperatures, padded "
+        "with zeros, as Bluetooth modules do",
+    )
+    parser.add_argument(
+        "--cells", type=int, default=16, help="cells in series (1..32; 1..48 for x81 and a5)"
     )
     parser.add_argument("--sensors", type=int, default=2, help="temperature sensors (1..8)")
     parser.add_argument("--capacity", type=float, default=100.0, help="rated capacity, Ah")
@@ -99,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--control",
         metavar="SOCKET",
         help='Unix socket (mode 0600) taking JSON lines such as {"fault": "corrupt_crc", '
-        '"count": 2}, {"disarm": "all"}, {"link": "sleep"}',
+        '"count": 2}, {"disarm": "all"}, {"link": "sleep"}; with --serial, {"link": '
+        '"disconnect"} unplugs the port and opens a new one',
     )
     parser.add_argument(
         "--replay",
@@ -122,46 +176,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Link events a control client may trigger, and the peripheral method that plays each.
-LINK_EVENTS = {
-    "disconnect": DalyPeripheral.disconnect_centrals,
-    "sleep": DalyPeripheral.sleep,
-    "wake": DalyPeripheral.wake,
-}
+class Presentation(Protocol):
+    """What the control socket drives: a BLE peripheral or a serial port."""
+
+    faults: FaultInjector
+
+    @property
+    def link_events(self) -> Mapping[str, Callable[[], Awaitable[object]]]:
+        """The link events a control client may play, by name."""
+
+    async def stop(self) -> None:
+        """Withdraw the BMS."""
 
 
 #: The longest control line taken; a longer one is answered with an error and skipped.
 CONTROL_LINE_LIMIT = 65536
-USAGE = (
-    f'send {{"fault": one of {", ".join(fault.value for fault in Fault)}, "count": N >= 1}}, '
-    f'{{"disarm": a fault or "all"}} or {{"link": one of {", ".join(LINK_EVENTS)}}}'
-)
 
 
-async def apply_command(command: object, peripheral: DalyPeripheral) -> dict[str, object]:
+def usage(presentation: Presentation) -> str:
+    """Tell the commands ``presentation`` takes."""
+    return (
+        f'send {{"fault": one of {", ".join(fault.value for fault in Fault)}, "count": N >= 1}}, '
+        f'{{"disarm": a fault or "all"}} or '
+        f'{{"link": one of {", ".join(presentation.link_events)}}}'
+    )
+
+
+async def apply_command(command: object, presentation: Presentation) -> dict[str, object]:
     """Carry out one control command; return the reply (ValueError for a wrong command)."""
     if not isinstance(command, dict):
         raise ValueError("a command is a JSON object")
+    faults = presentation.faults
     if "link" in command:
-        if command["link"] not in LINK_EVENTS:
+        play = presentation.link_events.get(command["link"])
+        if play is None:
             raise ValueError(f"no link event {command['link']!r}")
-        await LINK_EVENTS[command["link"]](peripheral)
+        await play()
         return {"link": command["link"]}
     if "disarm" in command:
         target = command["disarm"]
-        peripheral.faults.disarm(None if target == "all" else Fault(target))
+        faults.disarm(None if target == "all" else Fault(target))
     else:
         count = command.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool):
             raise ValueError(f"count must be a whole number, not {count!r}")
-        peripheral.faults.arm(Fault(command["fault"]), count)
-    return {"armed": {fault.value: n for fault, n in peripheral.faults.armed.items() if n}}
+        faults.arm(Fault(command["fault"]), count)
+    return {"armed": {fault.value: n for fault, n in faults.armed.items() if n}}
 
 
 async def control(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    peripheral: DalyPeripheral,
+    presentation: Presentation,
 ) -> None:
     """Serve one control connection: one JSON command per line, one JSON reply per line.
 
@@ -173,17 +239,21 @@ async def control(
         except ValueError:
             line = b""
             reply: dict[str, object] = {
-                "error": f"a line of over {CONTROL_LINE_LIMIT} bytes; {USAGE}"
+                "error": f"a line of over {CONTROL_LINE_LIMIT} bytes; {usage(presentation)}"
             }
         else:
             if not line:
                 break
             try:
-                reply = await apply_command(json.loads(line), peripheral)
+                reply = await apply_command(json.loads(line), presentation)
             except (ValueError, KeyError, TypeError, RecursionError) as error:
-                reply = {"error": f"{type(error).__name__}: {str(error)[:200]}; {USAGE}"}
+                reply = {
+                    "error": f"{type(error).__name__}: {str(error)[:200]}; {usage(presentation)}"
+                }
             except DBusError as error:
                 reply = {"error": f"BlueZ refused: {error}"}
+            except OSError as error:
+                reply = {"error": f"the link event failed: {error}"}
         writer.write(json.dumps(reply).encode() + b"\n")
         await writer.drain()
         if not line:
@@ -192,12 +262,12 @@ async def control(
 
 
 @contextlib.asynccontextmanager
-async def control_socket(path: str, peripheral: DalyPeripheral) -> AsyncIterator[None]:
+async def control_socket(path: str, presentation: Presentation) -> AsyncIterator[None]:
     """Serve the control socket at ``path``, for its owner only (0600); removed afterwards."""
     previous = os.umask(0o177)
     try:
         server = await asyncio.start_unix_server(
-            lambda reader, writer: control(reader, writer, peripheral),
+            lambda reader, writer: control(reader, writer, presentation),
             path,
             limit=CONTROL_LINE_LIMIT,
         )
@@ -211,24 +281,65 @@ async def control_socket(path: str, peripheral: DalyPeripheral) -> AsyncIterator
             os.unlink(path)
 
 
-async def serve(arguments: argparse.Namespace) -> None:
-    """Advertise and answer until SIGINT or SIGTERM."""
-    variant = PROTOCOLS[arguments.protocol]
-    responder: Responder = arguments.replay_responder or ModelResponder(
-        model_for(arguments, variant),
-        variant,
+def responder_for(arguments: argparse.Namespace) -> Callable[[bytes], bytes | None]:
+    """Build the battery model and the responder of the protocol the arguments name.
+
+    ValueError for an impossible pack or board number.
+    """
+    model = model_for(arguments)
+    if arguments.protocol == A5:
+        return A5Responder(
+            model,
+            arguments.a5_board or 1,
+            arguments.a5_hosts,
+            all_frames=arguments.a5_all_frames,
+        )
+    return ModelResponder(
+        model,
+        VARIANTS_BY_NAME[arguments.protocol],
         answers_80_registers=arguments.status_registers == 80,
         device_info_fields_of_32=arguments.device_info_fields == 32,
         device_info=device_info_of(arguments.name),
     )
-    peripheral = DalyPeripheral(
-        arguments.name,
-        responder,
-        arguments.adapter,
-        arguments.mtu,
-        arguments.gap,
-        gatt={layout.name: layout for layout in GATT_LAYOUTS}[arguments.gatt],
-    )
+
+
+def announce_port(path: str) -> None:
+    """Tell the path of a serial port opened, in the line clients wait for."""
+    print(f"serial port {path}", flush=True)
+
+
+async def serve(arguments: argparse.Namespace) -> None:
+    """Advertise (or open the serial port) and answer until SIGINT or SIGTERM."""
+    presentation: Presentation
+    start: Callable[[], Awaitable[None]]
+    if arguments.serial:
+        protocol = arguments.protocol
+        serial = SerialBms(
+            arguments.responder,
+            a5_request_length
+            if protocol == A5
+            else modbus_request_length(VARIANTS_BY_NAME[protocol]),
+            announce_port,
+            echo=arguments.rs485_echo,
+        )
+        presentation, start = serial, serial.start
+    else:
+        peripheral = DalyPeripheral(
+            arguments.name,
+            arguments.responder,
+            arguments.adapter,
+            arguments.mtu,
+            arguments.gap,
+            gatt={layout.name: layout for layout in GATT_LAYOUTS}[arguments.gatt],
+        )
+        presentation = peripheral
+
+        async def start() -> None:
+            if arguments.after_discovery_on:
+                await wait_until_discovering(arguments.after_discovery_on)
+            await peripheral.start()
+            print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -236,43 +347,49 @@ async def serve(arguments: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if arguments.control:
             try:
-                await stack.enter_async_context(control_socket(arguments.control, peripheral))
+                await stack.enter_async_context(control_socket(arguments.control, presentation))
             except OSError as error:
                 message = f"cannot serve --control {arguments.control}: {error}"
                 raise ControlSocketError(message) from error
-        if arguments.after_discovery_on:
-            await wait_until_discovering(arguments.after_discovery_on)
-        await peripheral.start()
-        print(f"virtual BMS {arguments.name} advertising on {arguments.adapter}", flush=True)
+        await start()
         try:
             await stop.wait()
         finally:
-            await peripheral.stop()
+            await presentation.stop()
 
 
 class ControlSocketError(Exception):
     """The control socket cannot be served (its path is taken or not writable)."""
 
 
-def model_for(arguments: argparse.Namespace, variant: Variant) -> BatteryModel:
+def model_for(arguments: argparse.Namespace) -> BatteryModel:
     """Build the battery model the arguments describe; ValueError for an impossible pack."""
     return BatteryModel(
         cells=arguments.cells,
         sensors=arguments.sensors,
         capacity_ah=arguments.capacity,
         period_s=arguments.load_period,
-        max_cells=X81_MAX_CELLS if variant is X81 else BatteryModel.max_cells,
+        max_cells=MAX_CELLS.get(arguments.protocol, BatteryModel.max_cells),
     )
 
 
+def check_presentation(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    """Refuse options that do not go together; fill in the protocol of the presentation."""
+    arguments.protocol = arguments.protocol or (A5 if arguments.serial else D2.name)
+    a5_options = arguments.a5_board is not None or arguments.a5_hosts or arguments.a5_all_frames
+    if arguments.protocol != A5 and a5_options:
+        parser.error("--a5-board, --a5-hosts and --a5-all-frames are for --protocol a5")
+    if arguments.rs485_echo and not arguments.serial:
+        parser.error("--rs485-echo is for --serial")
+    if arguments.replay and arguments.serial:
+        parser.error("--replay plays Bluetooth notifications: not with --serial")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the virtual BMS; exit 2 on bad arguments, 1 when BlueZ refuses it."""
+    """Run the virtual BMS; exit 2 on bad arguments, 1 when BlueZ (or the system) refuses it."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    try:
-        model_for(arguments, PROTOCOLS[arguments.protocol])
-    except ValueError as error:
-        parser.error(str(error))
+    check_presentation(parser, arguments)
     if not MINIMUM_MTU <= arguments.mtu <= DEFAULT_MTU:
         parser.error(f"--mtu must be {MINIMUM_MTU}..{DEFAULT_MTU}, not {arguments.mtu}")
     control = arguments.control
@@ -294,12 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.gatt = device.get("gatt") or arguments.gatt
     arguments.name = arguments.name or DEFAULT_NAME
     try:
+        arguments.responder = arguments.replay_responder or responder_for(arguments)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         asyncio.run(serve(arguments))
     except ControlSocketError as error:
         print(f"daly-bms-sim: {error}", file=sys.stderr)
         return 2
     except (OSError, ConnectionError) as error:
-        print(f"daly-bms-sim: BlueZ not reachable: {error}", file=sys.stderr)
+        failed = "no pseudo-terminal" if arguments.serial else "BlueZ not reachable"
+        print(f"daly-bms-sim: {failed}: {error}", file=sys.stderr)
         return 1
     except DBusError as error:
         print(f"daly-bms-sim: BlueZ refused: {error}", file=sys.stderr)

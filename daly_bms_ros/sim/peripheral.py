@@ -5,29 +5,29 @@ on one adapter and advertises a "DL-…" name, as a real Daly BMS does; or, as n
 serves the exchange on ff00 (ff01/ff02) and refuses notifications on fff1. Each request written
 goes to a responder (bytes in, bytes out); the answer is notified in one notification when the
 link's MTU allows it (BlueZ tells the MTU with each write), as a real Daly sends 129- or 133-byte
-notifications on a large-MTU link, and else in pieces of MTU - 3 bytes.
+notifications on a large-MTU link, and else in pieces of MTU - 3 bytes. An A5 answer of several
+frames goes the same way, a piece ending inside a frame where the MTU says so, as the HLK-B20
+module sent 16 frames in 200 + 8 bytes (dreadnought/python-daly-bms#28).
 
 The D-Bus method signatures below are D-Bus type strings (dbus-fast reads them), which is why
 this module does not postpone annotations.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from dbus_fast import BusType, DBusError, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus, ProxyInterface
 from dbus_fast.service import ServiceInterface, dbus_property, method
 
-from daly_bms_ros.protocol import build_write_answer, build_write_request, parse_write_request
 from daly_bms_ros.protocol.gatt import (
     DEVICE_INFORMATION_FIELDS,
     DEVICE_INFORMATION_UUID,
     FFF0,
     GattLayout,
 )
-from daly_bms_ros.protocol.registers import WRITABLE
-from daly_bms_ros.sim.faults import Fault, FaultInjector
+from daly_bms_ros.sim.faults import FaultInjector
 
 APPLICATION_PATH = "/org/dalybms/sim"
 ADVERTISEMENT_PATH = f"{APPLICATION_PATH}/advertisement0"
@@ -303,6 +303,11 @@ class DalyPeripheral:
                 dropped += 1
         return dropped
 
+    @property
+    def link_events(self) -> Mapping[str, Callable[[], Awaitable[object]]]:
+        """The link events a control client may play, by name."""
+        return {"disconnect": self.disconnect_centrals, "sleep": self.sleep, "wake": self.wake}
+
     async def stop(self) -> None:
         """Disappear: close the bus connection, which withdraws the app and the advertisement."""
         for task in self._tasks:
@@ -313,9 +318,11 @@ class DalyPeripheral:
             self._bus = None
 
     def _on_write(self, request: bytes, mtu: int) -> None:
-        answer = self._answer(request)
+        answer, restarts = self.faults.answer(request, self._responder)
         if not answer:
             return
+        if restarts:
+            self._restarting = True  # a BMS that restarts drops its link once it answered
         sending = self._play(answer) if isinstance(answer, Recorded) else self._send(answer, mtu)
         task = asyncio.get_running_loop().create_task(sending)
         self._tasks.add(task)
@@ -332,24 +339,6 @@ class DalyPeripheral:
                 started + answer.disconnect_after - asyncio.get_running_loop().time()
             )
             await self.disconnect_centrals()
-
-    def _answer(self, request: bytes) -> bytes | Recorded | None:
-        """Return the responder's answer, spoiled by an armed write fault for a write."""
-        write = parse_write_request(request)  # writes are known for D2 only
-        fault = None if write is None else self.faults.take_write_fault()
-        if fault is Fault.NO_ACK:
-            return None
-        if fault is Fault.IGNORED_WRITE:
-            return build_write_answer(request)
-        answer = self._responder(request)
-        if isinstance(answer, Recorded):
-            return answer
-        if fault is Fault.WRONG_ECHO and write is not None and answer:
-            address, values = write
-            return build_write_request(address, (values[0] + 1) & 0xFFFF)
-        if answer and write == (WRITABLE["restart"].address, (1,)):
-            self._restarting = True  # a BMS that restarts drops its link once it answered
-        return answer
 
     async def _send(self, answer: bytes, mtu: int) -> None:
         sent = await self.faults.apply(answer)
