@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import serial
-from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
+from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, client_of, sim_process
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.protocol import (
@@ -25,6 +25,7 @@ from daly_bms_ros.protocol import (
     X81,
     X81_PACK_BLOCK,
     X81_STATE_BLOCK,
+    BmsSample,
     BmsStatus,
     Frame,
     FrameAssembler,
@@ -283,6 +284,13 @@ def test_modbus_requests_are_found_in_a_noisy_stream() -> None:
 # ---- daly-bms-sim on Bluetooth
 
 
+async def read_through_the_client(name: str) -> BmsSample:
+    async with client_of(name, request_timeout=0.5, request_retries=0) as client:
+        sample = await client.read_sample()
+        assert client.protocol == "a5" and client.a5_host == 0x80
+        return sample
+
+
 def test_a5_over_ble_notifies_pieces_that_split_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,6 +320,10 @@ def test_a5_over_ble_notifies_pieces_that_split_frames(
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
         with sim_process(name, tmp_path, "hci1", *options):
             pieces = asyncio.run(notified(build_a5_request(A5_CELL_VOLTAGES, 0x80), 16 * 13))
+            sample = asyncio.run(read_through_the_client(name))
+    # The client finds A5 once D2 and 0x81 went unanswered, and reads it whole over Bluetooth.
+    assert len(sample.status.cell_voltages) == 16
+    assert 0 < sample.status.soc <= 100
     # 16 frames in 200 + 8 bytes: the last frame split, as the HLK-B20 module sent them.
     assert [len(piece) for piece in pieces] == [200, 8]
     frames = A5Assembler().feed(b"".join(pieces))
