@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh machine (Debian/Ubuntu, Python 3.11+) for development without a ROS install:
-# the Debian packages the tests need (D-Bus, a compiler, mosquitto, chromium), a virtual environment in .venv/ with pinned ROS 2 Kilted
-# wheels, bleak and the test tools, and the package (messages + Python) built and installed into
-# that environment. Idempotent: pip runs only when a requirements file changed, cmake rebuilds
+# the Debian packages the tests need (D-Bus, a compiler, mosquitto, chromium), a virtual
+# environment in .venv/ with pinned ROS 2 Kilted wheels, bleak and the test tools, and the package
+# (messages + Python) built and installed into that environment. Idempotent: pip runs only when a requirements file changed, cmake rebuilds
 # only what changed.
 set -euo pipefail
 
