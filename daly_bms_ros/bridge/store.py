@@ -12,9 +12,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from daly_bms_ros.protocol import BmsSample
+from daly_bms_ros.protocol.model import json_ready
 
 #: The link of a battery whose node publishes its topics (the ROS bridge's only knowledge).
 PUBLISHING = "publishing"
@@ -52,10 +53,6 @@ class History:
     soc: tuple[float | None, ...]
 
 
-def _known(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 class SampleStore:
     """Latest sample per battery name; writers and readers may be in any thread."""
 
@@ -88,8 +85,9 @@ class SampleStore:
         """Record a fresh sample of battery ``name``."""
         status = sample.status
         with self._lock:
-            previous = self._readings[name]
-            self._readings[name] = Reading(sample, self._clock(), previous.link, previous.counters)
+            self._readings[name] = replace(
+                self._readings[name], sample=sample, updated=self._clock()
+            )
             self.version += 1
             history = self._history[name]
             if history and sample.received_at < history[-1][0]:
@@ -98,28 +96,22 @@ class SampleStore:
                 history.append(
                     (
                         sample.received_at,
-                        _known(status.pack_voltage),
-                        _known(status.current),
-                        _known(status.soc),
+                        json_ready(status.pack_voltage),
+                        json_ready(status.current),
+                        json_ready(status.soc),
                     )
                 )
 
     def set_link(self, name: str, link: str) -> None:
         """Record the link state of battery ``name`` (e.g. "connected", "backoff: …")."""
         with self._lock:
-            previous = self._readings[name]
-            self._readings[name] = Reading(
-                previous.sample, previous.updated, link, previous.counters
-            )
+            self._readings[name] = replace(self._readings[name], link=link)
             self.version += 1
 
     def set_counters(self, name: str, counters: LinkCounters) -> None:
         """Record what the link of battery ``name`` counted (reconnects, rejected frames)."""
         with self._lock:
-            previous = self._readings[name]
-            self._readings[name] = Reading(
-                previous.sample, previous.updated, previous.link, counters
-            )
+            self._readings[name] = replace(self._readings[name], counters=counters)
 
     def history(self, name: str) -> History:
         """Return the recent points of ``name`` (KeyError for an unknown name)."""
