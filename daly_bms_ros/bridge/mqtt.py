@@ -47,7 +47,7 @@ ONLINE, OFFLINE = "online", "offline"
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """Where and how to publish."""
+    """Where and how to publish; settings no broker could serve are refused when made."""
 
     host: str
     port: int = 1883
@@ -63,26 +63,25 @@ class MqttSettings:
     client_id: str = ""
     keepalive: int = 30
 
-
-def check_settings(settings: MqttSettings) -> None:
-    """Raise ValueError, saying what is allowed, for settings no broker could serve."""
-    if not settings.host.strip():
-        raise ValueError("the MQTT broker's host must be named, e.g. 127.0.0.1")
-    if not 1 <= settings.port <= 65535:
-        raise ValueError(f"MQTT port {settings.port} is not a TCP port (1 to 65535)")
-    for what, prefix in (
-        ("topic prefix", settings.topic_prefix),
-        ("discovery prefix", settings.discovery_prefix),
-    ):
-        if not re.fullmatch(r"[^/#+\s]+(/[^/#+\s]+)*", prefix):
-            raise ValueError(
-                f"MQTT {what} {prefix!r}: levels separated by '/', none empty, "
-                "without '+', '#' or spaces"
-            )
-    if not 0.1 <= settings.interval <= 3600:
-        raise ValueError(f"MQTT interval {settings.interval:g} s: from 0.1 to 3600 s")
-    if settings.ca_file is not None and not settings.tls:
-        raise ValueError("an MQTT CA file is used only with TLS: enable TLS too")
+    def __post_init__(self) -> None:
+        """Raise ValueError, saying what is allowed, for settings no broker could serve."""
+        if not self.host.strip():
+            raise ValueError("the MQTT broker's host must be named, e.g. 127.0.0.1")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"MQTT port {self.port} is not a TCP port (1 to 65535)")
+        for what, prefix in (
+            ("topic prefix", self.topic_prefix),
+            ("discovery prefix", self.discovery_prefix),
+        ):
+            if not re.fullmatch(r"[^/#+\s]+(/[^/#+\s]+)*", prefix):
+                raise ValueError(
+                    f"MQTT {what} {prefix!r}: levels separated by '/', none empty, "
+                    "without '+', '#' or spaces"
+                )
+        if not 0.1 <= self.interval <= 3600:
+            raise ValueError(f"MQTT interval {self.interval:g} s: from 0.1 to 3600 s")
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("an MQTT CA file is used only with TLS: enable TLS too")
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,6 @@ class MqttPublisher:
     """Publish a store's batteries to an MQTT broker, from paho's thread and one of its own."""
 
     def __init__(self, store: SampleStore, settings: MqttSettings) -> None:
-        check_settings(settings)
         self._store = store
         self._settings = settings
         self._client = mqtt.Client(
@@ -229,7 +227,7 @@ class MqttPublisher:
         self._lock = threading.Lock()
         #: Per battery: the discovery topics last announced (to remove those it no longer has).
         self._announced: dict[str, dict[str, str]] = {}
-        #: Per battery and topic: the retained value last published.
+        #: Per topic: the retained value last published.
         self._retained: dict[str, str] = {}
         self._connected = False
         self._stopping = threading.Event()

@@ -25,7 +25,7 @@ from std_msgs.msg import String
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
-from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, check_settings
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
@@ -184,19 +184,18 @@ class DalyBmsBridge(Node):
             raise InvalidSettingError(
                 f"mqtt_password_file {password_file}: {error.strerror}"
             ) from error
-        settings = MqttSettings(
-            host=host,
-            port=port,
-            username=username or None,
-            password=password,
-            tls=tls,
-            ca_file=ca_file or None,
-            topic_prefix=topic_prefix,
-            discovery_prefix=discovery_prefix,
-            interval=interval,
-        )
         try:
-            check_settings(settings)
+            settings = MqttSettings(
+                host=host,
+                port=port,
+                username=username or None,
+                password=password,
+                tls=tls,
+                ca_file=ca_file or None,
+                topic_prefix=topic_prefix,
+                discovery_prefix=discovery_prefix,
+                interval=interval,
+            )
         except ValueError as error:
             raise InvalidSettingError(str(error)) from error
         return settings

@@ -15,7 +15,7 @@ from typing import Any
 
 from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
-from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, check_settings
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.store import LinkCounters, SampleStore
 from daly_bms_ros.cli.device import (
     add_device_arguments,
@@ -71,12 +71,12 @@ def mqtt_settings(arguments: argparse.Namespace) -> MqttSettings | None:
     """Return the MQTT settings the options ask for; None without ``--mqtt``; ValueError."""
     if arguments.mqtt is None:
         return None
-    host, _, port = arguments.mqtt.rpartition(":") if ":" in arguments.mqtt else (
-        arguments.mqtt, "", "1883"
-    )  # fmt: skip
+    host, colon, port = arguments.mqtt.rpartition(":")
+    if not colon:
+        host, port = arguments.mqtt, "1883"
     if not port.isdigit():
         raise ValueError(f"--mqtt {arguments.mqtt!r}: HOST or HOST:PORT")
-    settings = MqttSettings(
+    return MqttSettings(
         host=host,
         port=int(port),
         username=arguments.mqtt_username,
@@ -87,8 +87,6 @@ def mqtt_settings(arguments: argparse.Namespace) -> MqttSettings | None:
         discovery_prefix=arguments.mqtt_discovery_prefix,
         interval=arguments.mqtt_interval,
     )
-    check_settings(settings)
-    return settings
 
 
 def add_parser(subparsers: Any) -> None:
