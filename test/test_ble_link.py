@@ -69,10 +69,10 @@ def test_corrupt_and_truncated_answers_are_counted_then_retried() -> None:
 def test_silent_bms_times_out_after_the_retries_of_every_protocol(wired: bool) -> None:
     double = BmsDouble()
     double.silent = True
+    double.wired = wired
 
     async def scenario() -> DalyClient:
         client = await connected_client(double, retries=2)
-        client.wired = wired
         with pytest.raises(RequestTimeoutError, match=r"any protocol \(D2, 0x81, A5\)"):
             await client.read_sample()
         return client

@@ -199,8 +199,6 @@ class DalyClient:
         self.request_timeout = request_timeout
         self.request_retries = request_retries
         self.invert_current = invert_current
-        #: A serial port (A5 asked first, from host 0x40), not Bluetooth.
-        self.wired = transport.wired
         self._modbus: _Stream[Frame] = _Stream(FrameAssembler())
         self._a5: _Stream[A5Frame] = _Stream(A5Assembler())
         #: The stream the bytes received now belong to: that of the request last sent.
@@ -457,7 +455,7 @@ class DalyClient:
         rounds = self.request_retries + 1
         plan = (
             [self._probe_a5, self._probe_modbus] * rounds
-            if self.wired
+            if self.transport.wired
             else [self._probe_modbus] * rounds + [self._probe_a5]
         )
         for probe in plan:
@@ -479,7 +477,8 @@ class DalyClient:
         return False, None
 
     async def _probe_a5(self) -> tuple[bool, Frame | None]:
-        for host in WIRED_HOST_ADDRESSES if self.wired else BLUETOOTH_HOST_ADDRESSES:
+        hosts = WIRED_HOST_ADDRESSES if self.transport.wired else BLUETOOTH_HOST_ADDRESSES
+        for host in hosts:
             if await self._ask_a5(A5_SOC, host) is not None:
                 self.a5_host = host
                 return True, None
@@ -501,9 +500,23 @@ class DalyClient:
                 got[frame.number] = frame
             return [got[number] for number in sorted(got)] if len(got) == expected else None
 
-        if self.wired:
+        if self.transport.wired:
             await asyncio.sleep(A5_REQUEST_GAP)
         return await self._converse(self._a5, (build_a5_request(command, host),), answer)
+
+    async def read_a5(
+        self, command: int, host: int, expected: int = 1, retries: int | None = None
+    ) -> list[A5Frame]:
+        """Send the A5 request of ``command`` and return its frames, resending on timeout.
+
+        The A5 twin of ``read_block``; ``retries`` overrides ``request_retries``.
+        """
+        attempts = (self.request_retries if retries is None else retries) + 1
+        for _attempt in range(attempts):
+            frames = await self._ask_a5(command, host, expected)
+            if frames is not None:
+                return frames
+        raise RequestTimeoutError(f"no answer to A5 command {command:#04x} after {attempts} tries")
 
     async def read_sample(self) -> BmsSample:
         """Read a complete sample of whichever protocol the BMS speaks."""
@@ -531,20 +544,14 @@ class DalyClient:
         for command in A5_SAMPLE_COMMANDS:
             if command in self._a5_unanswered or (command == A5_TEMPERATURES and not sensors):
                 continue
-            needed = command in A5_NEEDED
-            attempts = self.request_retries + 1 if needed else 1
             expected = frames_expected(command, cells, sensors)
-            for _attempt in range(attempts):
-                frames = await self._ask_a5(command, host, expected)
-                if frames is not None:
-                    answers[command] = frames
-                    break
+            if command in A5_NEEDED:
+                answers[command] = await self.read_a5(command, host, expected)
             else:
-                if needed:
-                    raise RequestTimeoutError(
-                        f"no answer to A5 command {command:#04x} after {attempts} tries"
-                    )
-                self._a5_unanswered.add(command)
+                try:
+                    answers[command] = await self.read_a5(command, host, expected, retries=0)
+                except RequestTimeoutError:
+                    self._a5_unanswered.add(command)
             if command == A5_STATUS:
                 counts = decode_a5_counts(answers[A5_STATUS][0])
                 cells, sensors = counts.cell_count, counts.sensor_count
