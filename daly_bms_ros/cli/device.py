@@ -15,9 +15,19 @@ from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient, Tap
-from daly_bms_ros.link.serial_transport import DEFAULT_BAUDRATE, SerialTransport
+from daly_bms_ros.link.serial_transport import (
+    DEFAULT_BAUDRATE,
+    MAXIMUM_BAUDRATE,
+    MINIMUM_BAUDRATE,
+    SerialTransport,
+)
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
-from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, BmsTransport, TransportError
+from daly_bms_ros.link.transport import (
+    MAC_ADDRESS_PATTERN,
+    TRANSPORTS,
+    BmsTransport,
+    TransportError,
+)
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 T = TypeVar("T")
@@ -98,7 +108,7 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     add_adapter_arguments(parser)
     parser.add_argument(
         "--transport",
-        choices=("ble", "serial"),
+        choices=TRANSPORTS,
         help="ble (default), or serial: Daly's UART/RS485 port through an adapter (--serial-port)",
     )
     parser.add_argument(
@@ -139,9 +149,11 @@ def add_reading_parser(
 
 
 def baud_rate(text: str) -> int:
-    """Check an argparse value: a serial speed the BMS may use (1200 .. 115200)."""
-    if not text.isdigit() or not 1200 <= int(text) <= 115200:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a baud rate (1200 to 115200)")
+    """Check an argparse value: a serial speed the BMS may use."""
+    if not text.isdigit() or not MINIMUM_BAUDRATE <= int(text) <= MAXIMUM_BAUDRATE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a baud rate ({MINIMUM_BAUDRATE} to {MAXIMUM_BAUDRATE})"
+        )
     return int(text)
 
 

@@ -24,6 +24,8 @@ from daly_bms_ros.link.transport import (
 )
 
 DEFAULT_BAUDRATE = 9600
+#: The speeds a Daly port may be set to take, from the slowest to the fastest.
+MINIMUM_BAUDRATE, MAXIMUM_BAUDRATE = 1200, 115200
 
 
 class SerialTransport:

@@ -15,7 +15,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN
+from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {
@@ -130,8 +131,8 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     ),
     "baud": ParameterSpec(
         "Serial speed (transport serial); Daly's ports run at 9600.",
-        minimum=1200,
-        maximum=115200,
+        minimum=MINIMUM_BAUDRATE,
+        maximum=MAXIMUM_BAUDRATE,
         step=1,
     ),
     "rs485": ParameterSpec(
@@ -272,10 +273,6 @@ def _number(name: str, value: Any) -> float:
         allowed = "a number" if math.isinf(high) else f"a number from {low:g} to {high:g}"
         raise InvalidSettingError(f"{name} must be {allowed}, not {value!r}")
     return float(value)
-
-
-#: The transports a node reaches its BMS by.
-TRANSPORTS = ("ble", "serial")
 
 
 def validate(values: Mapping[str, Any]) -> NodeSettings:
