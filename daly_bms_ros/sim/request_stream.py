@@ -22,6 +22,9 @@ from daly_bms_ros.protocol.frames import MAX_DATA_BYTES, READ, WRITE_MULTIPLE, W
 Measure = Callable[[bytes], int | None]
 #: A read, or a write of one register: address, function, 4 bytes, CRC.
 _FIXED_REQUEST_SIZE = 8
+#: The longest request of either protocol (a Modbus write of every register it may carry): what
+#: a measure is shown of the bytes from one position, so that garbage costs linear time.
+_LONGEST_REQUEST = max(FRAME_SIZE, _FIXED_REQUEST_SIZE + MAX_DATA_BYTES)
 
 
 def a5_request_length(candidate: bytes) -> int | None:
@@ -74,7 +77,7 @@ class RequestStream:
         requests: list[bytes] = []
         position = 0
         while position < len(buffer):
-            length = self._measure(bytes(buffer[position:]))
+            length = self._measure(bytes(buffer[position : position + _LONGEST_REQUEST]))
             if length is None:
                 break
             if length:
