@@ -411,9 +411,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.gatt = device.get("gatt") or arguments.gatt
     arguments.name = arguments.name or DEFAULT_NAME
     try:
-        arguments.responder = arguments.replay_responder or responder_for(arguments)
+        # Built also for a replay: an impossible pack is refused whatever answers.
+        model_responder = responder_for(arguments)
     except ValueError as error:
         parser.error(str(error))
+    arguments.responder = arguments.replay_responder or model_responder
     try:
         asyncio.run(serve(arguments))
     except ControlSocketError as error:
