@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
@@ -80,15 +81,45 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def served(clock: FakeClock) -> Iterator[tuple[SampleStore, str]]:
-    store = SampleStore(["bms"], max_age=5.0, clock=clock)
+@contextmanager
+def serving(store: SampleStore) -> Iterator[str]:
+    """Serve ``store`` on a free loopback port until the block ends; yield the URL."""
     server = BridgeHttpServer(store, port=0)
     server.start()
     try:
-        yield store, server.url
+        yield server.url
     finally:
         server.stop()
+
+
+@contextmanager
+def serve_process(
+    cli: str, name: str, *options: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``daly-bms serve`` of the virtual BMS ``name`` (on hci0) on a free port.
+
+    Yield the process and the URL it announces; it is stopped with SIGINT when the block ends.
+    """
+    serve = subprocess.Popen(
+        [cli, "serve", "--name", name, "--adapter", "hci0", "--port", "0", *options],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stderr is not None
+        match = re.search(r"serving on (http://\S+)", serve.stderr.readline())
+        assert match, "no URL announced"
+        yield serve, match.group(1)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(20)
+
+
+@pytest.fixture
+def served(clock: FakeClock) -> Iterator[tuple[SampleStore, str]]:
+    store = SampleStore(["bms"], max_age=5.0, clock=clock)
+    with serving(store) as url:
+        yield store, url
 
 
 def test_no_data_yet_is_503_with_the_reason(served: tuple[SampleStore, str]) -> None:
@@ -370,23 +401,11 @@ def test_serve_without_ros_over_ble(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def serve_until_summary(cli: str, name: str, tmp_path: Path) -> None:
     """Run ``daly-bms serve`` until its summary is served, then stop it with SIGINT."""
-    serve = subprocess.Popen(
-        [cli, "serve", "--name", name, "--adapter", "hci0", "--port", "0",
-         "--interval", "0.2", "--data-dir", str(tmp_path / "data")],
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert serve.stderr is not None
-        match = re.search(r"serving on (http://\S+)", serve.stderr.readline())
-        assert match, "no URL announced"
-        url = match.group(1)
+    options = ("--interval", "0.2", "--data-dir", str(tmp_path / "data"))
+    with serve_process(cli, name, *options) as (serve, url):
         assert url.startswith("http://127.0.0.1:")
         summary = wait_for_status(url + "/bms/summary", 200)
         assert summary["cell_count"] == 16
         assert summary["link"] == "connected"
         assert 0 < summary["soc"] <= 100
-    finally:
-        serve.send_signal(signal.SIGINT)
-        serve.wait(20)
     assert serve.returncode == 0

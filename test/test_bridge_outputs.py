@@ -32,9 +32,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
-from test_bridge import FakeClock, get, real_sample
+from test_bridge import FakeClock, get, real_sample, serving
 
-from daly_bms_ros.bridge.http_server import BridgeHttpServer
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.node import DalyBmsBridge
 from daly_bms_ros.bridge.store import LinkCounters, SampleStore
@@ -55,12 +54,8 @@ def clock() -> FakeClock:
 @pytest.fixture
 def served(clock: FakeClock) -> Iterator[tuple[SampleStore, str]]:
     store = SampleStore(["front", "rear"], max_age=5.0, clock=clock)
-    server = BridgeHttpServer(store, port=0)
-    server.start()
-    try:
-        yield store, server.url
-    finally:
-        server.stop()
+    with serving(store) as url:
+        yield store, url
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -131,16 +126,12 @@ def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
     # One point per step, the window's worth: the last 10 s.
     assert history.times == tuple(start + second for second in range(10, 20))
     assert set(history.pack_voltage) == {51.1}
-    server = BridgeHttpServer(store, port=0)
-    server.start()
-    try:
-        status, _, body = get(server.url + "/bms/history")
-        assert status == 200
-        assert body["time"] == list(history.times)
-        assert body["soc"] == [8.7] * 10
-        assert body["window_s"] == 10
-    finally:
-        server.stop()
+    with serving(store) as url:
+        status, _, body = get(url + "/bms/history")
+    assert status == 200
+    assert body["time"] == list(history.times)
+    assert body["soc"] == [8.7] * 10
+    assert body["window_s"] == 10
     # A clock set back (or a replay starting over) starts the history anew.
     store.update("bms", real_sample(start))
     assert store.history("bms").times == (start,)

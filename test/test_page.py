@@ -8,10 +8,7 @@ and show stale data as stale: when the BMS goes quiet, and when the bridge itsel
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +18,8 @@ from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
-from test_bridge import real_sample
+from test_bridge import real_sample, serve_process, serving
 
-from daly_bms_ros.bridge.http_server import BridgeHttpServer
 from daly_bms_ros.bridge.store import SampleStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -157,17 +153,8 @@ def test_the_page_follows_the_virtual_bms_and_shows_staleness(
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
         with sim_process(name, tmp_path) as sim, browser_page() as page:
             answers = Answers(page)
-            serve = subprocess.Popen(
-                [CLI, "serve", "--name", name, "--adapter", "hci0", "--port", "0",
-                 "--interval", "0.2", "--max-age", "2"],
-                stderr=subprocess.PIPE,
-                text=True,
-            )  # fmt: skip
-            try:
-                assert serve.stderr is not None
-                match = re.search(r"serving on (http://\S+)", serve.stderr.readline())
-                assert match, "no URL announced"
-                page.goto(match.group(1) + "/")
+            with serve_process(CLI, name, "--interval", "0.2", "--max-age", "2") as (_, url):
+                page.goto(url + "/")
                 first = wait_until(
                     lambda: (shown := shown_sample(page))["sampleTime"] and shown,
                     timeout=40,
@@ -202,9 +189,6 @@ def test_the_page_follows_the_virtual_bms_and_shows_staleness(
                 assert stale["fields"]["soc"] == "—"
                 assert stale["fields"]["pack_voltage"] == "—"
                 assert stale["cells"] == []
-            finally:
-                serve.send_signal(signal.SIGINT)
-                serve.wait(20)
             # The bridge is gone: nothing the page last heard passes for current.
             gone = wait_until(
                 lambda: (shown := shown_sample(page))["connection"] == "bridge unreachable"
@@ -219,31 +203,24 @@ def test_the_overview_of_several_batteries() -> None:
     store = SampleStore(["front", "rear"], max_age=5.0)
     store.update("front", real_sample(time.time()))
     store.set_link("front", "connected")
-    server = BridgeHttpServer(store, port=0)
-    server.start()
-    try:
-        with browser_page() as page:
-            page.goto(server.url + "/")
-            page.wait_for_selector("#cards .card[data-battery='rear']")
-            front = page.locator("#cards .card[data-battery='front']")
-            rear = page.locator("#cards .card[data-battery='rear']")
-            assert front.locator(".big").text_content() == "8.7 %"
-            assert "51.10 V" in (front.text_content() or "")
-            assert "soc_low_2" in (front.text_content() or "")
-            assert "stale" in (rear.get_attribute("class") or "").split()
-            assert "stale: no sample received yet" in (rear.text_content() or "")
-            front.click()  # to the battery's own view
-            # (wait_for_function would evaluate a string: the page's CSP forbids it, rightly)
-            shown = wait_until(
-                lambda: (shown := shown_sample(page))["sampleTime"] and shown, what="the battery"
-            )
-            # The store holds one sample: the bridge's answer now is the one the page rendered.
-            record = json.loads(
-                page.evaluate(
-                    "async () => JSON.stringify(await (await fetch('/bms/front')).json())"
-                )
-            )
-            assert_shows(shown, record)
-            assert page.evaluate("location.hash") == "#front"
-    finally:
-        server.stop()
+    with serving(store) as url, browser_page() as page:
+        page.goto(url + "/")
+        page.wait_for_selector("#cards .card[data-battery='rear']")
+        front = page.locator("#cards .card[data-battery='front']")
+        rear = page.locator("#cards .card[data-battery='rear']")
+        assert front.locator(".big").text_content() == "8.7 %"
+        assert "51.10 V" in (front.text_content() or "")
+        assert "soc_low_2" in (front.text_content() or "")
+        assert "stale" in (rear.get_attribute("class") or "").split()
+        assert "stale: no sample received yet" in (rear.text_content() or "")
+        front.click()  # to the battery's own view
+        # (wait_for_function would evaluate a string: the page's CSP forbids it, rightly)
+        shown = wait_until(
+            lambda: (shown := shown_sample(page))["sampleTime"] and shown, what="the battery"
+        )
+        # The store holds one sample: the bridge's answer now is the one the page rendered.
+        record = json.loads(
+            page.evaluate("async () => JSON.stringify(await (await fetch('/bms/front')).json())")
+        )
+        assert_shows(shown, record)
+        assert page.evaluate("location.hash") == "#front"
