@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +87,14 @@ class TimedPeripheral:
         self._loop.stop(10)
 
 
-def start_node(**parameters: object) -> subprocess.Popen[bytes]:
-    """The installed node, on hci0, finding the benchmark BMS by name."""
+def start_node(wrapper: Sequence[str] = (), **parameters: object) -> subprocess.Popen[bytes]:
+    """The installed node, on hci0, finding the benchmark BMS by name.
+
+    ``wrapper`` is a command the node runs under (a memory profiler such as ``heaptrack -o F``).
+    """
     values = {"device_name": NAME, "adapter": "hci0", **parameters}
     arguments = [f"{name}:={value}" for name, value in values.items()]
-    command = [str(NODE), "--ros-args", "--log-level", "warn"]
+    command = [*wrapper, sys.executable, str(NODE), "--ros-args", "--log-level", "warn"]
     for argument in arguments:
         command += ["-p", argument]
     return subprocess.Popen(command)

@@ -7,7 +7,9 @@ its own; must be 0) and resident memory over time: its slope after the warm-up (
 minutes, or a tenth of a short run), fitted by least squares over a reading every 10 s, in KiB
 per hour (target: at most 100 KiB/h over a run of 2 hours or more).
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--seed 1]
+    .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--seed 1] [--wrap COMMAND]
+
+Under ``--wrap`` the memory figures are those of the wrapper's process, not the node's.
 """
 
 from __future__ import annotations
@@ -29,8 +31,14 @@ def main() -> None:
     parser.add_argument("--fault-every", type=float, default=5.0)
     parser.add_argument("--poll-interval", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--wrap",
+        default="",
+        help="a command to run the node under, split on spaces (e.g. 'heaptrack -o node')",
+    )
     arguments = parser.parse_args()
     draw = random.Random(arguments.seed)
+    wrapper = arguments.wrap.split()
     injected: dict[str, int] = {}
     crashes = 0
     memory: list[tuple[float, int]] = []
@@ -40,7 +48,7 @@ def main() -> None:
         virtual_bms_process(Path(work)) as sim,
         listening() as listener,
     ):
-        node = start_node(poll_interval=arguments.poll_interval, request_timeout=0.5)
+        node = start_node(wrapper, poll_interval=arguments.poll_interval, request_timeout=0.5)
         started = time.monotonic()
         end = started + arguments.minutes * 60
         next_fault = started + arguments.fault_every
@@ -50,7 +58,9 @@ def main() -> None:
                 if node.poll() is not None:
                     crashes += 1
                     print(f"node ended with status {node.returncode}; restarting")
-                    node = start_node(poll_interval=arguments.poll_interval, request_timeout=0.5)
+                    node = start_node(
+                        wrapper, poll_interval=arguments.poll_interval, request_timeout=0.5
+                    )
                     continue
                 now = time.monotonic()
                 if not memory or now - memory[-1][0] >= 10:

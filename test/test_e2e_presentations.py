@@ -2,8 +2,9 @@
 
 Each presentation is a real variant: a "JHB-" board answering on service ff00 while fff1 refuses
 notifications (fl4p/batmon-ha #356), a 0x81 pack on a link of the minimum MTU, and D2 firmware
-that answers only the 62-register status and keeps its versions in 32-byte fields. One BlueZ mock
-serves them on four adapters (the fourth: a pack whose cells are balanced while it charges).
+that answers only the 62-register status and keeps its versions in 32-byte fields, and an older
+module speaking A5 (every frame of the cell voltages, in 200 + 8-byte notifications). One BlueZ
+mock serves them on five adapters (the fourth: a pack whose cells are balanced while it charges).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
@@ -38,13 +40,14 @@ JHB = "JHB-SIM000001"
 X81_PACK = "DL-SIMX81"
 OLD_D2 = "DL-SIMOLD"
 BALANCING = "DL-SIMBAL"
+A5_MODULE = "DL-SIMA5"
 CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("presentations")
-    with bluez_mock(work, peripherals=4) as address, ExitStack() as sims:
+    with bluez_mock(work, peripherals=5) as address, ExitStack() as sims:
         previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
         sims.enter_context(sim_process(JHB, work, "hci1", "--gatt", "ff00"))
@@ -56,6 +59,8 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         # Charging half of every 4 s: the cells that drifted apart are balanced.
         sims.enter_context(sim_process(BALANCING, work, "hci4", "--load-period", "4"))
+        a5_module = ("--protocol", "a5", "--a5-all-frames", "--mtu", "203", "--capacity", "40")
+        sims.enter_context(sim_process(A5_MODULE, work, "hci5", *a5_module))
         try:
             yield address
         finally:
@@ -142,6 +147,7 @@ def test_cli_scan_and_info_see_every_variant(bus: str) -> None:
         X81_PACK: peripheral_address(2),
         OLD_D2: peripheral_address(3),
         BALANCING: peripheral_address(4),
+        A5_MODULE: peripheral_address(5),
     }
     info = subprocess.run(
         [CLI, "info", "--json", "--name", X81_PACK, "--adapter", "hci0"],
@@ -185,6 +191,43 @@ def test_per_cell_balancing_of_the_model_reaches_dalycells(bus: str, ros_context
         for voltage, on in zip(balancing.cell_voltages, balancing.balancing, strict=True):
             if on:
                 assert voltage > lowest  # the cells above the lowest one are balanced
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        listener.destroy_node()
+
+
+def test_the_node_reads_an_older_a5_module_found_after_d2_and_0x81(
+    bus: str, ros_context: Context
+) -> None:
+    node = DalyBmsNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("device_name", value=A5_MODULE),
+            Parameter("adapter", value="hci0"),
+            Parameter("poll_interval", value=0.2),
+            Parameter("request_timeout", value=0.5),
+            Parameter("request_retries", value=0),
+        ],
+    )
+    listener = Node("a5_listener", context=ros_context)
+    states: list[BatteryState] = []
+    listener.create_subscription(BatteryState, "battery_state", states.append, 50)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(listener)
+    try:
+        deadline = time.monotonic() + 60
+        while len(states) < 3:
+            assert time.monotonic() < deadline, "no BatteryState from the A5 module"
+            executor.spin_once(timeout_sec=0.1)
+        state = states[-1]
+        assert len(state.cell_voltage) == 16  # of the 16 frames sent, as many as 0x94 counts
+        assert state.voltage == pytest.approx(sum(state.cell_voltage), abs=0.1)
+        assert state.capacity == pytest.approx(40.0)  # 0x50
+        assert 0 < state.percentage <= 1
+        assert state.serial_number == peripheral_address(5)
     finally:
         node.close()
         executor.shutdown()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ros_env import domain_id_for_this_run
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 from test_e2e_faults import wait_until
+from test_sim_a5 import serial_sim
 
 from daly_bms_ros.node.fleet import DalyBmsFleet, groups_of, namespaces_of
 from daly_bms_ros.node.groups import combine, parse_group
@@ -38,16 +39,21 @@ def name_of(namespace: str) -> str:
     return f"{NAME_PREFIX}FL{namespace[1:].upper()}"
 
 
-def parameters_file(path: Path, **fleet: object) -> Path:
-    """A parameters file as users write it: the fleet's section and one per pack."""
+def parameters_file(
+    path: Path, packs: Mapping[str, Mapping[str, object]] | None = None, **fleet: object
+) -> Path:
+    """A parameters file as users write it: the fleet's section and one per pack.
+
+    ``packs``: each pack's own parameters by namespace (default: PACKS, found by name on hci0).
+    """
+    if packs is None:
+        packs = {ns: {"device_name": name_of(ns), "adapter": "hci0"} for ns in PACKS}
     lines = ["/daly_bms_fleet:", "  ros__parameters:"]
     lines += [f"    {name}: {value!r}" for name, value in fleet.items()]
-    for namespace in PACKS:
+    for namespace, own in packs.items():
+        lines += [f"{namespace}/daly_bms:", "  ros__parameters:"]
+        lines += [f"    {name}: {value!r}" for name, value in own.items()]
         lines += [
-            f"{namespace}/daly_bms:",
-            "  ros__parameters:",
-            f"    device_name: {name_of(namespace)!r}",
-            "    adapter: hci0",
             "    poll_interval: 0.5",
             "    connect_timeout: 5.0",
             "    request_timeout: 0.5",
@@ -196,6 +202,54 @@ def test_an_adapter_with_more_packs_than_links_serves_them_in_turn(
         finally:
             stop()
             fleet.close()
+
+
+def test_wired_packs_join_the_fleet_and_the_boards_of_a_bus_take_turns(tmp_path: Path) -> None:
+    (tmp_path / "bus").mkdir()
+    (tmp_path / "d2").mkdir()
+    with (
+        serial_sim(tmp_path / "bus", "--protocol", "a5", "--a5-bus", "2") as (_bus, bus_port),
+        serial_sim(tmp_path / "d2", "--protocol", "d2", "--capacity", "50") as (_d2, d2_port),
+    ):
+        wired = {
+            "/w1": {"transport": "serial", "serial_port": bus_port, "protocol": "a5"},
+            "/w2": {"transport": "serial", "serial_port": bus_port, "board": 2},
+            "/w3": {"transport": "serial", "serial_port": d2_port},
+        }
+        parameters = parameters_file(
+            tmp_path / "wired.yaml",
+            wired,
+            batteries=list(wired),
+            pack_groups=["bank: parallel(/w1, /w2, /w3)"],
+        )
+        with fleet_context(parameters) as context:
+            fleet = DalyBmsFleet(context=context)
+            listener = Listener(context, [*wired, "/bank"])
+            stop = spin_in_background(context, fleet, *fleet.children, listener.node)
+            try:
+                for topic in (*wired, "/bank"):
+                    wait_until(lambda topic=topic: listener.count(topic) >= 3, f"{topic} states")
+                # Each board answers for its own pack (the bus's second starts 10 points lower).
+                w1, w2 = listener.latest("/w1"), listener.latest("/w2")
+                assert w1.percentage - w2.percentage == pytest.approx(0.1, abs=0.02)
+                schedule = {v.key: v.value for v in listener.diagnostics["/w2"].values}["schedule"]
+                assert f"serial port {bus_port} shared by 2 batteries" in schedule
+                # A5's rated capacity (0x50) and D2's settings block add up in parallel.
+                assert w1.capacity == pytest.approx(100.0)
+                assert listener.latest("/bank").capacity == pytest.approx(250.0)
+                assert w1.serial_number == bus_port
+            finally:
+                stop()
+                fleet.close()
+    # Two packs on one port and board would read one BMS twice.
+    same = {"/w1": wired["/w1"], "/w2": {**wired["/w1"], "protocol": "auto"}}
+    with (
+        fleet_context(
+            parameters_file(tmp_path / "same.yaml", same, batteries=list(same))
+        ) as context,
+        pytest.raises(InvalidSettingError, match="of its own"),
+    ):
+        DalyBmsFleet(context=context)
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,9 @@ def test_poll_interval_changes_at_run_time_and_bad_values_are_refused(
         ("mac_address", "not-a-mac", "six colon-separated hex bytes"),
         ("technology", "lead-acid", "allowed are LiFePO4"),
         ("reconnect_delay_max", 0.5, "must be at least as large"),
+        ("protocol", "modbus", "allowed are auto, d2, x81, a5"),
+        ("transport", "serial", "transport serial needs serial_port"),
+        ("serial_port", "/dev/ttyUSB0", "set transport to serial"),
     ],
 )
 def test_invalid_parameters_are_refused_with_what_is_allowed(

@@ -222,6 +222,12 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
         "invert_current": "True",
         "use_sim_time": "true",
         "frame_id": "battery_rear",
+        "transport": "serial",
+        "serial_port": "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0",
+        "baud": "9600",
+        "rs485": "false",
+        "protocol": "a5",
+        "board": "2",
     }
     assert parameter_overrides(given) == {
         "adapter": "hci1",
@@ -230,6 +236,12 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
         "invert_current": True,
         "use_sim_time": True,
         "frame_id": "battery_rear",
+        "transport": "serial",
+        "serial_port": "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0",
+        "baud": 9600,
+        "rs485": False,
+        "protocol": "a5",
+        "board": 2,
     }
     # Not a number: passed on as text, for the node to refuse with what is allowed.
     assert parameter_overrides({"poll_interval": "soon"}) == {"poll_interval": "soon"}

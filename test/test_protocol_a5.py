@@ -22,9 +22,11 @@ from daly_bms_ros.protocol.a5 import (
     decode_a5_failures,
     decode_a5_mos,
     decode_a5_pack,
+    decode_a5_rated,
     decode_a5_status,
     decode_a5_temperature_range,
     frames_expected,
+    host_addresses,
 )
 
 
@@ -174,6 +176,23 @@ def test_the_second_board_on_a_bus_answers_with_its_number() -> None:
     [answer], _ = assembled("A5 02 90 08 00 82 00 00 75 30 01 F4 5B")
     assert answer.address == 2
     assert decode_a5_pack(answer) == (13.0, 0.0, 50.0)
+    # Board 2 is asked from 0x41 alone, as in that thread; board 1 from both host addresses.
+    assert host_addresses(wired=True, board=2) == (0x41,)
+    assert host_addresses(wired=True) == (0x40, 0x80)
+    assert host_addresses(wired=False) == (0x80, 0x40)
+    with pytest.raises(ValueError, match=r"1\.\.16"):
+        host_addresses(wired=True, board=17)
+
+
+def test_rated_values_in_the_layout_peers_read() -> None:
+    # No raw 0x50 answer is published; the layout is mr-manuel/venus-os_dbus-serialbattery's
+    # read_capacity (">LL": mAh, mV) and the values those of a 280 Ah pack's log line,
+    # "ratedCellmV=3200, ratedCapacitymAh=280000" (ai-republic/bms-to-inverter#6).
+    frame = A5Frame(1, 0x50, (280_000).to_bytes(4, "big") + (3200).to_bytes(4, "big"))
+    rated = decode_a5_rated(frame)
+    assert (rated.rated_capacity, rated.nominal_cell_voltage) == (280.0, 3.2)
+    with pytest.raises(FrameDecodeError):
+        decode_a5_rated(A5Frame(1, 0x90, bytes(8)))
 
 
 def test_requests_as_peers_send_them() -> None:

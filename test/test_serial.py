@@ -8,6 +8,7 @@ link is pointed at the new pty when the adapter is "plugged in" again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -24,7 +25,10 @@ from rclpy.parameter import Parameter
 from test_e2e_faults import FAST_LINK, listen, spinning, wait_for_new_samples, wait_until
 from test_sim_a5 import serial_sim
 
+from daly_bms_ros.link.client import DalyClient, RequestTimeoutError
+from daly_bms_ros.link.serial_transport import SerialTransport
 from daly_bms_ros.node.node import DalyBmsNode
+from daly_bms_ros.protocol import BmsSample
 
 CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
@@ -102,6 +106,7 @@ def test_the_node_reads_a_wired_a5_bms_through_faults_and_an_unplug(
                 first = received.batteries[-1]
             assert len(first.cell_voltage) == 16
             assert first.serial_number == str(link)
+            assert first.capacity == pytest.approx(100.0)  # the sim's rating, from 0x50
             # Corrupt answers are counted and survived.
             sim.control({"fault": "corrupt_crc", "count": 2})
             wait_until(
@@ -122,3 +127,125 @@ def test_the_node_reads_a_wired_a5_bms_through_faults_and_an_unplug(
             )
             wait_for_new_samples(received, 3, "samples after the adapter came back")
             assert int(received.diagnostic_values()["reconnects"]) >= 1
+
+
+def scan(*arguments: str) -> subprocess.CompletedProcess[str]:
+    assert CLI
+    return subprocess.run(
+        [CLI, "scan", *arguments], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_scan_lists_the_serial_ports_a_bms_answers_on(tmp_path: Path) -> None:
+    silent_side, silent = os.openpty()  # a port with nothing behind it
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        with (
+            serial_sim(tmp_path / "a", "--protocol", "a5", "--cells", "16") as (_a5, a5_port),
+            serial_sim(tmp_path / "b", "--protocol", "x81", "--cells", "8") as (_x81, x81_port),
+        ):
+            ports = [a5_port, x81_port, os.ttyname(silent), "/dev/no-such-adapter"]
+            table = scan(*(f"--serial-port={port}" for port in ports))
+            assert table.returncode == 0, table.stderr
+            lines = table.stdout.splitlines()
+            assert len(lines) == 2, table.stdout  # the silent port is not listed
+            assert re.match(rf"{a5_port}  a5 +16S  5\d\.\d V  \d+\.\d %$", lines[0]), lines
+            assert re.match(rf"{x81_port}  x81  8S  2\d\.\d V", lines[1]), lines
+            assert "/dev/no-such-adapter: no serial port" in table.stderr
+            records = [
+                json.loads(line)
+                for line in scan(
+                    "--json", "--protocol", "a5", "--serial-port", a5_port
+                ).stdout.splitlines()
+            ]
+            assert [(r["device"], r["protocol"], r["cells"]) for r in records] == [
+                (a5_port, "a5", 16)
+            ]
+        nothing = scan("--serial-port", os.ttyname(silent), "--request-timeout", "0.2")
+        assert nothing.returncode == 3
+        assert f"no BMS answered on {os.ttyname(silent)}" in nothing.stderr
+    finally:
+        os.close(silent_side)
+        os.close(silent)
+
+
+class SentRequests:
+    """A tap keeping the requests a client sends."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+
+    def connected(self, device: object) -> None:
+        """Nothing to note."""
+
+    def sent(self, data: bytes) -> None:
+        self.requests.append(data)
+
+    def received(self, data: bytes) -> None:
+        """Nothing to note."""
+
+    def detected(self, variant: str, status_registers: int) -> None:
+        """Nothing to note."""
+
+    def disconnected(self, reason: str) -> None:
+        """Nothing to note."""
+
+
+async def read_wired(
+    port: str, protocol: str = "auto", board: int = 1
+) -> tuple[BmsSample, str, list[bytes]]:
+    """One sample through the client over ``port``, the protocol found, the requests sent."""
+    transport = SerialTransport(port)
+    client = DalyClient(transport, 0.3, 0, protocol=protocol, board=board)
+    tap = SentRequests()
+    client.taps.append(tap)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    await transport.connect()
+    client.attach()
+    try:
+        return await client.read_sample(), client.protocol, tap.requests
+    finally:
+        await transport.disconnect()
+
+
+def test_a_named_protocol_is_the_only_one_asked(tmp_path: Path) -> None:
+    with serial_sim(tmp_path, "--protocol", "x81", "--cells", "8") as (_sim, port):
+        _sample, found, requests = asyncio.run(read_wired(port))
+        assert found == "x81"
+        assert requests[0][0] == 0xA5  # found out: A5 is asked first over a wire
+        sample, found, requests = asyncio.run(read_wired(port, "x81"))
+        assert found == "x81" and len(sample.status.cell_voltages) == 8
+        assert all(request[0] == 0x81 for request in requests), requests
+        with pytest.raises(RequestTimeoutError, match="status request of a5 after 1 rounds"):
+            asyncio.run(read_wired(port, "a5"))
+    with serial_sim(tmp_path, "--protocol", "a5", "--capacity", "280") as (_sim, port):
+        sample, found, requests = asyncio.run(read_wired(port, "a5"))
+        assert found == "a5" and all(request[0] == 0xA5 for request in requests)
+        # 0x50 gives the rated capacity A5 has no settings block for.
+        assert sample.settings is not None and sample.settings.rated_capacity == 280.0
+        with pytest.raises(RequestTimeoutError, match="status request of d2"):
+            asyncio.run(read_wired(port, "d2"))
+
+
+def test_a_board_on_a_shared_rs485_bus_is_asked_by_its_number(tmp_path: Path) -> None:
+    # An RS485 port answers only its board's address, 0x40 + board - 1 (esphome#12445).
+    with serial_sim(tmp_path, "--protocol", "a5", "--a5-board", "3", "--a5-hosts", "0x42") as (
+        _sim,
+        port,
+    ):
+        sample, found, requests = asyncio.run(read_wired(port, board=3))
+        assert found == "a5" and sample.status.cell_voltages
+        assert {request[1] for request in requests if request[0] == 0xA5} == {0x42}
+        with pytest.raises(RequestTimeoutError):
+            asyncio.run(read_wired(port, "a5", board=2))
+        assert CLI
+        result = subprocess.run(
+            [CLI, "read", "--json", "--serial-port", port, "--board", "3", "--protocol", "a5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["soc"] > 0

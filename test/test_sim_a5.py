@@ -42,6 +42,8 @@ from daly_bms_ros.protocol.a5 import (
     build_a5_answer,
     build_a5_request,
     decode_a5_cell_voltages,
+    decode_a5_pack,
+    decode_a5_rated,
     decode_a5_status,
     frames_expected,
 )
@@ -50,6 +52,7 @@ from daly_bms_ros.protocol.registers import (
     A5_CELL_VOLTAGES,
     A5_CURRENT_OFFSET,
     A5_MOS,
+    A5_RATED_VALUES,
     A5_SAMPLE_COMMANDS,
     A5_SOC,
     A5_STATUS,
@@ -57,7 +60,7 @@ from daly_bms_ros.protocol.registers import (
     A5_TEMPERATURES,
     WRITABLE,
 )
-from daly_bms_ros.sim.a5_responder import A5_RATED_VALUES, A5Responder
+from daly_bms_ros.sim.a5_responder import A5Bus, A5Responder
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault, FaultInjector
 from daly_bms_ros.sim.request_stream import (
@@ -218,11 +221,25 @@ def test_other_requests_go_unanswered() -> None:
         assert responder.answer(unanswered, 1.0) is None, unanswered.hex()
 
 
+def test_the_boards_of_a_bus_answer_their_own_address_with_their_own_pack() -> None:
+    bus = A5Bus(BatteryModel(), 3)
+    socs = []
+    for board in (1, 2, 3):
+        [frame] = A5Assembler().feed(bus(build_a5_request(A5_SOC, 0x40 + board - 1)) or b"")
+        assert frame.address == board
+        socs.append(decode_a5_pack(frame).soc)
+    assert socs[0] - socs[1] == pytest.approx(10.0, abs=0.5)
+    assert socs[1] - socs[2] == pytest.approx(10.0, abs=0.5)
+    assert bus(build_a5_request(A5_SOC, 0x80)) is None  # an RS485 port: no 0x80
+    assert bus(build_a5_request(A5_SOC, 0x43)) is None  # no fourth board
+
+
 def test_rated_values() -> None:
     responder = A5Responder(BatteryModel(capacity_ah=280.0))
     [frame] = A5Assembler().feed(responder.answer(build_a5_request(A5_RATED_VALUES), 1.0) or b"")
     assert int.from_bytes(frame.data[:4], "big") == 280_000  # mAh
     assert int.from_bytes(frame.data[4:], "big") == 3200  # mV
+    assert decode_a5_rated(frame).rated_capacity == 280.0
 
 
 def test_faults_spoil_a5_answers() -> None:
@@ -453,6 +470,10 @@ def test_serial_options_that_do_not_go_together_are_refused() -> None:
         ["--serial", "--a5-hosts", "0x10"],
         ["--serial", "--replay", "capture.jsonl"],
         ["--serial", "--cells", "49"],
+        ["--a5-bus", "2", "--protocol", "a5"],  # a bus is wired
+        ["--serial", "--a5-bus", "2", "--a5-board", "2"],
+        ["--serial", "--a5-bus", "17"],
+        ["--serial", "--a5-bus", "1"],
     ):
         result = subprocess.run(
             [*SIM_MODULE, *arguments],

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
 from daly_bms_ros.link.bleak_transport import BleakTransport
-from daly_bms_ros.link.client import DalyClient, Tap
+from daly_bms_ros.link.client import PROTOCOLS, DalyClient, Tap
 from daly_bms_ros.link.serial_transport import (
     DEFAULT_BAUDRATE,
     MAXIMUM_BAUDRATE,
@@ -29,6 +29,7 @@ from daly_bms_ros.link.transport import (
     TransportError,
 )
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
+from daly_bms_ros.protocol.a5 import MAX_BOARD
 
 T = TypeVar("T")
 
@@ -126,6 +127,19 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         help="let the kernel switch the RS485 direction with RTS (adapters that do not)",
     )
     parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="the protocol the BMS speaks; auto (default) finds it out, at the cost of probes "
+        "the BMS does not answer",
+    )
+    parser.add_argument(
+        "--board",
+        type=board_number,
+        default=1,
+        help=f"an A5 BMS's board number on a shared RS485 bus (1..{MAX_BOARD}; default 1)",
+    )
+    parser.add_argument(
         "--request-timeout",
         type=positive_seconds,
         default=2.0,
@@ -157,6 +171,13 @@ def baud_rate(text: str) -> int:
     return int(text)
 
 
+def board_number(text: str) -> int:
+    """Check an argparse value: an A5 board number."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BOARD:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a board number (1 to {MAX_BOARD})")
+    return int(text)
+
+
 def check_transport_arguments(arguments: argparse.Namespace) -> str | None:
     """Return what is wrong with the transport options (None: nothing), before anything runs."""
     if not hasattr(arguments, "serial_port"):
@@ -183,7 +204,11 @@ def transport_for(arguments: argparse.Namespace) -> BmsTransport:
 async def connect_client(transport: BmsTransport, arguments: argparse.Namespace) -> DalyClient:
     """Connect ``transport`` and return a client reading through it as the options say."""
     client = DalyClient(
-        transport, arguments.request_timeout, invert_current=arguments.invert_current
+        transport,
+        arguments.request_timeout,
+        invert_current=arguments.invert_current,
+        protocol=arguments.protocol,
+        board=arguments.board,
     )
     transport.set_callbacks(client.on_notify, lambda: None)
     await transport.connect()
@@ -260,6 +285,8 @@ async def follow(
         poll_interval=arguments.interval,
         request_timeout=arguments.request_timeout,
         invert_current=arguments.invert_current,
+        protocol=arguments.protocol,
+        board=arguments.board,
     )
     link = BmsLink(transport, config, sample_seen, status_seen)
     link.client.taps.extend(taps)

@@ -1,18 +1,28 @@
-"""``daly-bms scan``: list the Daly BMS in range with name, address and signal strength."""
+"""``daly-bms scan``: the Daly BMS in range, or (``--serial``) the serial ports one answers on."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from bleak import BleakScanner
 from bleak.exc import BleakError
 
-from daly_bms_ros.cli.device import add_adapter_arguments, run_ble
+from daly_bms_ros.cli.device import (
+    add_adapter_arguments,
+    baud_rate,
+    board_number,
+    positive_seconds,
+    run_ble,
+)
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
+from daly_bms_ros.link.client import PROTOCOLS
+from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
+from daly_bms_ros.link.serial_transport import DEFAULT_BAUDRATE
 
 
 @dataclass(frozen=True)
@@ -43,15 +53,55 @@ async def scan(adapter: str, timeout: float) -> list[FoundDevice]:
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``scan`` subcommand."""
-    parser = subparsers.add_parser("scan", help="list Daly BMS in range")
+    parser = subparsers.add_parser(
+        "scan",
+        help="list Daly BMS in range, or with --serial the serial ports one answers on",
+    )
     add_adapter_arguments(parser)
     parser.set_defaults(timeout=5.0)
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
+    serial = parser.add_argument_group(
+        "serial ports",
+        "--serial writes Daly requests to each port: another device on one receives them",
+    )
+    serial.add_argument(
+        "--serial",
+        action="store_true",
+        help="ask this machine's serial ports instead of scanning Bluetooth",
+    )
+    serial.add_argument(
+        "--serial-port",
+        action="append",
+        default=[],
+        dest="serial_ports",
+        metavar="PATH",
+        help="ask this port (repeatable; implies --serial; default: every serial port)",
+    )
+    serial.add_argument(
+        "--baud", type=baud_rate, default=DEFAULT_BAUDRATE, help="serial speed (default 9600)"
+    )
+    serial.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="ask this protocol only (default auto: D2, 0x81 and A5)",
+    )
+    serial.add_argument(
+        "--board", type=board_number, default=1, help="an A5 board number on an RS485 bus"
+    )
+    serial.add_argument(
+        "--request-timeout",
+        type=positive_seconds,
+        default=0.5,
+        help="seconds to wait for each answer (default 0.5)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Print the devices; exit 3 when none was seen."""
+    """Print the devices (or answering ports); exit 3 when none was found."""
+    if arguments.serial or arguments.serial_ports:
+        return run_serial(arguments)
     found = run_ble(lambda: scan(arguments.adapter, arguments.timeout))
     if isinstance(found, ExitCode):
         return found
@@ -61,3 +111,54 @@ def run(arguments: argparse.Namespace) -> int:
         else:
             print(f"{device.address}  {device.rssi:>4} dBm  {device.name}", flush=True)
     return ExitCode.OK if found else ExitCode.NOT_FOUND
+
+
+def run_serial(arguments: argparse.Namespace) -> int:
+    """Ask the serial ports; print those a BMS answered on, and on stderr those not asked."""
+    ports = arguments.serial_ports or serial_ports()
+    answers = run_ble(
+        lambda: ask_ports(
+            ports, arguments.baud, arguments.request_timeout, arguments.protocol, arguments.board
+        )
+    )
+    if isinstance(answers, ExitCode):
+        return answers
+    for answer in answers:
+        if answer.problem:
+            print(f"daly-bms: {answer.port}: {answer.problem}", file=sys.stderr, flush=True)
+        elif arguments.json:
+            print(json.dumps(serial_record(answer)), flush=True)
+        else:
+            print(serial_line(answer), flush=True)
+    answered = [answer for answer in answers if not answer.problem]
+    if not answered:
+        print(
+            f"daly-bms: no BMS answered on {', '.join(ports) or 'any serial port (none found)'}",
+            file=sys.stderr,
+        )
+    return ExitCode.OK if answered else ExitCode.NOT_FOUND
+
+
+def serial_record(answer: SerialAnswer) -> dict[str, object]:
+    """One answering port as JSON: where, what protocol, what pack."""
+    assert answer.sample is not None
+    status = answer.sample.status
+    return {
+        "port": answer.stable_path,
+        "device": answer.port,
+        "description": answer.description,
+        "protocol": answer.protocol,
+        "cells": len(status.cell_voltages),
+        "pack_voltage": status.pack_voltage,
+        "soc": status.soc,
+    }
+
+
+def serial_line(answer: SerialAnswer) -> str:
+    """One answering port as a line of the table."""
+    record = serial_record(answer)
+    line = (
+        f"{record['port']}  {record['protocol']:<3}  {record['cells']}S  "
+        f"{record['pack_voltage']:.1f} V  {record['soc']:.1f} %"
+    )
+    return f"{line}  {answer.description}" if answer.description else line

@@ -3,7 +3,8 @@
 The client finds out which Daly protocol the BMS speaks (D2, its 0x81 variant, A5) and which
 D2 status read it answers (80 registers, else 62), the first time it reads a sample, and keeps
 to it. Over a wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81
-variant), over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5).
+variant), over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol
+named by the user is the only one asked: no time goes to probes the BMS cannot answer.
 """
 
 from __future__ import annotations
@@ -42,19 +43,20 @@ from daly_bms_ros.protocol import (
     decode_x81_status,
 )
 from daly_bms_ros.protocol.a5 import (
-    BLUETOOTH_HOST_ADDRESSES,
-    WIRED_HOST_ADDRESSES,
     A5Assembler,
     A5Frame,
     build_a5_request,
     decode_a5_counts,
+    decode_a5_rated,
     decode_a5_status,
     frames_expected,
+    host_addresses,
 )
 from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, RejectReason, build_write_request
 from daly_bms_ros.protocol.registers import (
     A5_CELL_VOLTAGES,
     A5_MOS,
+    A5_RATED_VALUES,
     A5_SAMPLE_COMMANDS,
     A5_SOC,
     A5_STATUS,
@@ -70,6 +72,15 @@ from daly_bms_ros.protocol.registers import (
 DETECTION_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_80_BLOCK, D2), (X81_PACK_BLOCK, X81))
 #: Asked when the probes go unanswered: D2 firmware that answers only the 62-register status.
 FALLBACK_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_BLOCK, D2),)
+#: What ``protocol`` may name: "auto" finds it out; the others are the only one asked.
+PROTOCOLS = ("auto", "d2", "x81", "a5")
+#: The Modbus-style probe rounds of each choice (A5 has none).
+_MODBUS_PROBES: Mapping[str, tuple[tuple[tuple[Block, Variant], ...], ...]] = {
+    "auto": (DETECTION_PROBES, FALLBACK_PROBES),
+    "d2": (((STATUS_80_BLOCK, D2),), FALLBACK_PROBES),
+    "x81": (((X81_PACK_BLOCK, X81),),),
+    "a5": (),
+}
 
 
 #: The A5 commands a sample cannot do without; the others (extremes, balancing, alarms) are
@@ -185,7 +196,8 @@ class DalyClient:
     Call ``attach`` once the transport is connected (it resets per-connection state); feed
     notifications to ``on_notify``. A read returns only a frame that passed every check.
     ``invert_current`` turns the sign of current and power round, for firmware that reports
-    charging as negative.
+    charging as negative. ``protocol`` (one of PROTOCOLS) names the protocol the BMS speaks,
+    "auto" to find it out; ``board`` is an A5 BMS's number on a shared RS485 bus (1 alone).
     """
 
     def __init__(
@@ -194,7 +206,14 @@ class DalyClient:
         request_timeout: float = 2.0,
         request_retries: int = 2,
         invert_current: bool = False,
+        protocol: str = "auto",
+        board: int = 1,
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r} is not known: allowed are {PROTOCOLS}")
+        self._a5_hosts = host_addresses(transport.wired, board)  # ValueError: no such board
+        self._pinned = protocol
+        self.board = board
         self.transport = transport
         self.request_timeout = request_timeout
         self.request_retries = request_retries
@@ -450,26 +469,31 @@ class DalyClient:
         status alone; A5 probes ask 0x90 from each host address. Over a wire each round asks
         A5 then the Modbus-style probes (UART/RS485 ports speak A5, wired D2 boards 0x81);
         over Bluetooth the rounds ask the Modbus-style probes, and A5 is asked once at the end
-        (Daly's "DL-" modules speak D2; the older ones A5).
+        (Daly's "DL-" modules speak D2; the older ones A5). A pinned protocol's probes alone
+        make each round.
         """
         rounds = self.request_retries + 1
-        plan = (
-            [self._probe_a5, self._probe_modbus] * rounds
-            if self.transport.wired
-            else [self._probe_modbus] * rounds + [self._probe_a5]
-        )
+        if self._pinned == "a5":
+            plan = [self._probe_a5] * rounds
+        elif self._pinned != "auto":
+            plan = [self._probe_modbus] * rounds
+        elif self.transport.wired:
+            plan = [self._probe_a5, self._probe_modbus] * rounds
+        else:
+            plan = [self._probe_modbus] * rounds + [self._probe_a5]
         for probe in plan:
             found, frame = await probe()
             if found:
                 for tap in self.taps:
                     tap.detected(self.protocol, 0 if frame is None else self.status_block.count)
                 return frame
+        asked = "any protocol (D2, 0x81, A5)" if self._pinned == "auto" else self._pinned
         raise RequestTimeoutError(
-            f"no answer to the status request of any protocol (D2, 0x81, A5) after {rounds} rounds"
+            f"no answer to the status request of {asked} after {rounds} rounds"
         )
 
     async def _probe_modbus(self) -> tuple[bool, Frame | None]:
-        for probes in (DETECTION_PROBES, FALLBACK_PROBES):
+        for probes in _MODBUS_PROBES[self._pinned]:
             answer = await self._ask(probes)
             if answer is not None:
                 self.status_block, self.variant, frame = answer
@@ -477,8 +501,7 @@ class DalyClient:
         return False, None
 
     async def _probe_a5(self) -> tuple[bool, Frame | None]:
-        hosts = WIRED_HOST_ADDRESSES if self.transport.wired else BLUETOOTH_HOST_ADDRESSES
-        for host in hosts:
+        for host in self._a5_hosts:
             if await self._ask_a5(A5_SOC, host) is not None:
                 self.a5_host = host
                 return True, None
@@ -487,13 +510,16 @@ class DalyClient:
     async def _ask_a5(self, command: int, host: int, expected: int = 1) -> list[A5Frame] | None:
         """Send one A5 request; return its ``expected`` frames (by number, from 1), else None.
 
-        Frames numbered beyond ``expected`` (the padding some BMS send) are not waited for.
+        Frames numbered beyond ``expected`` (the padding some BMS send) are not waited for; on
+        a shared bus (board above 1) only the asked board's frames count.
         """
         got: dict[int, A5Frame] = {}
 
         def answer(frame: A5Frame) -> list[A5Frame] | None:
             if frame.command != command:
                 return None  # the tail of an earlier answer
+            if self.board > 1 and frame.address != self.board:
+                return None  # another board on the bus
             if expected == 1:
                 return [frame]
             if 1 <= frame.number <= expected:
@@ -557,8 +583,26 @@ class DalyClient:
                 cells, sensors = counts.cell_count, counts.sensor_count
         status = decode_a5_status(answers)
         return BmsSample(
-            status, None, time.time(), answers[A5_SOC][0].to_bytes(), self.transport.description
+            status,
+            await self._a5_settings(host),
+            time.time(),
+            answers[A5_SOC][0].to_bytes(),
+            self.transport.description,
         )
+
+    async def _a5_settings(self, host: int) -> BmsSettings | None:
+        """Return the rated capacity and nominal cell voltage (0x50), asked once a connection.
+
+        Not asked again when unanswered: Daly's document leaves the command out, so not every
+        board may know it.
+        """
+        if self._settings is None and A5_RATED_VALUES not in self._a5_unanswered:
+            try:
+                [frame] = await self.read_a5(A5_RATED_VALUES, host, retries=0)
+                self._settings = decode_a5_rated(frame)
+            except RequestTimeoutError:
+                self._a5_unanswered.add(A5_RATED_VALUES)
+        return self._settings
 
     async def _read_x81_sample(self, pack: Frame) -> BmsSample:
         """Complete a 0x81 sample with its second block (it has no block with the capacity)."""

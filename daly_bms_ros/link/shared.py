@@ -6,27 +6,35 @@ import asyncio
 from collections import Counter
 
 from daly_bms_ros.link.loop_thread import EventLoopThread
-from daly_bms_ros.link.supervisor import AdapterTurns
+from daly_bms_ros.link.supervisor import LinkTurns
+
+ADAPTER = "adapter"
+SERIAL_PORT = "serial port"
 
 
 class SharedLinks:
-    """One event loop for the links of every battery, and the turns of crowded adapters.
+    """One event loop for the links of every battery, and the turns of crowded media.
 
-    Register each battery's adapter first; an adapter with more batteries than
-    ``max_connections`` (0: no limit) serves them in turn. Adapters are told apart by name:
-    "" (the system default) and "hci0" count as two.
+    Register each battery's adapter (or serial port) first. An adapter with more batteries
+    than ``max_connections`` (0: no limit) serves them in turn; adapters are told apart by
+    name: "" (the system default) and "hci0" count as two. A serial port registered by
+    several batteries is an RS485 bus of several boards: they are asked one at a time.
     """
 
     def __init__(self, max_connections: int = 0) -> None:
         self.max_connections = max_connections
         self.loop = EventLoopThread("daly_bms_ble")
-        self._batteries: Counter[str] = Counter()
-        self._turns: dict[str, AdapterTurns] = {}
+        self._batteries: Counter[tuple[str, str]] = Counter()
+        self._turns: dict[tuple[str, str], LinkTurns] = {}
         self._searches: dict[str, asyncio.Lock] = {}
 
     def register(self, adapter: str) -> None:
         """Count one more battery on ``adapter``."""
-        self._batteries[adapter] += 1
+        self._batteries[ADAPTER, adapter] += 1
+
+    def register_bus(self, port: str) -> None:
+        """Count one more battery (a board) on the serial port ``port``."""
+        self._batteries[SERIAL_PORT, port] += 1
 
     def search_lock(self, adapter: str) -> asyncio.Lock:
         """Return the lock that lets ``adapter``'s packs search one at a time.
@@ -36,11 +44,18 @@ class SharedLinks:
         """
         return self._searches.setdefault(adapter, asyncio.Lock())
 
-    def turns_for(self, adapter: str) -> AdapterTurns | None:
+    def turns_for(self, adapter: str) -> LinkTurns | None:
         """Return the turns of ``adapter`` if it serves more batteries than it holds, else None."""
-        batteries = self._batteries[adapter]
-        if not self.max_connections or batteries <= self.max_connections:
+        return self._turns_of(ADAPTER, adapter or "(default)", adapter, self.max_connections)
+
+    def bus_turns(self, port: str) -> LinkTurns | None:
+        """Return the turns of the boards on ``port``, one at a time; None for a port of one."""
+        return self._turns_of(SERIAL_PORT, port, port, 1)
+
+    def _turns_of(self, kind: str, label: str, name: str, limit: int) -> LinkTurns | None:
+        batteries = self._batteries[kind, name]
+        if not limit or batteries <= limit:
             return None
-        if adapter not in self._turns:
-            self._turns[adapter] = AdapterTurns(adapter, self.max_connections, batteries)
-        return self._turns[adapter]
+        if (kind, name) not in self._turns:
+            self._turns[kind, name] = LinkTurns(f"{kind} {label}", limit, batteries)
+        return self._turns[kind, name]

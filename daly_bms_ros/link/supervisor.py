@@ -38,16 +38,18 @@ class LinkState(enum.Enum):
     IN_TURN = "in_turn"
 
 
-class AdapterTurns:
-    """The connections of one adapter, shared in turn by more batteries than it can hold.
+class LinkTurns:
+    """The links of one Bluetooth adapter or serial bus, taken in turn by more batteries.
 
     Bluetooth adapters hold a few links at once (ESP32 stacks three; many dongles and the
-    Raspberry Pi's chip fewer than the packs of a large robot): at most ``limit`` batteries
+    Raspberry Pi's chip fewer than the packs of a large robot); an RS485 bus carries one
+    conversation at a time, its boards asked one after another. At most ``limit`` batteries
     are connected at a time, each for one sample, then the next.
     """
 
-    def __init__(self, adapter: str, limit: int, batteries: int) -> None:
-        self.adapter = adapter
+    def __init__(self, medium: str, limit: int, batteries: int) -> None:
+        #: What is shared, for diagnostics: "adapter hci0", "serial port /dev/ttyUSB0".
+        self.medium = medium
         self.limit = limit
         self.batteries = batteries
         self._slots = asyncio.Semaphore(limit)
@@ -56,8 +58,8 @@ class AdapterTurns:
     def description(self) -> str:
         """The schedule, for diagnostics."""
         return (
-            f"adapter {self.adapter or '(default)'} shared by {self.batteries} batteries, at most "
-            f"{self.limit} connected at once: each connects for its samples in turn"
+            f"{self.medium} shared by {self.batteries} batteries, at most {self.limit} "
+            "connected at once: each connects for its samples in turn"
         )
 
     def turn(self) -> asyncio.Semaphore:
@@ -67,7 +69,7 @@ class AdapterTurns:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """Timing of the link; seconds."""
+    """How the link runs: its timing (seconds), and what the BMS speaks."""
 
     poll_interval: float = 1.0
     request_timeout: float = 2.0
@@ -78,6 +80,10 @@ class LinkConfig:
     invert_current: bool = False
     #: Longest hold of a shared adapter's link for one turn (connect, read, disconnect).
     turn_timeout: float = 20.0
+    #: The protocol the BMS speaks (client.PROTOCOLS), "auto" to find it out.
+    protocol: str = "auto"
+    #: An A5 BMS's board number on a shared RS485 bus (1: alone on its port).
+    board: int = 1
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ class BmsLink:
         config: LinkConfig,
         on_sample: Callable[[BmsSample], None],
         on_status: Callable[[LinkStatus], None],
-        turns: AdapterTurns | None = None,
+        turns: LinkTurns | None = None,
         search_lock: asyncio.Lock | None = None,
     ) -> None:
         self._transport = transport
@@ -142,7 +148,12 @@ class BmsLink:
         self._on_sample = on_sample
         self._on_status = on_status
         self._client = DalyClient(
-            transport, config.request_timeout, config.request_retries, config.invert_current
+            transport,
+            config.request_timeout,
+            config.request_retries,
+            config.invert_current,
+            config.protocol,
+            config.board,
         )
         self._state = LinkState.CONNECTING
         self._lost = asyncio.Event()
@@ -234,7 +245,7 @@ class BmsLink:
         self._connected_once = True
         self._enter(LinkState.CONNECTED)
 
-    async def _run_in_turn(self, turns: AdapterTurns) -> None:
+    async def _run_in_turn(self, turns: LinkTurns) -> None:
         """Each poll: find the BMS, wait for a free link, connect, read one sample, disconnect.
 
         The search holds no link, so an absent pack never keeps the others waiting; a turn

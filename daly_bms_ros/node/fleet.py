@@ -35,7 +35,7 @@ from daly_bms_ros.node.node import (
     bleak_transport,
     publish_diagnostics,
 )
-from daly_bms_ros.node.parameters import InvalidSettingError
+from daly_bms_ros.node.parameters import InvalidSettingError, target_of
 
 QUEUE_DEPTH = 10
 
@@ -134,11 +134,12 @@ class DalyBmsFleet(Node):
             )
         self._links = SharedLinks(max_connections)
         self.children = tuple(self._pack_node(transport_factory, ns) for ns in namespaces)
-        targets = [c.settings.mac_address.upper() or c.settings.device_name for c in self.children]
+        targets = [target_of(child.settings) for child in self.children]
         if not all(targets) or len(set(targets)) != len(targets):
             raise InvalidSettingError(
-                "each pack needs a mac_address or device_name of its own in its section "
-                f"(<namespace>/daly_bms), else two packs may take one BMS: got {targets}"
+                "each pack needs a mac_address or device_name (or, wired, a serial_port and "
+                "board) of its own in its section (<namespace>/daly_bms), else two packs may "
+                f"take one BMS: got {targets}"
             )
         self._links.loop.start()
         for child in self.children:

@@ -50,6 +50,7 @@ from daly_bms_ros.node.parameters import (
     TECHNOLOGIES,
     InvalidSettingError,
     NodeSettings,
+    target_of,
     validate,
 )
 from daly_bms_ros.node.raw_frames import RawFramePublisher
@@ -199,6 +200,13 @@ class BatteryDriver:
             return  # started already
         settings = self.settings
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
+        # Packs share an adapter's turns and searches, and the boards of an RS485 bus its turns.
+        turns, search_lock = None, None
+        if self._links is not None and settings.transport == "serial":
+            turns = self._links.bus_turns(settings.serial_port)
+        elif self._links is not None:
+            turns = self._links.turns_for(settings.adapter)
+            search_lock = self._links.search_lock(settings.adapter)
         self._link = BmsLink(
             self._transport_factory(settings),
             LinkConfig(
@@ -208,14 +216,16 @@ class BatteryDriver:
                 reconnect_delay_min=settings.reconnect_delay_min,
                 reconnect_delay_max=settings.reconnect_delay_max,
                 invert_current=settings.invert_current,
+                protocol=settings.protocol,
+                board=settings.board,
                 # A turn on a shared adapter: connecting, then the first turn's reads.
                 turn_timeout=settings.connect_timeout
                 + 4 * (settings.request_retries + 1) * settings.request_timeout,
             ),
             on_sample=self._on_sample,
             on_status=self._on_link_status,
-            turns=None if self._links is None else self._links.turns_for(settings.adapter),
-            search_lock=None if self._links is None else self._links.search_lock(settings.adapter),
+            turns=turns,
+            search_lock=search_lock,
         )
         if self._raw_frames is not None:
             self._link.client.taps.append(self._raw_frames)
@@ -283,12 +293,9 @@ class BatteryDriver:
             node.destroy_guard_condition(self._sample_ready)
 
     def _target(self) -> str:
-        settings = self.settings
-        if settings.mac_address:
-            return f"address {settings.mac_address}"
-        if settings.device_name:
-            return f"name {settings.device_name}"
-        return "first device that looks like a Daly BMS (DL-…/JHB-…, fff0/ff00, manufacturer)"
+        return target_of(self.settings) or (
+            "first device that looks like a Daly BMS (DL-…/JHB-…, fff0/ff00, manufacturer)"
+        )
 
     def apply(self, settings: NodeSettings) -> None:
         """Take run-time changes: a new poll interval at once, thresholds from now on."""
@@ -406,6 +413,8 @@ class DalyBmsNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if links is None:
             self._driver.start()
+        elif settings.transport == "serial":
+            links.register_bus(settings.serial_port)
         else:
             links.register(settings.adapter)
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from daly_bms_ros.link.client import PROTOCOLS
 from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
 from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
+from daly_bms_ros.protocol.a5 import MAX_BOARD
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {
@@ -41,6 +43,8 @@ class NodeSettings:
     serial_port: str = ""
     baud: int = 9600
     rs485: bool = False
+    protocol: str = "auto"
+    board: int = 1
     poll_interval: float = 1.0
     connect_timeout: float = 10.0
     request_timeout: float = 2.0
@@ -138,6 +142,19 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
     "rs485": ParameterSpec(
         "Let the kernel switch an RS485 adapter's direction with RTS (transport serial; only "
         "for adapters that do not switch by themselves).",
+    ),
+    "protocol": ParameterSpec(
+        "The protocol the BMS speaks: d2 (Daly's Bluetooth modules), x81 (newer packs and wired "
+        "D2 boards), a5 (UART/RS485 ports, older Bluetooth modules), or auto to find it out at "
+        "each connection (the probes the BMS does not answer cost a request timeout each).",
+        constraints="one of: " + ", ".join(PROTOCOLS),
+    ),
+    "board": ParameterSpec(
+        "An A5 BMS's board number on a shared RS485 bus (set in Daly's PC tool); 1 for a BMS "
+        "alone on its port.",
+        minimum=1,
+        maximum=MAX_BOARD,
+        step=1,
     ),
     "poll_interval": ParameterSpec(
         "Seconds between two reads of the BMS status. May be changed at run time.",
@@ -275,6 +292,22 @@ def _number(name: str, value: Any) -> float:
     return float(value)
 
 
+def target_of(settings: NodeSettings) -> str:
+    """Return what picks the BMS, for logs and to tell packs apart.
+
+    Its serial port (and board on a shared bus), Bluetooth address or name; "" when nothing
+    does (the first device that looks like a Daly BMS is taken).
+    """
+    if settings.transport == "serial":
+        board = f" board {settings.board}" if settings.board > 1 else ""
+        return f"serial port {settings.serial_port}{board}"
+    if settings.mac_address:
+        return f"address {settings.mac_address.upper()}"
+    if settings.device_name:
+        return f"name {settings.device_name}"
+    return ""
+
+
 def validate(values: Mapping[str, Any]) -> NodeSettings:
     """Return settings built from ``values`` or raise InvalidSettingError naming the problem."""
     merged = {**asdict(DEFAULTS), **values}
@@ -297,6 +330,10 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
         raise InvalidSettingError(
             f"serial_port {settings.serial_port!r} is set but transport is ble: "
             "set transport to serial, or leave serial_port empty"
+        )
+    if settings.protocol not in PROTOCOLS:
+        raise InvalidSettingError(
+            f"protocol {settings.protocol!r} is not known: allowed are {', '.join(PROTOCOLS)}"
         )
     if settings.technology not in TECHNOLOGIES:
         raise InvalidSettingError(

@@ -26,7 +26,7 @@ from typing import NamedTuple
 from daly_bms_ros.protocol.decoding import decode_alarms
 from daly_bms_ros.protocol.errors import FrameDecodeError
 from daly_bms_ros.protocol.frames import RejectReason
-from daly_bms_ros.protocol.model import BmsStatus
+from daly_bms_ros.protocol.model import BmsSettings, BmsStatus
 from daly_bms_ros.protocol.registers import (
     A5_BALANCING,
     A5_CELL_RANGE,
@@ -36,6 +36,7 @@ from daly_bms_ros.protocol.registers import (
     A5_CURRENT_OFFSET,
     A5_FAILURES,
     A5_MOS,
+    A5_RATED_VALUES,
     A5_SOC,
     A5_STATUS,
     A5_TEMPERATURE_OFFSET,
@@ -52,6 +53,12 @@ DATA_SIZE = 8
 #: this order over a wire; over Bluetooth 0x80 first (fl4p/batmon-ha's probe order).
 WIRED_HOST_ADDRESSES = (0x40, 0x80)
 BLUETOOTH_HOST_ADDRESSES = (0x80, 0x40)
+#: Boards on one RS485 bus, numbered in Daly's PC tool: board N answers host address
+#: 0x40 + N - 1 and carries N in byte 1 of its answers (mr-manuel/venus-os_dbus-serialbattery
+#: ``bms/daly.py``: "Board No 1 = 0x40; Board No 2 = 0x41"; two packs on one bus in
+#: esphome/esphome#12445: ``A5 41 90 …`` answered by ``A5 02 90 …``). Up to 16 keeps the
+#: addresses 0x40..0x4F clear of 0x80.
+MAX_BOARD = 16
 #: Addresses from 0x20 up are hosts': a frame carrying one is a request (an RS485 echo).
 _FIRST_HOST_ADDRESS = 0x20
 #: Fill of a read request's data bytes: 0xAA lets the BMS's weak UART sync
@@ -82,6 +89,19 @@ class A5Frame:
     def number(self) -> int:
         """Data byte 0: the frame's number in a multi-frame answer (0x95, 0x96)."""
         return self.data[0]
+
+
+def host_addresses(wired: bool, board: int = 1) -> tuple[int, ...]:
+    """Return the host addresses to ask from, in order of trial.
+
+    Board 1 (a BMS alone on its port) is asked from both host addresses, 0x40 first over a
+    wire, 0x80 first over Bluetooth; board N > 1 on a shared RS485 bus only from 0x40 + N - 1.
+    """
+    if not 1 <= board <= MAX_BOARD:
+        raise ValueError(f"the board number must be 1..{MAX_BOARD}, not {board}")
+    if board > 1:
+        return (WIRED_HOST_ADDRESSES[0] + board - 1,)
+    return WIRED_HOST_ADDRESSES if wired else BLUETOOTH_HOST_ADDRESSES
 
 
 def build_a5_request(command: int, host_address: int = 0x40, data: bytes = READ_FILL) -> bytes:
@@ -369,6 +389,16 @@ def decode_a5_failures(frame: A5Frame) -> tuple[tuple[int, ...], tuple[str, ...]
     )
     alarms = decode_alarms((*words[:3], data[6]))
     return words, alarms + ((f"fault_code_{data[7]}",) if data[7] else ())
+
+
+def decode_a5_rated(frame: A5Frame) -> BmsSettings:
+    """Decode 0x50: rated capacity (Ah) and nominal cell voltage (V), the settings A5 tells."""
+    _check(frame, A5_RATED_VALUES)
+    data = frame.data
+    return BmsSettings(
+        rated_capacity=int.from_bytes(data[0:4], "big") / 1000.0,
+        nominal_cell_voltage=int.from_bytes(data[4:8], "big") / 1000.0,
+    )
 
 
 def _check(frame: A5Frame, command: int) -> None:

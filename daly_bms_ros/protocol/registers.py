@@ -558,6 +558,11 @@ A5_TEMPERATURES_PER_FRAME = 7
 A5_BALANCING = 0x97
 #: 0x98 [G]: failure bits, bytes 0..6 as FAULT_BITS, byte 7 a fault code.
 A5_FAILURES = 0x98
+#: 0x50, which Daly's document leaves out: rated capacity (mAh, 4 bytes), nominal cell voltage
+#: (mV, 4 bytes) (mr-manuel/venus-os_dbus-serialbattery ``read_capacity``, matthewgream/
+#: DalyBMSInterface ``RequestResponse_BATTERY_RATINGS``; a 280 Ah pack logs
+#: "ratedCellmV=3200, ratedCapacitymAh=280000" in ai-republic/bms-to-inverter issue #6).
+A5_RATED_VALUES = 0x50
 #: The commands of one complete sample, in the order they are asked (0x94 first: its counts
 #: say how many frames 0x95 and 0x96 send).
 A5_SAMPLE_COMMANDS = (

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 
 from daly_bms_ros.protocol import BmsStatus
 from daly_bms_ros.protocol.a5 import (
     DATA_SIZE,
+    MAX_BOARD,
     WIRED_HOST_ADDRESSES,
     build_a5_answer,
     frames_expected,
@@ -44,6 +46,7 @@ from daly_bms_ros.protocol.registers import (
     A5_CURRENT_OFFSET,
     A5_FAILURES,
     A5_MOS,
+    A5_RATED_VALUES,
     A5_SOC,
     A5_STATUS,
     A5_TEMPERATURE_OFFSET,
@@ -53,18 +56,12 @@ from daly_bms_ros.protocol.registers import (
 )
 from daly_bms_ros.sim.battery import BatteryModel
 
-#: Rated capacity (mAh, 4 bytes) and nominal cell voltage (mV, 4 bytes), a command Daly's
-#: document leaves out (mr-manuel/venus-os_dbus-serialbattery ``read_capacity``,
-#: matthewgream/DalyBMSInterface ``RequestResponse_BATTERY_RATINGS``).
-A5_RATED_VALUES = 0x50
 #: What a BMS sending every frame sends: Daly's document, "is sent in 16 frames" (0x95) and
 #: "send in 3 frames" (0x96).
 ALL_CELL_FRAMES = 16
 ALL_TEMPERATURE_FRAMES = 3
 #: The most cells the A5 protocol carries: 16 frames of 3.
 MAX_CELLS = ALL_CELL_FRAMES * A5_CELLS_PER_FRAME
-#: Board numbers a bus can tell apart: their host addresses 0x40..0x4F stay below 0x80.
-MAX_BOARD = 16
 #: Steps of the 0x93 "BMS life" counter a second (its real rate is not known).
 HEARTBEAT_PER_SECOND = 1.0
 
@@ -232,3 +229,32 @@ class A5Responder:
             round(settings.rated_capacity * 1000).to_bytes(4, "big")
             + round(settings.nominal_cell_voltage * 1000).to_bytes(4, "big")
         ]
+
+
+class A5Bus:
+    """Boards 1..N on one RS485 bus: every board hears each request, the one addressed answers.
+
+    Board n answers host address 0x40 + n - 1 alone, as an RS485 port does, from a model of
+    its own whose state of charge starts 10 points below the board before it, so a client can
+    tell which board answered.
+    """
+
+    def __init__(self, model: BatteryModel, boards: int) -> None:
+        if not 2 <= boards <= MAX_BOARD:
+            raise ValueError(f"a bus carries 2..{MAX_BOARD} boards, not {boards}")
+        self.boards = [
+            A5Responder(
+                replace(model, initial_soc=max(model.initial_soc - 0.1 * index, 0.05)),
+                board,
+                default_host_addresses(board)[:1],
+            )
+            for index, board in enumerate(range(1, boards + 1))
+        ]
+
+    def __call__(self, request: bytes) -> bytes | None:
+        """Return the addressed board's answer to ``request``, or None when none is."""
+        for board in self.boards:
+            answer = board(request)
+            if answer is not None:
+                return answer
+        return None

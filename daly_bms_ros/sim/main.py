@@ -25,11 +25,11 @@ from dbus_fast.errors import DBusError
 
 from daly_bms_ros.capture.format import CONNECTION, CaptureError, read_events
 from daly_bms_ros.protocol import D2, VARIANTS, X81
+from daly_bms_ros.protocol.a5 import MAX_BOARD as A5_MAX_BOARD
 from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
-from daly_bms_ros.sim.a5_responder import MAX_BOARD as A5_MAX_BOARD
 from daly_bms_ros.sim.a5_responder import MAX_CELLS as A5_MAX_CELLS
-from daly_bms_ros.sim.a5_responder import A5Responder
+from daly_bms_ros.sim.a5_responder import A5Bus, A5Responder
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault, FaultInjector
 from daly_bms_ros.sim.peripheral import (
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESSES",
         help="a5: the request addresses answered, e.g. 0x40 as an RS485 port (default: "
         "0x40 + board - 1 and 0x80, as a UART port)",
+    )
+    parser.add_argument(
+        "--a5-bus",
+        type=int,
+        metavar="N",
+        help=f"a5 with --serial: boards 1..N (2..{A5_MAX_BOARD}) on one RS485 bus, board n "
+        "answering 0x40 + n - 1 alone, each its own pack (its SOC 10 points below the one "
+        "before)",
     )
     parser.add_argument(
         "--a5-all-frames",
@@ -287,6 +295,8 @@ def responder_for(arguments: argparse.Namespace) -> Callable[[bytes], bytes | No
     ValueError for an impossible pack or board number.
     """
     model = model_for(arguments)
+    if arguments.a5_bus:
+        return A5Bus(model, arguments.a5_bus)
     if arguments.protocol == A5:
         return A5Responder(
             model,
@@ -376,9 +386,21 @@ def model_for(arguments: argparse.Namespace) -> BatteryModel:
 def check_presentation(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
     """Refuse options that do not go together; fill in the protocol of the presentation."""
     arguments.protocol = arguments.protocol or (A5 if arguments.serial else D2.name)
-    a5_options = arguments.a5_board is not None or arguments.a5_hosts or arguments.a5_all_frames
+    a5_options = (
+        arguments.a5_board is not None
+        or arguments.a5_hosts
+        or arguments.a5_all_frames
+        or arguments.a5_bus is not None
+    )
     if arguments.protocol != A5 and a5_options:
-        parser.error("--a5-board, --a5-hosts and --a5-all-frames are for --protocol a5")
+        parser.error("--a5-board, --a5-hosts, --a5-all-frames and --a5-bus are for --protocol a5")
+    if arguments.a5_bus is not None and (
+        not arguments.serial or arguments.a5_board is not None or arguments.a5_hosts
+    ):
+        parser.error(
+            "--a5-bus is for --serial, and numbers the boards itself: not with "
+            "--a5-board or --a5-hosts"
+        )
     if arguments.rs485_echo and not arguments.serial:
         parser.error("--rs485-echo is for --serial")
     if arguments.replay and arguments.serial:
