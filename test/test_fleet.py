@@ -237,7 +237,8 @@ def test_wired_packs_join_the_fleet_and_the_boards_of_a_bus_take_turns(tmp_path:
                 # A5's rated capacity (0x50) and D2's settings block add up in parallel.
                 assert w1.capacity == pytest.approx(100.0)
                 assert listener.latest("/bank").capacity == pytest.approx(250.0)
-                assert w1.serial_number == bus_port
+                # Each board its own identity (diagnostics' hardware id, the bridge's key).
+                assert (w1.serial_number, w2.serial_number) == (bus_port, f"{bus_port} board 2")
             finally:
                 stop()
                 fleet.close()

@@ -272,6 +272,12 @@ class DalyClient:
             return "a5"
         return self.variant.name if self.variant is not None else ""
 
+    @property
+    def address(self) -> str:
+        """Where the BMS is: the transport's address, and its board on a shared RS485 bus."""
+        address = self.transport.address
+        return f"{address} board {self.board}" if address and self.board > 1 else address
+
     def detach(self, reason: str) -> None:
         """End a connection: the taps learn why."""
         for tap in self.taps:

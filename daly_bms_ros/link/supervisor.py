@@ -186,7 +186,7 @@ class BmsLink:
             last_sample_at=self._last_sample_at,
             device_information=self._device_information,
             failed_polls=self._failed_polls,
-            address=self._transport.address,
+            address=self._client.address,
             schedule="" if self._turns is None else self._turns.description,
             stretched_interval=self._stretched,
         )
