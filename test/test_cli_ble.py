@@ -129,6 +129,7 @@ def test_info_reads_the_device_information(sim: SimProcess) -> None:
     [info] = json_lines(result.stdout)
     assert info["name"] == NAME
     assert info["mac_address"] == PERIPHERAL_ADDRESS
+    assert (info["serial_port"], info["protocol"]) == (None, "d2")
     # From the D2 device-information block...
     assert info["software_version"] == "11_261125_SIM1"
     assert info["hardware_version"] == "H1.0_SIM_16S"

@@ -249,3 +249,15 @@ def test_a_board_on_a_shared_rs485_bus_is_asked_by_its_number(tmp_path: Path) ->
         )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["soc"] > 0
+        info = subprocess.run(
+            [CLI, "info", "--json", "--serial-port", port, "--board", "3"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert info.returncode == 0, info.stderr
+        record = json.loads(info.stdout)
+        assert (record["mac_address"], record["serial_port"]) == (None, f"{port} board 3")
+        assert (record["protocol"], record["software_version"]) == ("a5", None)
+        assert record["rated_capacity"] == 100.0  # 0x50

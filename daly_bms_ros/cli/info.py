@@ -1,4 +1,4 @@
-"""``daly-bms info``: what the BMS is: name, address, versions, cells, sensors, capacity.
+"""``daly-bms info``: what the BMS is: name, address or port, protocol, versions, cells, capacity.
 
 Software and hardware version and production date come from the D2 device-information block;
 model, manufacturer, serial and firmware revision from the standard GATT Device Information
@@ -27,7 +27,10 @@ async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
     return json_object(
         {
             "name": transport.name,
-            "mac_address": transport.address,
+            # A Bluetooth BMS is known by its address, a wired one by its port (and board).
+            "mac_address": None if transport.wired else transport.address,
+            "serial_port": client.address if transport.wired else None,
+            "protocol": client.protocol,
             "software_version": information.pop("software_version", None),
             "hardware_version": information.pop("hardware_version", None),
             "production_date": information.pop("production_date", None),
