@@ -26,7 +26,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import BatteryState
+from test_e2e_faults import listen, spinning, start_node, wait_until
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
@@ -201,35 +201,14 @@ def test_per_cell_balancing_of_the_model_reaches_dalycells(bus: str, ros_context
 def test_the_node_reads_an_older_a5_module_found_after_d2_and_0x81(
     bus: str, ros_context: Context
 ) -> None:
-    node = DalyBmsNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("device_name", value=A5_MODULE),
-            Parameter("adapter", value="hci0"),
-            Parameter("poll_interval", value=0.2),
-            Parameter("request_timeout", value=0.5),
-            Parameter("request_retries", value=0),
-        ],
-    )
+    node = start_node(ros_context, "a5", Parameter("device_name", value=A5_MODULE))
     listener = Node("a5_listener", context=ros_context)
-    states: list[BatteryState] = []
-    listener.create_subscription(BatteryState, "battery_state", states.append, 50)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(listener)
-    try:
-        deadline = time.monotonic() + 60
-        while len(states) < 3:
-            assert time.monotonic() < deadline, "no BatteryState from the A5 module"
-            executor.spin_once(timeout_sec=0.1)
-        state = states[-1]
+    received = listen(listener, "a5")
+    with spinning(ros_context, [node], listener):
+        wait_until(lambda: received.count() >= 3, "samples of the A5 module")
+        state = received.batteries[-1]
         assert len(state.cell_voltage) == 16  # of the 16 frames sent, as many as 0x94 counts
         assert state.voltage == pytest.approx(sum(state.cell_voltage), abs=0.1)
         assert state.capacity == pytest.approx(40.0)  # 0x50
         assert 0 < state.percentage <= 1
         assert state.serial_number == peripheral_address(5)
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        listener.destroy_node()

@@ -184,13 +184,15 @@ def test_the_second_board_on_a_bus_answers_with_its_number() -> None:
         host_addresses(wired=True, board=17)
 
 
-def test_rated_values_in_the_layout_peers_read() -> None:
-    # No raw 0x50 answer is published; the layout is mr-manuel/venus-os_dbus-serialbattery's
-    # read_capacity (">LL": mAh, mV) and the values those of a 280 Ah pack's log line,
-    # "ratedCellmV=3200, ratedCapacitymAh=280000" (ai-republic/bms-to-inverter#6).
-    frame = A5Frame(1, 0x50, (280_000).to_bytes(4, "big") + (3200).to_bytes(4, "big"))
+def test_rated_values_as_a_pack_sent_them_over_can() -> None:
+    # No 0x50 answer from a UART is published; a pack's CAN frame of the same data id carries
+    # the same 8 data bytes: "0x50 ... 0x0 0x0 0x75 0x30 0x0 0x0 0xe 0x10", which its author
+    # reads as a capacity of 30000 mAh and a nominal cell voltage of 3600 mV (heezes,
+    # 2023-07-07, https://diysolarforum.com/threads/daly-bms-communication-protocol.65439/).
+    # The layout, two big-endian u32, is mr-manuel/venus-os_dbus-serialbattery's read_capacity.
+    frame = A5Frame(1, 0x50, bytes.fromhex("000075300000 0e10".replace(" ", "")))
     rated = decode_a5_rated(frame)
-    assert (rated.rated_capacity, rated.nominal_cell_voltage) == (280.0, 3.2)
+    assert (rated.rated_capacity, rated.nominal_cell_voltage) == (30.0, 3.6)
     with pytest.raises(FrameDecodeError):
         decode_a5_rated(A5Frame(1, 0x90, bytes(8)))
 

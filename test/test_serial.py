@@ -33,6 +33,14 @@ from daly_bms_ros.protocol import BmsSample
 CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
 
+def daly_bms(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user does."""
+    assert CLI
+    return subprocess.run(
+        [CLI, *arguments], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def next_port(sim: SimProcess) -> str:
     """Read the next "serial port" line the virtual BMS prints (a new pty after an unplug)."""
     assert sim.process.stdout is not None
@@ -44,15 +52,8 @@ def next_port(sim: SimProcess) -> str:
 
 @pytest.mark.parametrize("protocol", ["a5", "x81"])
 def test_the_cli_reads_a_wired_bms(tmp_path: Path, protocol: str) -> None:
-    assert CLI
     with serial_sim(tmp_path, "--protocol", protocol, "--cells", "8") as (_sim, port):
-        result = subprocess.run(
-            [CLI, "read", "--json", "--serial-port", port, "--request-timeout", "0.5"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = daly_bms("read", "--json", "--serial-port", port, "--request-timeout", "0.5")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["device"] == f"{port} (9600 baud)"
@@ -62,23 +63,10 @@ def test_the_cli_reads_a_wired_bms(tmp_path: Path, protocol: str) -> None:
 
 
 def test_the_cli_says_when_the_port_is_missing_or_the_options_clash() -> None:
-    assert CLI
-    missing = subprocess.run(
-        [CLI, "read", "--serial-port", "/dev/no-such-adapter"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    missing = daly_bms("read", "--serial-port", "/dev/no-such-adapter")
     assert missing.returncode == 3
     assert "no serial port /dev/no-such-adapter" in missing.stderr
-    clash = subprocess.run(
-        [CLI, "read", "--serial-port", "/dev/ttyUSB0", "--mac", "C6:6C:09:03:1B:9E"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    clash = daly_bms("read", "--serial-port", "/dev/ttyUSB0", "--mac", "C6:6C:09:03:1B:9E")
     assert clash.returncode == 2
     assert "not with --serial-port" in clash.stderr
 
@@ -129,13 +117,6 @@ def test_the_node_reads_a_wired_a5_bms_through_faults_and_an_unplug(
             assert int(received.diagnostic_values()["reconnects"]) >= 1
 
 
-def scan(*arguments: str) -> subprocess.CompletedProcess[str]:
-    assert CLI
-    return subprocess.run(
-        [CLI, "scan", *arguments], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_scan_lists_the_serial_ports_a_bms_answers_on(tmp_path: Path) -> None:
     silent_side, silent = os.openpty()  # a port with nothing behind it
     (tmp_path / "a").mkdir()
@@ -146,7 +127,7 @@ def test_scan_lists_the_serial_ports_a_bms_answers_on(tmp_path: Path) -> None:
             serial_sim(tmp_path / "b", "--protocol", "x81", "--cells", "8") as (_x81, x81_port),
         ):
             ports = [a5_port, x81_port, os.ttyname(silent), "/dev/no-such-adapter"]
-            table = scan(*(f"--serial-port={port}" for port in ports))
+            table = daly_bms("scan", *(f"--serial-port={port}" for port in ports))
             assert table.returncode == 0, table.stderr
             lines = table.stdout.splitlines()
             assert len(lines) == 2, table.stdout  # the silent port is not listed
@@ -155,14 +136,14 @@ def test_scan_lists_the_serial_ports_a_bms_answers_on(tmp_path: Path) -> None:
             assert "/dev/no-such-adapter: no serial port" in table.stderr
             records = [
                 json.loads(line)
-                for line in scan(
-                    "--json", "--protocol", "a5", "--serial-port", a5_port
+                for line in daly_bms(
+                    "scan", "--json", "--protocol", "a5", "--serial-port", a5_port
                 ).stdout.splitlines()
             ]
             assert [(r["device"], r["protocol"], r["cells"]) for r in records] == [
                 (a5_port, "a5", 16)
             ]
-        nothing = scan("--serial-port", os.ttyname(silent), "--request-timeout", "0.2")
+        nothing = daly_bms("scan", "--serial-port", os.ttyname(silent), "--request-timeout", "0.2")
         assert nothing.returncode == 3
         assert f"no BMS answered on {os.ttyname(silent)}" in nothing.stderr
     finally:
@@ -239,23 +220,12 @@ def test_a_board_on_a_shared_rs485_bus_is_asked_by_its_number(tmp_path: Path) ->
         assert {request[1] for request in requests if request[0] == 0xA5} == {0x42}
         with pytest.raises(RequestTimeoutError):
             asyncio.run(read_wired(port, "a5", board=2))
-        assert CLI
-        result = subprocess.run(
-            [CLI, "read", "--json", "--serial-port", port, "--board", "3", "--protocol", "a5"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        result = daly_bms(
+            "read", "--json", "--serial-port", port, "--board", "3", "--protocol", "a5"
         )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["soc"] > 0
-        info = subprocess.run(
-            [CLI, "info", "--json", "--serial-port", port, "--board", "3"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        info = daly_bms("info", "--json", "--serial-port", port, "--board", "3")
         assert info.returncode == 0, info.stderr
         record = json.loads(info.stdout)
         assert (record["mac_address"], record["serial_port"]) == (None, f"{port} board 3")

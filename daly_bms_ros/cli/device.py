@@ -89,7 +89,9 @@ def bind_address(text: str) -> str:
     return text
 
 
-def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
+def add_adapter_arguments(
+    parser: argparse.ArgumentParser, timeout: float = 10.0, timeout_help: str = "search and connect"
+) -> None:
     """--adapter and --timeout, for commands that scan."""
     parser.add_argument(
         "--adapter", default="", help="Bluetooth adapter, e.g. hci0 (default: system's)"
@@ -97,8 +99,8 @@ def add_adapter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
-        default=10.0,
-        help="seconds to search and connect (default 10)",
+        default=timeout,
+        help=f"seconds to {timeout_help} (default {timeout:g})",
     )
 
 
@@ -119,26 +121,11 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         help="serial port, e.g. /dev/ttyUSB0 or a /dev/serial/by-id/ path (implies serial)",
     )
     parser.add_argument(
-        "--baud", type=baud_rate, default=DEFAULT_BAUDRATE, help="serial speed (default 9600)"
-    )
-    parser.add_argument(
         "--rs485",
         action="store_true",
         help="let the kernel switch the RS485 direction with RTS (adapters that do not)",
     )
-    parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="auto",
-        help="the protocol the BMS speaks; auto (default) finds it out, at the cost of probes "
-        "the BMS does not answer",
-    )
-    parser.add_argument(
-        "--board",
-        type=board_number,
-        default=1,
-        help=f"an A5 BMS's board number on a shared RS485 bus (1..{MAX_BOARD}; default 1)",
-    )
+    add_protocol_arguments(parser)
     parser.add_argument(
         "--request-timeout",
         type=positive_seconds,
@@ -149,6 +136,26 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         "--invert-current",
         action="store_true",
         help="turn the current's sign round (firmware that reports charging as negative)",
+    )
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--baud, --protocol and --board: what a wired BMS speaks and how it is addressed."""
+    parser.add_argument(
+        "--baud", type=baud_rate, default=DEFAULT_BAUDRATE, help="serial speed (default 9600)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="the protocol the BMS speaks, the only one asked; auto (default) finds it out, at "
+        "the cost of the probes the BMS does not answer",
+    )
+    parser.add_argument(
+        "--board",
+        type=board_number,
+        default=1,
+        help=f"an A5 BMS's board number on a shared RS485 bus (1..{MAX_BOARD}; default 1)",
     )
 
 

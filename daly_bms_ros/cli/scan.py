@@ -13,16 +13,13 @@ from bleak.exc import BleakError
 
 from daly_bms_ros.cli.device import (
     add_adapter_arguments,
-    baud_rate,
-    board_number,
+    add_protocol_arguments,
     positive_seconds,
     run_ble,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
-from daly_bms_ros.link.client import PROTOCOLS
 from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
-from daly_bms_ros.link.serial_transport import DEFAULT_BAUDRATE
 
 
 @dataclass(frozen=True)
@@ -57,8 +54,7 @@ def add_parser(subparsers: Any) -> None:
         "scan",
         help="list Daly BMS in range, or with --serial the serial ports one answers on",
     )
-    add_adapter_arguments(parser)
-    parser.set_defaults(timeout=5.0)
+    add_adapter_arguments(parser, 5.0, "scan Bluetooth")
     parser.add_argument("--json", action="store_true", help="one JSON object per device")
     serial = parser.add_argument_group(
         "serial ports",
@@ -77,18 +73,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="PATH",
         help="ask this port (repeatable; implies --serial; default: every serial port)",
     )
-    serial.add_argument(
-        "--baud", type=baud_rate, default=DEFAULT_BAUDRATE, help="serial speed (default 9600)"
-    )
-    serial.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="auto",
-        help="ask this protocol only (default auto: D2, 0x81 and A5)",
-    )
-    serial.add_argument(
-        "--board", type=board_number, default=1, help="an A5 board number on an RS485 bus"
-    )
+    add_protocol_arguments(serial)
     serial.add_argument(
         "--request-timeout",
         type=positive_seconds,

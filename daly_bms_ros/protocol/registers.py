@@ -554,7 +554,8 @@ A5_CELLS_PER_FRAME = 3
 #: 0x96 [G][H]: temperatures, degC + 40, seven a frame after the frame number.
 A5_TEMPERATURES = 0x96
 A5_TEMPERATURES_PER_FRAME = 7
-#: 0x97 [G]: balancing, one bit a cell (bit 0 cell 1).
+#: 0x97 [G]: balancing, one bit a cell (bit 0 cell 1), as maland16/daly-bms-uart,
+#: softwarecrash/Daly2MQTT and acpiccolo/Daly-BMS read it; no capture confirms the order.
 A5_BALANCING = 0x97
 #: 0x98 [G]: failure bits, bytes 0..6 as FAULT_BITS, byte 7 a fault code.
 A5_FAILURES = 0x98
