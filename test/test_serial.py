@@ -102,6 +102,16 @@ def test_the_node_reads_a_wired_a5_bms_through_faults_and_an_unplug(
                 "the corrupt answers counted",
             )
             wait_for_new_samples(received, 3, "samples after the corrupt answers")
+            # Answers cut short, and none at all: each costs a request timeout, then samples go on.
+            for fault in ("truncated", "no_answer"):
+                timeouts = int(received.diagnostic_values().get("timeouts", "0"))
+                sim.control({"fault": fault, "count": 2})
+                wait_until(
+                    lambda timeouts=timeouts: int(received.diagnostic_values()["timeouts"])
+                    > timeouts,
+                    f"the {fault} answers waited out",
+                )
+                wait_for_new_samples(received, 3, f"samples after the {fault} answers")
             # The adapter is unplugged, and plugged in again under the same stable name (the new
             # pty may even get the old number): the link is rebuilt and samples resume.
             sim.control({"link": "disconnect"})
