@@ -175,6 +175,25 @@ def process_usage(pid: int) -> tuple[float, int]:
     return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE")
 
 
+#: What ``memory_breakdown`` reads of /proc/<pid>/status: resident memory by kind, and threads.
+MEMORY_FIELDS = ("RssAnon", "RssFile", "RssShmem", "Threads")
+
+
+def memory_breakdown(pid: int) -> dict[str, int]:
+    """Resident memory of a process by kind, in bytes, and its thread count.
+
+    RssAnon is what a leak grows (heap, arenas, stacks); RssFile grows too while code and data
+    of the libraries are first touched, and stops when every path has run once.
+    """
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in MEMORY_FIELDS:
+            number = int(value.split()[0])
+            values[name] = number if name == "Threads" else number * 1024
+    return values
+
+
 def percentiles(values: list[float], *cuts: int) -> list[float]:
     """The given percentiles of ``values`` (nearest rank)."""
     ordered = sorted(values)

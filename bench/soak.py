@@ -1,13 +1,15 @@
 """Soak: the node against `daly-bms-sim` for a long run with random faults injected.
 
 Every ``--fault-every`` seconds one fault is drawn: a spoiled answer (no answer, late, corrupt
-CRC, truncated, duplicate), a dropped link, or the BMS sleeping for 1..10 s. At the end: polls,
-published samples, rejected frames by reason, reconnects, crashes (the node process ending on
-its own; must be 0) and resident memory over time: its slope after the warm-up (the first 10
-minutes, or a tenth of a short run), fitted by least squares over a reading every 10 s, in KiB
-per hour (target: at most 100 KiB/h over a run of 2 hours or more).
+CRC, truncated, duplicate), a dropped link, or the BMS sleeping for 1..10 s (``--faults`` draws
+from some kinds only, to tell what a kind costs; ``--fault-every 0`` injects none). At the end:
+polls, published samples, rejected frames by reason, reconnects, crashes (the node process
+ending on its own; must be 0) and resident memory over time: its slope after the warm-up (the
+first 10 minutes, or a tenth of a short run), fitted by least squares over a reading every 10 s,
+in KiB per hour (target: at most 100 KiB/h over a run of 2 hours or more).
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--seed 1] [--wrap COMMAND]
+    .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--faults disconnect,...]
+        [--poll-interval 0.2] [--seed 1] [--wrap COMMAND]
 
 Under ``--wrap`` the memory figures are those of the wrapper's process, not the node's.
 """
@@ -20,15 +22,34 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import listening, mock_bus, process_usage, start_node, stop_node, virtual_bms_process
+from harness import (
+    listening,
+    memory_breakdown,
+    mock_bus,
+    process_usage,
+    start_node,
+    stop_node,
+    virtual_bms_process,
+)
 
 SPOILERS = ("no_answer", "late", "corrupt_crc", "truncated", "duplicate")
+KINDS = (*SPOILERS, "disconnect", "sleep")
+
+
+def kinds(text: str) -> tuple[str, ...]:
+    """Parse ``--faults``: kinds of KINDS, comma-separated."""
+    chosen = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = set(chosen) - set(KINDS)
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(f"fault kinds are some of {', '.join(KINDS)}")
+    return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--fault-every", type=float, default=5.0)
+    parser.add_argument("--faults", type=kinds, default=KINDS, help="the kinds to draw from")
     parser.add_argument("--poll-interval", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -42,6 +63,7 @@ def main() -> None:
     injected: dict[str, int] = {}
     crashes = 0
     memory: list[tuple[float, int]] = []
+    breakdown: list[tuple[float, dict[str, int]]] = []
     with (
         tempfile.TemporaryDirectory() as work,
         mock_bus(Path(work)),
@@ -65,10 +87,11 @@ def main() -> None:
                 now = time.monotonic()
                 if not memory or now - memory[-1][0] >= 10:
                     memory.append((now, process_usage(node.pid)[1]))
-                if now < next_fault:
+                    breakdown.append((now, memory_breakdown(node.pid)))
+                if not arguments.fault_every or now < next_fault:
                     continue
                 next_fault = now + arguments.fault_every
-                kind = draw.choice((*SPOILERS, "disconnect", "sleep"))
+                kind = draw.choice(arguments.faults)
                 injected[kind] = injected.get(kind, 0) + 1
                 if kind in SPOILERS:
                     sim.control({"fault": kind, "count": draw.randint(1, 3)})
@@ -92,7 +115,8 @@ def main() -> None:
     }
     print(
         f"soak: {elapsed / 60:.1f} min, poll interval {arguments.poll_interval} s, "
-        f"seed {arguments.seed}"
+        f"seed {arguments.seed}, a fault every {arguments.fault_every} s of "
+        f"{', '.join(arguments.faults)}"
     )
     print(f"faults injected: {dict(sorted(injected.items()))}")
     print(
@@ -110,6 +134,15 @@ def main() -> None:
             f"end {warm[-1][1] / 2**20:.1f} MiB; slope {slope(warm) * 3600 / 2**10:+.0f} KiB/h "
             f"(least squares over {len(warm)} readings, {(warm[-1][0] - warm[0][0]) / 3600:.2f} h)"
         )
+        warm_breakdown = [(at, values) for at, values in breakdown if at - started >= warm_up]
+        for field in ("RssAnon", "RssFile", "RssShmem"):
+            points = [(at, values[field]) for at, values in warm_breakdown if field in values]
+            print(
+                f"  {field}: {points[0][1] / 2**20:.1f} -> {points[-1][1] / 2**20:.1f} MiB, "
+                f"slope {slope(points) * 3600 / 2**10:+.0f} KiB/h"
+            )
+        threads = [values.get("Threads", 0) for _at, values in warm_breakdown]
+        print(f"  threads: {threads[0]} after the warm-up, {min(threads)}..{max(threads)} since")
 
 
 def slope(points: list[tuple[float, int]]) -> float:
