@@ -8,6 +8,8 @@ ending on its own; must be 0) and resident memory over time: its slope after the
 first 10 minutes, or a tenth of a short run), fitted by least squares over a reading every 10 s,
 in KiB per hour (target: at most 100 KiB/h over a run of 2 hours or more).
 
+SIGINT or SIGTERM ends it early, with the summary.
+
     .venv/bin/python bench/soak.py [--minutes 30] [--fault-every 5] [--faults disconnect,...]
         [--poll-interval 0.2] [--seed 1] [--wrap COMMAND]
 
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,9 +77,12 @@ def main() -> None:
         node = start_node(wrapper, poll_interval=arguments.poll_interval, request_timeout=0.5)
         started = time.monotonic()
         end = started + arguments.minutes * 60
+        stop = threading.Event()
+        for number in (signal.SIGINT, signal.SIGTERM):  # end early, with the summary
+            signal.signal(number, lambda _number, _frame: stop.set())
         next_fault = started + arguments.fault_every
         try:
-            while time.monotonic() < end:
+            while time.monotonic() < end and not stop.is_set():
                 time.sleep(0.5)
                 if node.poll() is not None:
                     crashes += 1
