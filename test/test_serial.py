@@ -50,7 +50,7 @@ def next_port(sim: SimProcess) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("protocol", ["a5", "x81"])
+@pytest.mark.parametrize("protocol", ["a5", "x81", "d2"])
 def test_the_cli_reads_a_wired_bms(tmp_path: Path, protocol: str) -> None:
     with serial_sim(tmp_path, "--protocol", protocol, "--cells", "8") as (_sim, port):
         result = daly_bms("read", "--json", "--serial-port", port, "--request-timeout", "0.5")
