@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bluez_mock import PERIPHERAL_ADDRESS, bluez_mock, virtual_bms
+from bleak import BleakClient
+from bluez_mock import PERIPHERAL_ADDRESS, SimProcess, bluez_mock, sim_process, virtual_bms
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -17,6 +19,7 @@ from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
+from daly_bms_ros.link.supervisor import BmsLink, LinkConfig
 from daly_bms_ros.link.transport import DeviceNotFoundError
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.node import DalyBmsNode
@@ -103,3 +106,55 @@ def test_node_publishes_the_virtual_bms_through_bleak(bus: str, ros_context: Con
         executor.shutdown()
         node.destroy_node()
         listener.destroy_node()
+
+
+def test_a_lost_connection_leaves_nothing_behind_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead connection's objects are freed before the next connects, not left to the collector.
+
+    They hold one another in cycles (bleak's client, its D-Bus connection, the services): left
+    to the collector, each new connection took fresh memory meanwhile, and the resident memory
+    crept up under frequent reconnects (bench/soak.py). With automatic collection off, only
+    the live connection's client may remain after three reconnects.
+    """
+    name = "DL-SIMGC0001"
+
+    async def reconnect_three_times(sim: SimProcess) -> tuple[int, int]:
+        samples: list[BmsSample] = []
+        transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=5.0)
+        config = LinkConfig(
+            poll_interval=0.2, request_timeout=0.5, reconnect_delay_min=0.1, reconnect_delay_max=0.2
+        )
+        link = BmsLink(transport, config, samples.append, lambda _status: None)
+        running = asyncio.create_task(link.run())
+
+        async def next_sample() -> None:
+            count = len(samples)
+            deadline = time.monotonic() + 30
+            while len(samples) == count:
+                assert time.monotonic() < deadline, "no sample"
+                await asyncio.sleep(0.05)
+
+        try:
+            for _ in range(3):
+                await next_sample()
+                await asyncio.to_thread(sim.control, {"link": "disconnect"})
+            await next_sample()
+            clients = sum(isinstance(item, BleakClient) for item in gc.get_objects())
+            return clients, link.status().reconnects
+        finally:
+            await link.stop()
+            await running
+
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        with sim_process(name, tmp_path) as sim:
+            gc.collect()
+            gc.disable()
+            try:
+                clients, reconnects = asyncio.run(reconnect_three_times(sim))
+            finally:
+                gc.enable()
+    assert reconnects >= 3
+    assert clients == 1

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import gc
 import logging
 import random
 import time
@@ -225,6 +226,11 @@ class BmsLink:
             self._client.detach("stopped" if self._stopping.is_set() else self._last_error)
             if self._stopping.is_set():
                 break
+            # bleak's client, its D-Bus connection and the services it found hold one another
+            # in reference cycles, freed only by a full collection, which runs seldom: until
+            # then each new connection took fresh memory and the resident memory crept up under
+            # frequent reconnects (bench/soak.py). Milliseconds, once per lost link.
+            gc.collect()
             self._enter(LinkState.BACKOFF)
             await self._sleep(backoff_delay(self._failures, self._config))
         self._enter(LinkState.STOPPED)
