@@ -130,6 +130,17 @@ def start_node(context: Context, namespace: str, *target: Parameter) -> DalyBmsN
     )
 
 
+@contextmanager
+def node_reading(context: Context, namespace: str, *target: Parameter) -> Iterator[Received]:
+    """A node in ``namespace`` and a listener, spinning; yields once 3 samples arrived."""
+    node = start_node(context, namespace, *target)
+    listener = Node(f"{namespace}_listener", context=context)
+    received = listen(listener, namespace)
+    with spinning(context, [node], listener):
+        wait_until(lambda: received.count() >= 3, f"samples in {namespace}")
+        yield received
+
+
 def test_node_survives_every_fault_and_never_publishes_stale_data(
     two_sims: tuple[SimProcess, SimProcess], ros_context: Context
 ) -> None:
@@ -227,22 +238,17 @@ def test_node_reads_a_bms_of_the_0x81_protocol(
     name = f"{NAME_PREFIX}X81"
     with bluez_mock(tmp_path) as address:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
-        with sim_process(name, tmp_path, "hci1", "--protocol", "x81", "--cells", "40"):
-            node = start_node(ros_context, "x81", Parameter("device_name", value=name))
-            listener = Node("x81_listener", context=ros_context)
-            received = listen(listener, "x81")
-            with spinning(ros_context, [node], listener):
-                wait_until(lambda: received.count() >= 3, "samples of the 0x81 BMS")
-                battery = received.batteries[-1]
-                assert len(battery.cell_voltage) == 40
-                assert all(3.0 < voltage < 3.6 for voltage in battery.cell_voltage)
-                assert math.isnan(battery.capacity)  # this variant does not tell it
-                assert received.cells[-1].mos_temperature > 0
-                wait_until(
-                    lambda: received.diagnostic_values().get("firmware_version")
-                    == "11_261125_SIM1",
-                    "versions from the 0x81 device-information block",
-                )
-                assert (
-                    received.diagnostic_values()["hardware_version"] == DEVICE_INFO.hardware_version
-                )
+        with (
+            sim_process(name, tmp_path, "hci1", "--protocol", "x81", "--cells", "40"),
+            node_reading(ros_context, "x81", Parameter("device_name", value=name)) as received,
+        ):
+            battery = received.batteries[-1]
+            assert len(battery.cell_voltage) == 40
+            assert all(3.0 < voltage < 3.6 for voltage in battery.cell_voltage)
+            assert math.isnan(battery.capacity)  # this variant does not tell it
+            assert received.cells[-1].mos_temperature > 0
+            wait_until(
+                lambda: received.diagnostic_values().get("firmware_version") == "11_261125_SIM1",
+                "versions from the 0x81 device-information block",
+            )
+            assert received.diagnostic_values()["hardware_version"] == DEVICE_INFO.hardware_version

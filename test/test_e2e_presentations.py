@@ -26,7 +26,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from test_e2e_faults import listen, spinning, start_node, wait_until
+from test_e2e_faults import node_reading
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
@@ -201,11 +201,7 @@ def test_per_cell_balancing_of_the_model_reaches_dalycells(bus: str, ros_context
 def test_the_node_reads_an_older_a5_module_found_after_d2_and_0x81(
     bus: str, ros_context: Context
 ) -> None:
-    node = start_node(ros_context, "a5", Parameter("device_name", value=A5_MODULE))
-    listener = Node("a5_listener", context=ros_context)
-    received = listen(listener, "a5")
-    with spinning(ros_context, [node], listener):
-        wait_until(lambda: received.count() >= 3, "samples of the A5 module")
+    with node_reading(ros_context, "a5", Parameter("device_name", value=A5_MODULE)) as received:
         state = received.batteries[-1]
         assert len(state.cell_voltage) == 16  # of the 16 frames sent, as many as 0x94 counts
         assert state.voltage == pytest.approx(sum(state.cell_voltage), abs=0.1)
