@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from daly_bms_ros.cli.device import add_device_arguments, connected, run_ble
+from daly_bms_ros.cli.device import add_device_arguments, connected, run_on_link
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
 from daly_bms_ros.link.client import WriteResult
@@ -91,7 +91,7 @@ def run(arguments: argparse.Namespace) -> int:
         async with connected(arguments) as client:
             return await client.write_register(name, arguments.value)
 
-    result = run_ble(write)
+    result = run_on_link(write)
     if isinstance(result, ExitCode):
         return result
     if arguments.json:

@@ -1,4 +1,4 @@
-"""Options that pick and reach a BMS, shared by every ``daly-bms`` subcommand that talks BLE."""
+"""Options that pick and reach a BMS, shared by every ``daly-bms`` subcommand that talks to one."""
 
 from __future__ import annotations
 
@@ -233,8 +233,8 @@ async def connected(arguments: argparse.Namespace) -> AsyncIterator[DalyClient]:
         await transport.disconnect()
 
 
-def run_ble(command: Callable[[], Coroutine[Any, Any, T]]) -> T | ExitCode:
-    """Run a BLE coroutine; a failure is printed on stderr and becomes the exit status."""
+def run_on_link(command: Callable[[], Coroutine[Any, Any, T]]) -> T | ExitCode:
+    """Run a coroutine that talks to a BMS; a failure is printed and becomes the exit status."""
     try:
         return asyncio.run(command())
     except TransportError as error:

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
+from daly_bms_ros.cli.device import add_reading_parser, connected, run_on_link
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol.model import json_object
 from daly_bms_ros.report import rated_capacity
@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Print the identity; a field the BMS does not tell is null (JSON) or "n/a"."""
-    info = run_ble(lambda: read_info(arguments))
+    info = run_on_link(lambda: read_info(arguments))
     if isinstance(info, ExitCode):
         return info
     if arguments.json:

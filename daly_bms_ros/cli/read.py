@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
+from daly_bms_ros.cli.device import add_reading_parser, connected, run_on_link
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import sample_record, text_report
@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Print the sample; the exit status tells what failed (see ``ExitCode``)."""
-    result = run_ble(lambda: read_once(arguments))
+    result = run_on_link(lambda: read_once(arguments))
     if isinstance(result, ExitCode):
         return result
     if arguments.json:

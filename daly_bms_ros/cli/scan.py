@@ -15,7 +15,7 @@ from daly_bms_ros.cli.device import (
     add_adapter_arguments,
     add_protocol_arguments,
     positive_seconds,
-    run_ble,
+    run_on_link,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
@@ -87,7 +87,7 @@ def run(arguments: argparse.Namespace) -> int:
     """Print the devices (or answering ports); exit 3 when none was found."""
     if arguments.serial or arguments.serial_ports:
         return run_serial(arguments)
-    found = run_ble(lambda: scan(arguments.adapter, arguments.timeout))
+    found = run_on_link(lambda: scan(arguments.adapter, arguments.timeout))
     if isinstance(found, ExitCode):
         return found
     for device in found:
@@ -101,7 +101,7 @@ def run(arguments: argparse.Namespace) -> int:
 def run_serial(arguments: argparse.Namespace) -> int:
     """Ask the serial ports; print those a BMS answered on, and on stderr those not asked."""
     ports = arguments.serial_ports or serial_ports()
-    answers = run_ble(
+    answers = run_on_link(
         lambda: ask_ports(
             ports, arguments.baud, arguments.request_timeout, arguments.protocol, arguments.board
         )

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from daly_bms_ros.cli.device import add_reading_parser, connected, run_ble
+from daly_bms_ros.cli.device import add_reading_parser, connected, run_on_link
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import BmsSettings, DalyProtocolError
 from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS
@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Print every setting with its unit."""
-    settings = run_ble(lambda: read_settings(arguments))
+    settings = run_on_link(lambda: read_settings(arguments))
     if isinstance(settings, ExitCode):
         return settings
     if arguments.json:
