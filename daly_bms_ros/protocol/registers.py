@@ -561,8 +561,9 @@ A5_BALANCING = 0x97
 A5_FAILURES = 0x98
 #: 0x50, which Daly's document leaves out: rated capacity (mAh, 4 bytes), nominal cell voltage
 #: (mV, 4 bytes) (mr-manuel/venus-os_dbus-serialbattery ``read_capacity``, matthewgream/
-#: DalyBMSInterface ``RequestResponse_BATTERY_RATINGS``; a 280 Ah pack logs
-#: "ratedCellmV=3200, ratedCapacitymAh=280000" in ai-republic/bms-to-inverter issue #6).
+#: DalyBMSInterface ``RequestResponse_BATTERY_RATINGS``); a real pack's data bytes, sent over
+#: CAN with the same id: ``00 00 75 30 00 00 0e 10``, 30000 mAh and 3600 mV (heezes,
+#: https://diysolarforum.com/threads/daly-bms-communication-protocol.65439/).
 A5_RATED_VALUES = 0x50
 #: The commands of one complete sample, in the order they are asked (0x94 first: its counts
 #: say how many frames 0x95 and 0x96 send).
