@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import gc
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,37 @@ class LinkState(enum.Enum):
     #: Between two turns on an adapter shared by more batteries than it holds links: no link
     #: is held, by design, and the last sample came at its turn.
     IN_TURN = "in_turn"
+
+
+#: Seconds between two collections after turns, at the least: a turn a second per battery
+#: would otherwise cost a full collection each; the garbage of a few seconds of turns waits.
+TURN_COLLECTION_INTERVAL = 5.0
+
+
+class ConnectionGarbage:
+    """Free what ended connections left, before the next connection allocates its own.
+
+    bleak's client, its D-Bus connection and the services it found hold one another in
+    reference cycles, freed only by a full collection, which Python runs seldom: until then
+    each new connection took fresh memory, and the resident memory crept up under frequent
+    reconnects and turns (bench/soak.py). Collecting only the young generations makes it
+    worse (it promotes them). A full collection takes milliseconds; one serves every link of
+    the process, so they are spaced out by ``min_interval``.
+    """
+
+    def __init__(self) -> None:
+        self._last = -math.inf
+
+    def collect(self, min_interval: float = 0.0) -> None:
+        """Run a full collection, unless one ran less than ``min_interval`` seconds ago."""
+        now = time.monotonic()
+        if now - self._last >= min_interval:
+            self._last = now
+            gc.collect()
+
+
+#: The process's one: a collection serves every link.
+CONNECTION_GARBAGE = ConnectionGarbage()
 
 
 class LinkTurns:
@@ -226,11 +258,7 @@ class BmsLink:
             self._client.detach("stopped" if self._stopping.is_set() else self._last_error)
             if self._stopping.is_set():
                 break
-            # bleak's client, its D-Bus connection and the services it found hold one another
-            # in reference cycles, freed only by a full collection, which runs seldom: until
-            # then each new connection took fresh memory and the resident memory crept up under
-            # frequent reconnects (bench/soak.py). Milliseconds, once per lost link.
-            gc.collect()
+            CONNECTION_GARBAGE.collect()
             self._enter(LinkState.BACKOFF)
             await self._sleep(backoff_delay(self._failures, self._config))
         self._enter(LinkState.STOPPED)
@@ -314,6 +342,7 @@ class BmsLink:
             await self._transport.disconnect()
             self._client.detach("its turn ended")
             self._lost.clear()  # the end of its own turn, not a loss
+            CONNECTION_GARBAGE.collect(TURN_COLLECTION_INTERVAL)
 
     def _turn_failed(self, error: str) -> None:
         """Count a failed turn; after a few in a row the link counts as down (backoff)."""
