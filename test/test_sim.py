@@ -11,11 +11,13 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock
+from dbus_fast import Message
+from dbus_fast.aio import MessageBus
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
@@ -224,3 +226,105 @@ def test_an_adapter_that_does_not_exist_is_one_clear_line(bus: str) -> None:
     assert result.returncode == 1
     assert "BlueZ refused" in result.stderr and "hci9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def gatt_paths(bus_address: str) -> set[str]:
+    """The object paths of the GATT characteristics the central's adapter (hci0) sees."""
+    bus = await MessageBus(bus_address=bus_address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+        return {
+            path
+            for path, interfaces in reply.body[0].items()
+            if path.startswith("/org/bluez/hci0/") and "org.bluez.GattCharacteristic1" in interfaces
+        }
+    finally:
+        bus.disconnect()
+
+
+async def connect_directly(bus_address: str, device_path: str) -> str | None:
+    """Connect to a known device by its D-Bus object, without a search: the error, if any."""
+    bus = await MessageBus(bus_address=bus_address).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path=device_path,
+                interface="org.bluez.Device1",
+                member="Connect",
+            )
+        )
+        return reply.error_name
+    finally:
+        bus.disconnect()
+
+
+def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
+    bus: str, tmp_path: Path
+) -> None:
+    """Asleep it drops its link and takes no other; awake its handles are those it had before.
+
+    A real module's GATT table is fixed in its firmware: a central finds the same object paths
+    after each wake (new ones at every wake would grow the central's caches of paths).
+    """
+    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
+    name = f"{NAME_PREFIX}SLP"
+    control = tmp_path / "control.sock"
+    transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
+    client = DalyClient(transport, request_timeout=0.5, request_retries=1)
+    transport.set_callbacks(client.on_notify, lambda: None)
+    process = subprocess.Popen(
+        [SIM, "--name", name, "--after-discovery-on", "hci0", "--control", str(control)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+        for _ in range(100):
+            if await condition():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def scenario() -> tuple[set[str], set[str], BmsSample]:
+        await transport.connect()
+        client.attach()
+        await client.read_sample()
+        before = await gatt_paths(bus)
+        device = next(iter(before)).split("/service")[0]
+        await asyncio.to_thread(send_control, control, {"link": "sleep"})
+
+        async def link_dropped() -> bool:
+            return not transport.is_connected
+
+        await wait_for(link_dropped, "the link to drop")
+        await transport.disconnect()
+        # Not advertising, it cannot be connected to, even by a central that knows it.
+        assert await connect_directly(bus, device) == "org.bluez.Error.Failed"
+        await asyncio.to_thread(send_control, control, {"link": "wake"})
+        await transport.connect()
+        client.attach()
+        try:
+            sample = await client.read_sample()
+            return before, await gatt_paths(bus), sample
+        finally:
+            await transport.disconnect()
+
+    try:
+        before, after, sample = asyncio.run(scenario())
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert before, "no GATT characteristics seen"
+    assert after == before
+    assert len(sample.status.cell_voltages) == 16

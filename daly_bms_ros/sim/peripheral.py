@@ -260,6 +260,7 @@ class DalyPeripheral:
         self._advertisement = _Advertisement(name, gatt.service)
         self._tasks: set[asyncio.Task[None]] = set()
         self._restarting = False
+        self._asleep = False
 
     async def start(self, bus_address: str | None = None) -> None:
         """Connect to the system bus (or ``bus_address``), register the app and advertise."""
@@ -268,6 +269,10 @@ class DalyPeripheral:
         for path, interface in self._objects.items():
             self._bus.export(path, interface)
         self._bus.export(ADVERTISEMENT_PATH, self._advertisement)
+        # A real module's GATT table is fixed in its firmware: the app stays registered through
+        # sleeps, so that a central finds the same handles (object paths) after each wake.
+        gatt_manager = await self._interface(self.adapter_path, "org.bluez.GattManager1")
+        await gatt_manager.call_register_application(APPLICATION_PATH, {})  # type: ignore[attr-defined]
         await self.wake()
 
     async def _interface(self, path: str, interface: str) -> ProxyInterface:
@@ -278,18 +283,20 @@ class DalyPeripheral:
         return proxy.get_interface(interface)
 
     async def wake(self) -> None:
-        """Appear: register the GATT application and advertise (again, after ``sleep``)."""
-        gatt_manager = await self._interface(self.adapter_path, "org.bluez.GattManager1")
-        await gatt_manager.call_register_application(APPLICATION_PATH, {})  # type: ignore[attr-defined]
+        """Appear: advertise and answer (again, after ``sleep``)."""
+        self._asleep = False
         advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
         await advertising.call_register_advertisement(ADVERTISEMENT_PATH, {})  # type: ignore[attr-defined]
 
     async def sleep(self) -> None:
-        """Go quiet as a sleeping BMS does: stop advertising and serving, which drops the link."""
+        """Go quiet as a sleeping BMS does: drop the link, stop advertising and answering.
+
+        Not advertising, it cannot be connected to (BlueZ fails the connection).
+        """
+        self._asleep = True
         advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
         await advertising.call_unregister_advertisement(ADVERTISEMENT_PATH)  # type: ignore[attr-defined]
-        gatt_manager = await self._interface(self.adapter_path, "org.bluez.GattManager1")
-        await gatt_manager.call_unregister_application(APPLICATION_PATH)  # type: ignore[attr-defined]
+        await self.disconnect_centrals()
 
     async def disconnect_centrals(self) -> int:
         """Drop the link to every connected central, as a BMS resetting its radio; count them."""
@@ -318,6 +325,8 @@ class DalyPeripheral:
             self._bus = None
 
     def _on_write(self, request: bytes, mtu: int) -> None:
+        if self._asleep:
+            return
         answer, restarts = self.faults.answer(request, self._responder)
         if not answer:
             return
