@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.node.spinning import spin_until_signal
 
 
 def format_value(value: Any) -> str:
@@ -69,10 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Best effort matches both reliable and best-effort publishers.
     for message_type, topic in ((BatteryState, "battery_state"), (DalyCells, "cells")):
         node.create_subscription(message_type, topic, printer(topic), qos_profile_sensor_data)
+    executor = SingleThreadedExecutor()  # what rclpy.spin uses
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_signal(executor)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

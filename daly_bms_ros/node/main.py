@@ -14,6 +14,7 @@ from rclpy.node import Node
 
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.node.parameters import InvalidSettingError
+from daly_bms_ros.node.spinning import spin_until_signal
 
 #: Exit status for parameters that are not allowed: restarting cannot help.
 EXIT_INVALID_PARAMETER = 2
@@ -68,9 +69,7 @@ def run_node(
     for served in (node, *getattr(node, "children", ())):
         executor.add_node(served)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_signal(executor)
     finally:
         node.close()
         node.destroy_node()

@@ -1,0 +1,23 @@
+"""Spin until SIGINT/SIGTERM, wherever the signal falls."""
+
+from __future__ import annotations
+
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import Executor, ExternalShutdownException
+
+
+def spin_until_signal(executor: Executor) -> None:
+    """Spin ``executor`` until a signal shuts the context down; return quietly then.
+
+    A signal between the executor's check of the context and its wait set makes rclpy fail
+    to build the wait set on the context its signal handler has just shut down (RCLError):
+    that is a stop too, not a crash (a traceback and exit status 1 on SIGINT otherwise).
+    """
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if rclpy.ok():
+            raise
