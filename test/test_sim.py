@@ -173,19 +173,37 @@ def test_a_control_path_that_is_not_a_socket_is_refused(tmp_path: Path) -> None:
     assert taken.read_text() == "keep me"
 
 
-def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> None:
-    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
-    name = f"{NAME_PREFIX}FLT"
-    control = tmp_path / "control.sock"
+def ble_client(name: str, request_retries: int) -> tuple[BleakTransport, DalyClient]:
+    """A client of the BMS named ``name``, searched on hci0."""
     transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
-    client = DalyClient(transport, request_timeout=0.5, request_retries=3)
+    client = DalyClient(transport, request_timeout=0.5, request_retries=request_retries)
     transport.set_callbacks(client.on_notify, lambda: None)
+    return transport, client
+
+
+@contextlib.contextmanager
+def controlled_sim(name: str, control: Path) -> Iterator[None]:
+    """`daly-bms-sim` with a control socket on hci1 while the block runs; it must end cleanly."""
+    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
     process = subprocess.Popen(
         [SIM, "--name", name, "--after-discovery-on", "hci0", "--control", str(control)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    try:
+        yield
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> None:
+    name = f"{NAME_PREFIX}FLT"
+    control = tmp_path / "control.sock"
+    transport, client = ble_client(name, request_retries=3)
 
     async def scenario() -> list[BmsSample]:
         await transport.connect()
@@ -200,14 +218,9 @@ def test_injected_faults_are_rejected_and_survived(bus: str, tmp_path: Path) -> 
         finally:
             await transport.disconnect()
 
-    try:
+    with controlled_sim(name, control):
         samples = asyncio.run(scenario())
         check_control_socket_refuses_bad_commands(control)
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
     assert not control.exists()  # removed on exit
     assert len(samples) == 6
     assert all(len(sample.status.cell_voltages) == 16 for sample in samples)
@@ -274,18 +287,9 @@ def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
     A real module's GATT table is fixed in its firmware: a central finds the same object paths
     after each wake (new ones at every wake would grow the central's caches of paths).
     """
-    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
     name = f"{NAME_PREFIX}SLP"
     control = tmp_path / "control.sock"
-    transport = BleakTransport(device_name=name, adapter="hci0", connect_timeout=15.0)
-    client = DalyClient(transport, request_timeout=0.5, request_retries=1)
-    transport.set_callbacks(client.on_notify, lambda: None)
-    process = subprocess.Popen(
-        [SIM, "--name", name, "--after-discovery-on", "hci0", "--control", str(control)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    transport, client = ble_client(name, request_retries=1)
 
     async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
         for _ in range(100):
@@ -318,13 +322,8 @@ def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
         finally:
             await transport.disconnect()
 
-    try:
+    with controlled_sim(name, control):
         before, after, sample = asyncio.run(scenario())
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
     assert before, "no GATT characteristics seen"
     assert after == before
     assert len(sample.status.cell_voltages) == 16
