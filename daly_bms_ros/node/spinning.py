@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import Executor, ExternalShutdownException
 
@@ -19,5 +18,5 @@ def spin_until_signal(executor: Executor) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:
-        if rclpy.ok():
+        if executor.context.ok():
             raise

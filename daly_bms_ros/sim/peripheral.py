@@ -260,7 +260,7 @@ class DalyPeripheral:
         self._advertisement = _Advertisement(name, gatt.service)
         self._tasks: set[asyncio.Task[None]] = set()
         self._restarting = False
-        self._asleep = False
+        self._asleep = True  # quiet until start() advertises
 
     async def start(self, bus_address: str | None = None) -> None:
         """Connect to the system bus (or ``bus_address``), register the app and advertise."""
@@ -283,17 +283,26 @@ class DalyPeripheral:
         return proxy.get_interface(interface)
 
     async def wake(self) -> None:
-        """Appear: advertise and answer (again, after ``sleep``)."""
-        self._asleep = False
+        """Appear: advertise and answer (again, after ``sleep``; awake already, nothing)."""
+        if not self._asleep:
+            return
         advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
         await advertising.call_register_advertisement(ADVERTISEMENT_PATH, {})  # type: ignore[attr-defined]
+        self._asleep = False
 
     async def sleep(self) -> None:
         """Go quiet as a sleeping BMS does: drop the link, stop advertising and answering.
 
-        Not advertising, it cannot be connected to (BlueZ fails the connection).
+        Answers on their way are lost with the radio. Not advertising, it cannot be connected to
+        (the BlueZ mock refuses the connection at once; real BlueZ times out). Asleep already,
+        nothing.
         """
+        if self._asleep:
+            return
         self._asleep = True
+        self._restarting = False
+        for task in self._tasks:
+            task.cancel()
         advertising = await self._interface(self.adapter_path, "org.bluez.LEAdvertisingManager1")
         await advertising.call_unregister_advertisement(ADVERTISEMENT_PATH)  # type: ignore[attr-defined]
         await self.disconnect_centrals()
