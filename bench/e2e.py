@@ -28,8 +28,6 @@ from harness import (
     stop_node,
 )
 
-MOS_BLOCK_BYTES = 18  # the last block a poll reads
-
 
 def latency(bms: TimedPeripheral, polls: int) -> None:
     with listening() as listener:
@@ -40,7 +38,9 @@ def latency(bms: TimedPeripheral, polls: int) -> None:
             stop_node(node)
         with listener.lock:
             arrivals = list(listener.arrivals)
-    answers = [at for at, size in bms.answered_at if size == MOS_BLOCK_BYTES]
+    # A poll's last answer: the last frame sent before its BatteryState arrived (one 80-register
+    # status, or the MOS block after a 62-register one).
+    answers = list(bms.answered_at)
     delays = []
     for arrived, _stamp in arrivals[5:]:  # past connection set-up
         index = bisect.bisect_right(answers, arrived) - 1

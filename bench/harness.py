@@ -62,15 +62,15 @@ class TimedPeripheral:
 
     def __init__(self, bus_address: str, name: str = NAME) -> None:
         self.peripheral = DalyPeripheral(name, ModelResponder(BatteryModel()), adapter="hci1")
-        self.answered_at: list[tuple[float, int]] = []  # (time.time(), data bytes) per frame
+        self.answered_at: list[float] = []  # time.time() of each frame's last notification
         assembler = FrameAssembler()
         notify = self.peripheral._notifier.notify
 
         def timed_notify(value: bytes) -> None:
             notify(value)
             now = time.time()
-            for frame in assembler.feed(value):
-                self.answered_at.append((now, len(frame.payload)))
+            for _frame in assembler.feed(value):
+                self.answered_at.append(now)
 
         self.peripheral._notifier.notify = timed_notify  # type: ignore[method-assign]
         self._loop = EventLoopThread("bench_bms")
