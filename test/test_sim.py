@@ -11,7 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -241,42 +241,29 @@ def test_an_adapter_that_does_not_exist_is_one_clear_line(bus: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+async def call_bluez(bus_address: str, path: str, interface: str, member: str) -> Message:
+    """Call a method without arguments of a BlueZ object; its reply (an error one too)."""
+    bus = await MessageBus(bus_address=bus_address).connect()
+    try:
+        reply = await bus.call(
+            Message(destination="org.bluez", path=path, interface=interface, member=member)
+        )
+        assert reply is not None
+        return reply
+    finally:
+        bus.disconnect()
+
+
 async def gatt_paths(bus_address: str) -> set[str]:
     """The object paths of the GATT characteristics the central's adapter (hci0) sees."""
-    bus = await MessageBus(bus_address=bus_address).connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path="/",
-                interface="org.freedesktop.DBus.ObjectManager",
-                member="GetManagedObjects",
-            )
-        )
-        return {
-            path
-            for path, interfaces in reply.body[0].items()
-            if path.startswith("/org/bluez/hci0/") and "org.bluez.GattCharacteristic1" in interfaces
-        }
-    finally:
-        bus.disconnect()
-
-
-async def connect_directly(bus_address: str, device_path: str) -> str | None:
-    """Connect to a known device by its D-Bus object, without a search: the error, if any."""
-    bus = await MessageBus(bus_address=bus_address).connect()
-    try:
-        reply = await bus.call(
-            Message(
-                destination="org.bluez",
-                path=device_path,
-                interface="org.bluez.Device1",
-                member="Connect",
-            )
-        )
-        return reply.error_name
-    finally:
-        bus.disconnect()
+    reply = await call_bluez(
+        bus_address, "/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects"
+    )
+    return {
+        path
+        for path, interfaces in reply.body[0].items()
+        if path.startswith("/org/bluez/hci0/") and "org.bluez.GattCharacteristic1" in interfaces
+    }
 
 
 def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
@@ -291,13 +278,6 @@ def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
     control = tmp_path / "control.sock"
     transport, client = ble_client(name, request_retries=1)
 
-    async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-        for _ in range(100):
-            if await condition():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
-
     async def scenario() -> tuple[set[str], set[str], BmsSample]:
         await transport.connect()
         client.attach()
@@ -305,14 +285,17 @@ def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
         before = await gatt_paths(bus)
         device = next(iter(before)).split("/service")[0]
         await asyncio.to_thread(send_control, control, {"link": "sleep"})
-
-        async def link_dropped() -> bool:
-            return not transport.is_connected
-
-        await wait_for(link_dropped, "the link to drop")
+        for _ in range(100):
+            if not transport.is_connected:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the link did not drop")
         await transport.disconnect()
-        # Not advertising, it cannot be connected to, even by a central that knows it.
-        assert await connect_directly(bus, device) == "org.bluez.Error.Failed"
+        # Not advertising, it cannot be connected to, even by a central that knows it (the
+        # device's own object, without a search).
+        refused = await call_bluez(bus, device, "org.bluez.Device1", "Connect")
+        assert refused.error_name == "org.bluez.Error.Failed"
         await asyncio.to_thread(send_control, control, {"link": "wake"})
         await transport.connect()
         client.attach()

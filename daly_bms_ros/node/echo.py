@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState
@@ -70,10 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Best effort matches both reliable and best-effort publishers.
     for message_type, topic in ((BatteryState, "battery_state"), (DalyCells, "cells")):
         node.create_subscription(message_type, topic, printer(topic), qos_profile_sensor_data)
-    executor = SingleThreadedExecutor()  # what rclpy.spin uses
-    executor.add_node(node)
     try:
-        spin_until_signal(executor)
+        spin_until_signal(node)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

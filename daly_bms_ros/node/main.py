@@ -9,7 +9,7 @@ from typing import Protocol
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import NotInitializedException, ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from daly_bms_ros.node.node import DalyBmsNode
@@ -64,12 +64,9 @@ def run_node(
         rclpy.try_shutdown()
         return EXIT_START_FAILED
     assert isinstance(node, Node)
-    executor = SingleThreadedExecutor()  # what rclpy.spin uses
-    # A node may serve others in the same process (daly_bms_fleet: one per pack).
-    for served in (node, *getattr(node, "children", ())):
-        executor.add_node(served)
     try:
-        spin_until_signal(executor)
+        # A node may serve others in the same process (daly_bms_fleet: one per pack).
+        spin_until_signal(node, *getattr(node, "children", ()))
     finally:
         node.close()
         node.destroy_node()
