@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rclpy
@@ -30,7 +31,8 @@ from test_sim_a5 import serial_sim
 
 from daly_bms_ros.node.fleet import DalyBmsFleet, groups_of, namespaces_of
 from daly_bms_ros.node.groups import combine, parse_group
-from daly_bms_ros.node.parameters import InvalidSettingError
+from daly_bms_ros.node.node import bleak_transport
+from daly_bms_ros.node.parameters import InvalidSettingError, NodeSettings
 
 PACKS = {"/a": 100.0, "/b": 50.0, "/c": 100.0}  # namespace: rated capacity (Ah)
 
@@ -350,3 +352,65 @@ def test_a_parameters_file_that_does_not_parse_stops_the_process(tmp_path: Path)
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "invalid arguments" in result.stderr
+
+
+class SearchLog:
+    """When each pack's searches started (monotonic s), read through the real transport."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.starts: list[tuple[str, float]] = []
+
+    def factory(self, settings: NodeSettings) -> Any:
+        log, transport = self, bleak_transport(settings)
+
+        class Searching:
+            """The real transport; its searches are logged."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transport, name)
+
+            async def find(self) -> None:
+                with log.lock:
+                    log.starts.append((settings.device_name, time.monotonic()))
+                await transport.find()
+
+        return Searching()
+
+    def since(self, moment: float) -> list[str]:
+        with self.lock:
+            return [name for name, at in self.starts if at >= moment]
+
+
+@pytest.mark.parametrize("max_connections", [0, 1])
+def test_a_stop_ends_the_searches_of_absent_packs_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_connections: int
+) -> None:
+    """Four absent packs on one adapter: one searches, three queue for its search lock.
+
+    A stop ends the search under way and every queued one: none starts after it (each ran
+    its whole search, connect_timeout, as the one before stopped). Served in turn or not.
+    """
+    absent = {
+        f"/p{number}": {"device_name": f"{NAME_PREFIX}GONE{number}", "adapter": "hci0"}
+        for number in range(1, 5)
+    }
+    searches = SearchLog()
+    with bluez_mock(tmp_path) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        parameters = parameters_file(
+            tmp_path / "absent.yaml",
+            absent,
+            batteries=list(absent),
+            max_connections=max_connections,
+        )
+        with fleet_context(parameters) as context:
+            fleet = DalyBmsFleet(searches.factory, context=context)
+            try:
+                wait_until(lambda: searches.since(0.0), "a search")
+            finally:
+                stop = time.monotonic()
+                fleet.close()
+                took = time.monotonic() - stop
+    assert searches.since(stop) == []
+    assert took < 5.0  # every pack's search took its full connect_timeout (5 s) in turn

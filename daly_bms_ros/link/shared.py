@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 
 from daly_bms_ros.link.loop_thread import EventLoopThread
-from daly_bms_ros.link.supervisor import LinkTurns
+from daly_bms_ros.link.supervisor import LinkTurns, SearchLock
 
 ADAPTER = "adapter"
 SERIAL_PORT = "serial port"
@@ -19,6 +19,7 @@ class SharedLinks:
     than ``max_connections`` (0: no limit) serves them in turn; adapters are told apart by
     name: "" (the system default) and "hci0" count as two. A serial port registered by
     several batteries is an RS485 bus of several boards: they are asked one at a time.
+    ``close`` ends every search and turn at once, and lets none start after it.
     """
 
     def __init__(self, max_connections: int = 0) -> None:
@@ -26,7 +27,9 @@ class SharedLinks:
         self.loop = EventLoopThread("daly_bms_ble")
         self._batteries: Counter[tuple[str, str]] = Counter()
         self._turns: dict[tuple[str, str], LinkTurns] = {}
-        self._searches: dict[str, asyncio.Lock] = {}
+        self._searches: dict[str, SearchLock] = {}
+        #: Set (in the loop) when the process stops: shared by every search lock and turns.
+        self._closed = asyncio.Event()
 
     def register(self, adapter: str) -> None:
         """Count one more battery on ``adapter``."""
@@ -36,13 +39,13 @@ class SharedLinks:
         """Count one more battery (a board) on the serial port ``port``."""
         self._batteries[SERIAL_PORT, port] += 1
 
-    def search_lock(self, adapter: str) -> asyncio.Lock:
+    def search_lock(self, adapter: str) -> SearchLock:
         """Return the lock that lets ``adapter``'s packs search one at a time.
 
         They share one BlueZ client (one D-Bus connection a loop), and BlueZ refuses a
         client's second discovery (InProgress); one pack stopping its scan ends the others'.
         """
-        return self._searches.setdefault(adapter, asyncio.Lock())
+        return self._searches.setdefault(adapter, SearchLock(self._closed))
 
     def turns_for(self, adapter: str) -> LinkTurns | None:
         """Return the turns of ``adapter`` if it serves more batteries than it holds, else None."""
@@ -57,5 +60,14 @@ class SharedLinks:
         if not limit or batteries <= limit:
             return None
         if (kind, name) not in self._turns:
-            self._turns[kind, name] = LinkTurns(f"{kind} {label}", limit, batteries)
+            self._turns[kind, name] = LinkTurns(f"{kind} {label}", limit, batteries, self._closed)
         return self._turns[kind, name]
+
+    def close(self) -> None:
+        """End every battery's search, turn and wait for either, at once (from any thread).
+
+        Then each battery's own stop finds its link idle. Stopped one after another instead,
+        the batteries queued for an adapter's search each ran a whole search (its
+        connect_timeout) as the one before stopped: a fleet of absent packs took a minute.
+        """
+        self.loop.call_soon(self._closed.set)

@@ -16,14 +16,16 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from daly_bms_ros.link.client import DalyClient, WriteResult
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 #: Polls that may fail in a row before the link is dropped and built anew.
 FAILED_POLLS_BEFORE_RECONNECT = 3
 
@@ -80,12 +82,16 @@ class LinkTurns:
     are connected at a time, each for one sample, then the next.
     """
 
-    def __init__(self, medium: str, limit: int, batteries: int) -> None:
+    def __init__(
+        self, medium: str, limit: int, batteries: int, closed: asyncio.Event | None = None
+    ) -> None:
         #: What is shared, for diagnostics: "adapter hci0", "serial port /dev/ttyUSB0".
         self.medium = medium
         self.limit = limit
         self.batteries = batteries
         self._slots = asyncio.Semaphore(limit)
+        #: Set when the process stops: every wait for a turn, and every turn, ends then.
+        self.closed = closed or asyncio.Event()
 
     @property
     def description(self) -> str:
@@ -98,6 +104,22 @@ class LinkTurns:
     def turn(self) -> asyncio.Semaphore:
         """Hold for one turn: ``async with turns.turn(): ...``."""
         return self._slots
+
+
+class SearchLock(asyncio.Lock):
+    """The searches of one adapter's batteries, one at a time, until the process stops.
+
+    Its ``closed`` event ends the search under way and every wait for the lock: a process
+    that stops must not let each absent battery run a whole search in turn (seconds each).
+    """
+
+    def __init__(self, closed: asyncio.Event | None = None) -> None:
+        super().__init__()
+        self.closed = closed or asyncio.Event()
+
+
+class LinkStoppedError(Exception):
+    """The link was stopped while it waited (for a search, a turn, a connection, a read)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +192,7 @@ class BmsLink:
         on_sample: Callable[[BmsSample], None],
         on_status: Callable[[LinkStatus], None],
         turns: LinkTurns | None = None,
-        search_lock: asyncio.Lock | None = None,
+        search_lock: SearchLock | None = None,
     ) -> None:
         self._transport = transport
         self._turns = turns
@@ -191,6 +213,11 @@ class BmsLink:
         self._state = LinkState.CONNECTING
         self._lost = asyncio.Event()
         self._stopping = asyncio.Event()
+        #: Its own stop, and the close of what it shares (the process stopping).
+        self._stops = (
+            self._stopping,
+            *(shared.closed for shared in (turns, search_lock) if shared is not None),
+        )
         #: Set when the poll interval changes, so a wait for the next poll ends at once.
         self._rescheduled = asyncio.Event()
         self._reconnects = 0
@@ -242,11 +269,12 @@ class BmsLink:
         if self._turns is not None:
             await self._run_in_turn(self._turns)
             return
-        while not self._stopping.is_set():
+        while not self._stop_requested():
             self._enter(LinkState.CONNECTING)
             try:
-                await self._connect()
-                await self._poll_until_lost()
+                await self._unless_stopped(self._connect_and_poll())
+            except LinkStoppedError:
+                pass
             except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
                 self._failures += 1
                 self._last_error = str(error) or type(error).__name__
@@ -255,18 +283,50 @@ class BmsLink:
                 self._last_error = f"unexpected {type(error).__name__}: {error}"
                 LOG.exception("BMS link failure")
             await self._transport.disconnect()
-            self._client.detach("stopped" if self._stopping.is_set() else self._last_error)
-            if self._stopping.is_set():
+            self._client.detach("stopped" if self._stop_requested() else self._last_error)
+            if self._stop_requested():
                 break
             CONNECTION_GARBAGE.collect()
             self._enter(LinkState.BACKOFF)
             await self._sleep(backoff_delay(self._failures, self._config))
         self._enter(LinkState.STOPPED)
 
+    def _stop_requested(self) -> bool:
+        return any(stop.is_set() for stop in self._stops)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work``; a stop meanwhile cancels it (its clean-up done): LinkStoppedError.
+
+        A search for an absent BMS, a wait for the adapter's search or a turn, a connection,
+        a read may each take seconds: a stop waits for none of them.
+        """
+        if self._stop_requested():
+            work.close()
+            raise LinkStoppedError
+        task = asyncio.ensure_future(work)
+        stops = [asyncio.ensure_future(stop.wait()) for stop in self._stops]
+        try:
+            await asyncio.wait([task, *stops], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for stop in stops:
+                stop.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])  # its clean-up: a scan ended, a link closed
+        if task.cancelled():
+            raise LinkStoppedError
+        return task.result()
+
     async def _find(self) -> None:
         """Search for the BMS, one search at a time where the adapter is shared."""
         async with self._search_lock or contextlib.nullcontext():
+            if self._stop_requested():  # the lock came with the stop: no search after it
+                raise LinkStoppedError
             await self._transport.find()
+
+    async def _connect_and_poll(self) -> None:
+        await self._connect()
+        await self._poll_until_lost()
 
     async def _connect(self) -> None:
         self._lost.clear()
@@ -289,15 +349,11 @@ class BmsLink:
         next_poll = time.monotonic()
         last_sample_at: float | None = None
         self._enter(LinkState.CONNECTING)
-        while not self._stopping.is_set():
+        while not self._stop_requested():
             try:
-                await self._find()
-                if self._stopping.is_set():
-                    break
-                async with turns.turn():
-                    if self._stopping.is_set():
-                        break
-                    await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
+                await self._unless_stopped(self._search_and_take_turn(turns))
+            except LinkStoppedError:
+                break
             except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
                 self._turn_failed(str(error) or f"the turn took over {self._config.turn_timeout} s")
             except Exception as error:
@@ -321,6 +377,14 @@ class BmsLink:
             self._rescheduled.clear()
             await self._sleep(next_poll - now, self._rescheduled)
         self._enter(LinkState.STOPPED)
+
+    async def _search_and_take_turn(self, turns: LinkTurns) -> None:
+        """Find the BMS (holding no link), then wait for a free link and take one turn."""
+        await self._find()
+        async with turns.turn():
+            if self._stop_requested():
+                raise LinkStoppedError
+            await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
 
     async def _take_turn(self) -> None:
         """Connect, read one sample (handed on at once), the device information once, disconnect.
@@ -359,7 +423,7 @@ class BmsLink:
         next_poll = time.monotonic()
         self._failed_polls = 0
         information_read = False
-        while not self._stopping.is_set():
+        while not self._stop_requested():
             if self._lost.is_set() or not self._transport.is_connected:
                 raise LinkLostError("the BMS closed the link")
             try:
@@ -403,7 +467,7 @@ class BmsLink:
 
     async def _sleep(self, seconds: float, *wake_on: asyncio.Event) -> None:
         """Wait, but wake at once on stop, link loss or any of ``wake_on``."""
-        events = (self._stopping, self._lost, *wake_on)
+        events = (*self._stops, self._lost, *wake_on)
         waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(

@@ -229,6 +229,7 @@ class DalyBmsFleet(Node):
 
     def close(self) -> None:
         """Disconnect every pack, remove their nodes, end the Bluetooth loop."""
+        self._links.close()  # no pack searches or takes a turn from now on
         for child in self.children:
             child.close()
             child.destroy_node()
