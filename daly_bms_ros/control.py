@@ -69,7 +69,12 @@ def describe_write(requester: str, result: WriteResult) -> str:
     """Return the log line of a write that took: who, what, the value before and after."""
     writable = WRITABLE[result.name]
     before = "unknown" if result.before is None else f"{result.before:g}"
-    proof = "echoed and read back" if writable.readable else "echoed; a command is not read back"
+    if not writable.readable:
+        proof = "echoed; a command is not read back"
+    elif result.acknowledged:
+        proof = "echoed and read back"
+    else:
+        proof = "read back; the BMS did not echo it as sent"
     return (
         f"write by {requester or 'an unnamed requester'}: {result.name} {before} -> "
         f"{result.after:g} {writable.register.unit}".rstrip()

@@ -37,6 +37,7 @@ class BmsDouble:
         #: The next write fails as a write over a dead link does.
         self.fail_next_write = False
         self.connects = 0
+        self.link = 0
         self.writes = 0
         self.device_information = {"firmware_version": "DOUBLE-2.1", "hardware_version": "H1"}
         self._connected = False
@@ -74,6 +75,7 @@ class BmsDouble:
         if self.asleep:
             raise DeviceNotFoundError("no BMS matching 'DL-DOUBLE' seen")
         self.connects += 1
+        self.link += 1
         self._connected = True
 
     async def disconnect(self) -> None:

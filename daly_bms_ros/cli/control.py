@@ -3,9 +3,12 @@
 Names: ``charge-mos``, ``discharge-mos`` and ``balancing`` (``on``/``off``), ``soc`` (percent), and
 every setting of ``daly-bms settings`` (``sleep-time 3600``, ``rated-capacity 100``…; ``restart
 1``). Nothing is written without ``--allow-control``; switching the discharge MOSFET off or a
-restart also needs ``--confirm-power-cut``. Exit status: 0 written and read back, 2 a name or
+restart also needs ``--confirm-power-cut``. A write whose link drops before it is read back is
+read back over a new connection. Exit status: 0 the BMS holds the value written, 2 a name or
 value not allowed, 7 refused (control not allowed or not confirmed), 8 not acknowledged by the
-BMS, 9 read back another value than written; else as for ``read``.
+BMS and not held, 9 acknowledged but another value read back; 6 the link failed (before the
+write was sent, or, with the message saying so, before the BMS was seen to hold it); else as
+for ``read``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 from daly_bms_ros.cli.device import add_device_arguments, connected, run_on_link
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.control import ControlRefusedError, Permission, check_write, describe_write
-from daly_bms_ros.link.client import WriteResult
+from daly_bms_ros.link.client import WriteFailedError, WriteOutcomeUnknownError, WriteResult
+from daly_bms_ros.link.transport import TransportError
+from daly_bms_ros.protocol import DalyProtocolError
 from daly_bms_ros.protocol.registers import WRITABLE
 
 #: Short names of the controls a user reaches for most, and the setting each one writes.
@@ -89,7 +94,18 @@ def run(arguments: argparse.Namespace) -> int:
 
     async def write() -> WriteResult:
         async with connected(arguments) as client:
-            return await client.write_register(name, arguments.value)
+            try:
+                return await client.write_register(name, arguments.value)
+            except WriteOutcomeUnknownError as error:
+                unknown = error
+        # The link went after the write was sent: what the BMS holds, over a new link.
+        try:
+            async with connected(arguments) as client:
+                return await client.verify_write(unknown)
+        except WriteFailedError:
+            raise  # read back: the BMS does not hold it
+        except (TransportError, DalyProtocolError) as error:
+            raise unknown from error
 
     result = run_on_link(write)
     if isinstance(result, ExitCode):

@@ -43,6 +43,7 @@ from daly_bms_ros.protocol.gatt import (
     NAME_PREFIXES,
     GattLayout,
 )
+from daly_bms_ros.text import printable
 
 CONNECT_ATTEMPTS = 2
 #: No GATT operation of a BMS takes seconds: one that does is stuck (a D-Bus call to BlueZ has
@@ -112,7 +113,10 @@ class BleakTransport:
         self._device_name = device_name
         self._scanner_options = adapter_options(adapter)
         self._connect_timeout = connect_timeout
+        #: The connected client, set only once it is subscribed: a link takes no requests
+        #: before it is whole.
         self._client: BleakClientWithServiceCache | None = None
+        self._links = 0
         #: The device ``find`` saw, for the next ``connect`` only.
         self._found: BLEDevice | None = None
         #: The GATT layout the connected BMS answers on.
@@ -129,6 +133,11 @@ class BleakTransport:
     def is_connected(self) -> bool:
         """Whether the link is up."""
         return self._client is not None and self._client.is_connected
+
+    @property
+    def link(self) -> int:
+        """How many links were made whole: the number of the current one."""
+        return self._links
 
     @property
     def description(self) -> str:
@@ -186,8 +195,8 @@ class BleakTransport:
         found, self._found = self._found, None
         try:
             device = found or await self._find()
-            self.name, self._address = device.name or "", device.address
-            self._description = f"{device.name or '?'} ({device.address})"
+            self.name, self._address = printable(device.name or ""), device.address
+            self._description = f"{self.name or '?'} ({device.address})"
             client = await establish_connection(
                 BleakClientWithServiceCache,
                 device,
@@ -197,8 +206,13 @@ class BleakTransport:
                 timeout=self._connect_timeout,
                 **self._scanner_options,
             )
-            self._client = client
-            self.layout = await self._subscribe(client)
+            try:
+                self.layout = await self._subscribe(client)
+            finally:
+                self._client = client  # to be closed on failure, else the link now whole
+            if not client.is_connected:
+                raise LinkLostError("the BMS closed the link while it was being subscribed")
+            self._links += 1
         except (*BLE_ERRORS, LinkLostError) as error:
             await self.disconnect()
             raise translate_error(error) from error
@@ -227,8 +241,10 @@ class BleakTransport:
     def _notified(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
         self._on_notify(bytes(data))
 
-    def _disconnected(self, _client: Any) -> None:
-        self._on_disconnect()
+    def _disconnected(self, client: Any) -> None:
+        # A link being made, or one already replaced, is not the link the client uses.
+        if client is self._client:
+            self._on_disconnect()
 
     async def disconnect(self) -> None:
         """Close the link, ignoring errors of a link that is already gone."""
@@ -258,7 +274,8 @@ class BleakTransport:
                 value = await bounded(client.read_gatt_char(characteristic), f"reading {field}")
             except (*BLE_ERRORS, LinkLostError):
                 continue
-            information[field] = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
+            text = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
+            information[field] = printable(text)
         return information
 
     async def write(self, data: bytes) -> None:

@@ -10,12 +10,14 @@ named by the user is the only one asked: no time goes to probes the BMS cannot a
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from daly_bms_ros.link.echo import EchoFilter
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import (
     D2,
@@ -65,6 +67,7 @@ from daly_bms_ros.protocol.registers import (
     WRITABLE,
     encode_writable,
 )
+from daly_bms_ros.text import printable
 
 #: What a BMS of unknown protocol is asked first, all at once: the D2 status of 80 registers
 #: and the first 0x81 status block. A BMS answers its own protocol only, so the answer tells
@@ -167,19 +170,44 @@ class ReadBackMismatchError(WriteFailedError):
         self.result: WriteResult | None = result
 
 
+class _LinkChangedError(LinkLostError):
+    """The link a write began on is gone: nothing of this request was sent."""
+
+
+class _MaybeSentError(LinkLostError):
+    """A write went to the transport, and the link failed before it was acknowledged."""
+
+
+class WriteOutcomeUnknownError(LinkLostError):
+    """A write was sent, but the link went before the BMS was seen to hold it.
+
+    Neither done nor failed: the BMS may hold the value. ``verify_write`` over the next link
+    tells which; ``pending`` is the write (its value before; ``after`` not yet known).
+    """
+
+    def __init__(self, message: str, pending: WriteResult) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
 class ControlNotSupportedError(TransportError):
     """The BMS speaks a protocol whose writes are not known."""
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """A write that was echoed, with the value before and the one read back (in the unit)."""
+    """A write, with the value before and the one read back (in the unit).
+
+    ``acknowledged`` is False for a write the BMS did not echo as sent but holds when read
+    back: done all the same (some firmware echoes late, or echoes another value).
+    """
 
     name: str
     address: int
     written: int
     before: float | None
     after: float
+    acknowledged: bool = True
 
     @property
     def register_value(self) -> float:
@@ -218,6 +246,8 @@ class DalyClient:
         self.request_timeout = request_timeout
         self.request_retries = request_retries
         self.invert_current = invert_current
+        #: An RS485 adapter's copy of each request, taken out before the assemblers.
+        self._echo = EchoFilter(transport.wired)
         self._modbus: _Stream[Frame] = _Stream(FrameAssembler())
         self._a5: _Stream[A5Frame] = _Stream(A5Assembler())
         #: The stream the bytes received now belong to: that of the request last sent.
@@ -228,8 +258,6 @@ class DalyClient:
         #: One request on the link at a time (polls and writes come from different tasks).
         self._link_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
-        #: Counts connections, so a write never goes on over a link rebuilt meanwhile.
-        self._connection = 0
         self._settings: BmsSettings | None = None
         #: Cleared on a connection whose BMS does not answer the MOS temperature block.
         self.read_mos_temperature = True
@@ -250,9 +278,9 @@ class DalyClient:
         ``same_device``: a turn of a pack served in turn, which keeps what it knows of the
         device (settings, whether it answers the MOS block); else that is read anew.
         """
-        self._connection += 1
         for tap in self.taps:
             tap.connected(self.transport.details)
+        self._echo.reset()
         self._modbus.reset()
         self._a5.reset()
         if not same_device:
@@ -288,30 +316,45 @@ class DalyClient:
         self.notifications += 1
         for tap in self.taps:
             tap.received(data)
-        self._listening.feed(data)
+        data = self._echo.received(data)
+        if data:
+            self._listening.feed(data)
 
     async def _exchange(
-        self, requests: Sequence[bytes], answer: Callable[[Frame], _Answer | None]
+        self,
+        requests: Sequence[bytes],
+        answer: Callable[[Frame], _Answer | None],
+        write_link: int | None = None,
     ) -> _Answer | None:
         """Send Modbus-style ``requests``; return what ``answer`` takes of the frames, else None."""
-        return await self._converse(self._modbus, requests, answer)
+        return await self._converse(self._modbus, requests, answer, write_link)
 
     async def _converse(
         self,
         stream: _Stream[_F],
         requests: Sequence[bytes],
         answer: Callable[[_F], _Answer | None],
+        write_link: int | None = None,
     ) -> _Answer | None:
         """Send ``requests``; return the first result ``answer`` gives for a frame, else None.
 
         One exchange at a time on the link: a write from another task waits for a poll's
         request to be answered (or to time out), and the other way round. The bytes that
-        arrive meanwhile are assembled as ``stream``'s protocol.
+        arrive meanwhile are assembled as ``stream``'s protocol. ``write_link`` makes the
+        request a write (its acknowledgement is the request itself) bound to that link:
+        nothing is sent unless the transport's link is still that one and up (LinkLostError),
+        checked with no wait before the send, so no rebuilt link can slip in between.
         """
         async with self._link_lock:
+            transport = self.transport
+            if write_link is not None and (
+                transport.link != write_link or not transport.is_connected
+            ):
+                raise _LinkChangedError("the link the write began on is gone")
             self._listening = stream
             while not stream.frames.empty():  # a late answer to an earlier request
                 stream.frames.get_nowait()
+            self._echo.sent(requests, answer_may_equal_request=write_link is not None)
             for request in requests:
                 self.requests += 1
                 for tap in self.taps:
@@ -382,42 +425,95 @@ class DalyClient:
             block = decode_device_info(frame, variant)
         except (RequestTimeoutError, DalyProtocolError):
             return information
-        return information | {name: text for name, text in block.to_dict().items() if text}
+        told = {name: printable(text) for name, text in block.to_dict().items() if text}
+        return information | told
 
     async def write_register(self, name: str, value: float) -> WriteResult:
         """Write the setting ``name`` (a key of WRITABLE) in its unit, and prove it took.
 
         Reads the value before, sends the write and waits for the BMS to echo it (resending
-        while unanswered: a write of the same value twice does no harm), then reads it back:
-        success only if the BMS holds what was written. A setting of the settings block is
-        read with the whole block, as Daly's app and syssi's component read it (and the
-        settings of the next sample are those); the balancer switch alone. Raises ValueError
-        for a name or value that is not allowed (nothing sent), WriteNotAcknowledgedError and
-        ReadBackMismatchError (with what was read back where it could be),
-        ControlNotSupportedError, or a TransportError, also when the link was rebuilt meanwhile.
+        while unanswered, over the same link only: a write of the same value twice does no
+        harm), then reads it back: done only if the BMS holds what was written, whatever the
+        echo said. A setting of the settings block is read with the whole block, as Daly's
+        app and syssi's component read it (and the settings of the next sample are those);
+        the balancer switch alone. Raises ValueError for a name or value that is not allowed
+        and a TransportError when the link failed before the write was sent (nothing sent);
+        WriteNotAcknowledgedError and ReadBackMismatchError (with what was read back where it
+        could be) when the BMS does not hold the value; ControlNotSupportedError;
+        WriteOutcomeUnknownError when the write was sent but the link went, or the BMS fell
+        silent, before it could be read back (``verify_write`` tells later).
         """
         raw = encode_writable(name, value)
         writable = WRITABLE[name]
-        if not self.protocol:
+        if not self.protocol or self._echo.unknown:
+            # The protocol, and over a wire whether the adapter echoes: a write's own echo
+            # must never pass for the BMS's acknowledgement.
             await self.read_sample()
         if self.variant is not D2:
             raise ControlNotSupportedError(
                 "writes are known for the D2 protocol only; no public source shows how a 0x81 "
                 "pack takes them over Bluetooth, and this driver does not write A5 commands"
             )
-        connection = self._connection
+        link = self.transport.link
         async with self._write_lock:  # read, write, read back: no other write in between
             before = await self._read_writable(name)
+            pending = WriteResult(name, writable.address, raw, before, math.nan, False)
             try:
-                await self._write(writable.address, raw, name, connection)
-            except WriteNotAcknowledgedError as error:
-                error.result = await self._result_after_failure(name, raw, before)
-                raise
-            after = await self._read_writable(name)
-        result = WriteResult(name, writable.address, raw, before, raw if after is None else after)
-        if after is not None and after != result.register_value:
+                acknowledged = await self._write(pending, link)
+            except _LinkChangedError:
+                raise  # nothing of this write was sent
+            except _MaybeSentError as error:
+                raise self._unknown(pending, error) from error
+            try:
+                after = await self._read_writable(name)
+            except (TransportError, DalyProtocolError) as error:
+                raise self._unknown(pending, error) from error
+        return self._proven(replace(pending, acknowledged=acknowledged), after)
+
+    @staticmethod
+    def _unknown(pending: WriteResult, error: Exception) -> WriteOutcomeUnknownError:
+        return WriteOutcomeUnknownError(
+            f"the write of {pending.name} was sent, but {error}: whether the BMS holds it is "
+            "not known",
+            pending,
+        )
+
+    async def verify_write(self, unknown: WriteOutcomeUnknownError) -> WriteResult:
+        """Read whether the BMS holds a write whose outcome a lost link left unknown.
+
+        The result of the write as ``write_register`` tells it, read over the link up now; a
+        command (a restart) cannot be read back: its outcome stays unknown (``unknown``).
+        """
+        pending = unknown.pending
+        if not WRITABLE[pending.name].readable:
+            raise unknown
+        async with self._write_lock:
+            after = await self._read_writable(pending.name)
+        return self._proven(replace(pending, acknowledged=False), after)
+
+    @staticmethod
+    def _proven(result: WriteResult, after: float | None) -> WriteResult:
+        """Return ``result`` with the value read back, or raise why the BMS does not hold it.
+
+        ``after`` None: a command, which cannot be read back; its acknowledgement is all the
+        proof there is.
+        """
+        if after is None:
+            if not result.acknowledged:
+                raise WriteNotAcknowledgedError(
+                    f"the BMS did not acknowledge {result.name}, and a command cannot be read back"
+                )
+            return replace(result, after=result.register_value)
+        result = replace(result, after=after)
+        if after == result.register_value:
+            return result
+        if result.acknowledged:
             raise ReadBackMismatchError(result)
-        return result
+        error = WriteNotAcknowledgedError(
+            f"the BMS did not acknowledge the write of {result.name} and does not hold it"
+        )
+        error.result = result
+        raise error
 
     async def _read_writable(self, name: str) -> float | None:
         """Read a writable setting's value in its unit; None for a command (nothing to read)."""
@@ -430,42 +526,31 @@ class DalyClient:
         frame = await self.read_block(Block(name, writable.address, 1))
         return writable.register.decode(frame.registers[0])
 
-    async def _result_after_failure(
-        self, name: str, raw: int, before: float | None
-    ) -> WriteResult | None:
-        """Read what the BMS holds after a write it did not acknowledge (None: unknown)."""
-        try:
-            after = await self._read_writable(name)
-        except (TransportError, DalyProtocolError):
-            return None
-        if after is None:
-            return None
-        return WriteResult(name, WRITABLE[name].address, raw, before, after)
+    async def _write(self, result: WriteResult, link: int) -> bool:
+        """Send the write of ``result`` on ``link`` until the BMS echoes it as sent.
 
-    async def _write(self, address: int, raw: int, name: str, connection: int) -> None:
-        """Send the write of ``raw`` into ``address`` until the BMS echoes it."""
-        request = build_write_request(address, raw)
+        True when echoed as sent, False when no echo came after every try or the echo carried
+        another value (the read-back then tells). _LinkChangedError when the link was gone
+        before the first try (nothing sent); _MaybeSentError when a try reached the transport
+        and the link failed afterwards.
+        """
+        request = build_write_request(result.address, result.written)
 
         def echo(frame: Frame) -> Frame | None:
             return frame if frame.function == WRITE_SINGLE else None
 
-        for _attempt in range(self.request_retries + 1):
-            if self._connection != connection:  # never resend a write over a new link
-                raise LinkLostError(f"the link was rebuilt during the write of {name}")
-            answer = await self._exchange((request,), echo)
-            if answer is None:
-                continue
-            if answer.payload != request[2:6]:
-                echoed_address, echoed = answer.registers
-                raise WriteNotAcknowledgedError(
-                    f"the BMS echoed {echoed} into 0x{echoed_address:04X} to the write of {raw} "
-                    f"into {name} (0x{address:04X})"
-                )
-            return
-        raise WriteNotAcknowledgedError(
-            f"the BMS did not acknowledge the write of {name} after "
-            f"{self.request_retries + 1} tries"
-        )
+        for attempt in range(self.request_retries + 1):
+            try:
+                answer = await self._exchange((request,), echo, write_link=link)
+            except _LinkChangedError as error:
+                if attempt == 0:
+                    raise
+                raise _MaybeSentError(str(error)) from error
+            except TransportError as error:  # the send itself failed: it may have gone out
+                raise _MaybeSentError(str(error)) from error
+            if answer is not None:
+                return answer.payload == request[2:6]
+        return False
 
     async def _detect(self) -> Frame | None:
         """Find the protocol the BMS speaks; return its first D2/0x81 status frame (None: A5).

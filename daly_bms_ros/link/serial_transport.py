@@ -43,6 +43,7 @@ class SerialTransport:
         self._baudrate = baudrate
         self._rs485 = rs485
         self._serial: serial.Serial | None = None
+        self._links = 0
         self._on_notify: Callable[[bytes], None] = lambda _data: None
         self._on_disconnect: Callable[[], None] = lambda: None
 
@@ -50,6 +51,11 @@ class SerialTransport:
     def is_connected(self) -> bool:
         """Whether the port is open."""
         return self._serial is not None
+
+    @property
+    def link(self) -> int:
+        """How many times the port was opened: the number of the current link."""
+        return self._links
 
     @property
     def description(self) -> str:
@@ -104,6 +110,7 @@ class SerialTransport:
                 ) from error
         port.reset_input_buffer()
         self._serial = port
+        self._links += 1
         asyncio.get_running_loop().add_reader(port.fileno(), self._readable)
 
     def _readable(self) -> None:

@@ -45,6 +45,15 @@ class BmsTransport(Protocol):
         """Whether the link is up."""
 
     @property
+    def link(self) -> int:
+        """Which link this is: a number that moves on each time a link is made whole.
+
+        A request is bound to the link it was first sent on (a write is never resent over a
+        link rebuilt meanwhile); a link is whole, and takes requests, only once it is
+        subscribed to the BMS's answers.
+        """
+
+    @property
     def description(self) -> str:
         """Name and address of the device, for logs and diagnostics."""
 

@@ -28,9 +28,10 @@ from daly_bms_ros.control import (
     describe_failure,
     describe_write,
 )
-from daly_bms_ros.link.client import WriteResult
+from daly_bms_ros.link.client import WriteOutcomeUnknownError, WriteResult
 from daly_bms_ros.link.transport import LinkLostError, TransportError
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
+from daly_bms_ros.text import printable
 
 HOW_TO_ALLOW = Permission(
     "starting the node with the parameter allow_control:=true",
@@ -100,6 +101,7 @@ class ControlServices:
     ) -> Any:
         """Check, write and fill ``response`` (success, message; previous/current if it has)."""
         logger = self._node.get_logger()
+        requester = printable(requester)  # it goes into the log: no forged lines
         try:
             check_write(name, value, self._allowed, confirmed, HOW_TO_ALLOW)
             finished = self._write(name, value)
@@ -118,9 +120,10 @@ class ControlServices:
         try:
             result = await awaited
         except Exception as error:
+            outcome = "is not known" if isinstance(error, WriteOutcomeUnknownError) else "failed"
             logger.error(
                 f"write of {name} = {value:g} by {requester or 'an unnamed requester'} "
-                f"failed: {describe_failure(error)}"
+                f"{outcome}: {describe_failure(error)}"
             )
             response.success, response.message = False, describe_failure(error)
             _fill_values(response, getattr(error, "result", None))

@@ -77,6 +77,7 @@ Register numbers are relative to the block start.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -429,14 +430,13 @@ def encode_writable(name: str, value: float) -> int:
     if writable is None:
         raise ValueError(f"no setting {name!r}; settings are {', '.join(sorted(WRITABLE))}")
     register = writable.register
-    if not register.minimum <= value <= register.maximum:
+    # What the setting allows and one 16-bit register can hold; NaN and infinity never pass.
+    lowest = max(register.minimum, min(register.decode(0), register.decode(0xFFFF)))
+    highest = min(register.maximum, max(register.decode(0), register.decode(0xFFFF)))
+    if not (math.isfinite(value) and lowest <= value <= highest):
         unit = f" {register.unit}" if register.unit else ""
-        raise ValueError(
-            f"{name} must be {register.minimum:g}..{register.maximum:g}{unit}, not {value:g}"
-        )
+        raise ValueError(f"{name} must be {lowest:g}..{highest:g}{unit}, not {value:g}")
     raw = register.encode(value)
-    if not 0 <= raw <= 0xFFFF:
-        raise ValueError(f"{value:g} {register.unit} cannot be stored in {name}".rstrip())
     if abs(register.decode(raw) - value) > 1e-9:
         raise ValueError(f"{name} takes steps of {1 / register.divisor:g}, not {value:g}")
     return raw
