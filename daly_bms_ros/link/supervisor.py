@@ -20,7 +20,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from daly_bms_ros.link.client import DalyClient, WriteResult
+from daly_bms_ros.link.client import (
+    DalyClient,
+    WriteFailedError,
+    WriteOutcomeUnknownError,
+    WriteResult,
+)
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
@@ -28,6 +33,9 @@ LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Polls that may fail in a row before the link is dropped and built anew.
 FAILED_POLLS_BEFORE_RECONNECT = 3
+#: How long a write whose link went waits for a link to read it back over: a reconnect takes
+#: a search, a connection and a subscription, a few seconds with the backoff's first delays.
+WRITE_VERIFY_TIMEOUT_S = 20.0
 
 
 class LinkState(enum.Enum):
@@ -220,6 +228,8 @@ class BmsLink:
         )
         #: Set when the poll interval changes, so a wait for the next poll ends at once.
         self._rescheduled = asyncio.Event()
+        #: Set each time a link comes up (a write of unknown outcome waits for it).
+        self._link_up = asyncio.Event()
         self._reconnects = 0
         self._failures = 0
         self._last_error = ""
@@ -262,6 +272,8 @@ class BmsLink:
 
     def _enter(self, state: LinkState) -> None:
         self._state = state
+        if state is LinkState.CONNECTED:
+            self._link_up.set()
         self._on_status(self.status())
 
     async def run(self) -> None:
@@ -467,25 +479,43 @@ class BmsLink:
 
     async def _sleep(self, seconds: float, *wake_on: asyncio.Event) -> None:
         """Wait, but wake at once on stop, link loss or any of ``wake_on``."""
-        events = (*self._stops, self._lost, *wake_on)
-        waits = [asyncio.ensure_future(event.wait()) for event in events]
-        try:
-            await asyncio.wait(
-                waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for wait in waits:
-                wait.cancel()
+        await _wait_any(seconds, *self._stops, self._lost, *wake_on)
 
     async def write(self, name: str, value: float) -> WriteResult:
         """Write a setting over the link (see ``DalyClient.write_register``) while connected.
 
         The write takes its turn between the poll's requests; LinkLostError when the link is
         not up (the write is not queued for later: a robot must not be switched by surprise).
+        A write whose link went before it was proven is read back over the rebuilt link
+        (``verify_write``), waiting for it up to WRITE_VERIFY_TIMEOUT_S: the answer says
+        what the BMS holds, or WriteOutcomeUnknownError when no link came back to tell.
         """
-        if self._state is not LinkState.CONNECTED or not self._transport.is_connected:
+        if not self._is_up():
             raise LinkLostError(f"not connected to the BMS (link {self.status().summary})")
-        return await self._client.write_register(name, value)
+        try:
+            return await self._client.write_register(name, value)
+        except WriteOutcomeUnknownError as unknown:
+            return await self._verify(unknown)
+
+    def _is_up(self) -> bool:
+        return self._state is LinkState.CONNECTED and self._transport.is_connected
+
+    async def _verify(self, unknown: WriteOutcomeUnknownError) -> WriteResult:
+        """Read back a write of unknown outcome over the first link that answers."""
+        deadline = time.monotonic() + WRITE_VERIFY_TIMEOUT_S
+        while True:
+            if self._is_up():
+                try:
+                    return await self._client.verify_write(unknown)
+                except (WriteOutcomeUnknownError, WriteFailedError):
+                    raise  # a command (nothing to read back), or the BMS does not hold it
+                except (TransportError, DalyProtocolError):
+                    pass  # that link failed too: wait for the next
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop_requested():
+                raise unknown
+            self._link_up.clear()
+            await _wait_any(remaining, *self._stops, self._link_up)
 
     @property
     def client(self) -> DalyClient:
@@ -497,3 +527,13 @@ class BmsLink:
         self._stopping.set()
         await self._transport.disconnect()
         self._enter(LinkState.STOPPED)
+
+
+async def _wait_any(seconds: float, *events: asyncio.Event) -> None:
+    """Wait ``seconds`` at most, until any of ``events`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
