@@ -31,7 +31,7 @@ from test_sim_a5 import serial_sim
 
 from daly_bms_ros.node.fleet import DalyBmsFleet, groups_of, namespaces_of
 from daly_bms_ros.node.groups import combine, parse_group
-from daly_bms_ros.node.node import bleak_transport
+from daly_bms_ros.node.node import make_transport
 from daly_bms_ros.node.parameters import InvalidSettingError, NodeSettings
 
 PACKS = {"/a": 100.0, "/b": 50.0, "/c": 100.0}  # namespace: rated capacity (Ah)
@@ -362,7 +362,7 @@ class SearchLog:
         self.starts: list[tuple[str, float]] = []
 
     def factory(self, settings: NodeSettings) -> Any:
-        log, transport = self, bleak_transport(settings)
+        log, transport = self, make_transport(settings)
 
         class Searching:
             """The real transport; its searches are logged."""

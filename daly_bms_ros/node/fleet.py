@@ -32,7 +32,7 @@ from daly_bms_ros.node.node import (
     USE_FQN_PARAMETER,
     DalyBmsNode,
     TransportFactory,
-    bleak_transport,
+    make_transport,
     publish_diagnostics,
 )
 from daly_bms_ros.node.parameters import InvalidSettingError, target_of
@@ -85,7 +85,7 @@ class DalyBmsFleet(Node):
     """The packs of ``batteries``, each a DalyBmsNode in its namespace, and ``pack_groups``."""
 
     def __init__(
-        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+        self, transport_factory: TransportFactory = make_transport, **node_options: Any
     ) -> None:
         super().__init__("daly_bms_fleet", **node_options)
         namespaces = namespaces_of(

@@ -20,9 +20,9 @@ from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
     BatteryDriver,
     TransportFactory,
-    bleak_transport,
     checked_change,
     declare_parameters,
+    make_transport,
 )
 from daly_bms_ros.node.parameters import PARAMETERS, InvalidSettingError, NodeSettings, validate
 
@@ -31,7 +31,7 @@ class DalyBmsLifecycleNode(LifecycleNode):
     """One Daly BMS, connected only while the node is active."""
 
     def __init__(
-        self, transport_factory: TransportFactory = bleak_transport, **node_options: Any
+        self, transport_factory: TransportFactory = make_transport, **node_options: Any
     ) -> None:
         super().__init__("daly_bms", **node_options)
         self._transport_factory = transport_factory

@@ -33,10 +33,8 @@ except ImportError:  # Humble: the module's earlier name
     from rclpy.qos_event import PublisherEventCallbacks
 
 from daly_bms_ros.capture.writer import CaptureWriter
-from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import WriteResult
 from daly_bms_ros.link.loop_thread import EventLoopThread
-from daly_bms_ros.link.serial_transport import SerialTransport
 from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
@@ -66,10 +64,18 @@ DIAGNOSTIC_TASK = "battery"
 USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
-def bleak_transport(settings: NodeSettings) -> BmsTransport:
-    """Build the real transport from the node's parameters: Bluetooth LE, or a serial port."""
+def make_transport(settings: NodeSettings) -> BmsTransport:
+    """Build the transport the parameters name: a serial port, or Bluetooth LE.
+
+    Each backend is imported only when chosen: a wired robot needs no Bluetooth libraries
+    (bleak, dbus-fast), a Bluetooth one no pyserial.
+    """
     if settings.transport == "serial":
+        from daly_bms_ros.link.serial_transport import SerialTransport  # noqa: PLC0415
+
         return SerialTransport(settings.serial_port, settings.baud, settings.rs485)
+    from daly_bms_ros.link.bleak_transport import BleakTransport  # noqa: PLC0415
+
     return BleakTransport(
         mac_address=settings.mac_address,
         device_name=settings.device_name,
@@ -399,7 +405,7 @@ class DalyBmsNode(Node):
 
     def __init__(
         self,
-        transport_factory: TransportFactory = bleak_transport,
+        transport_factory: TransportFactory = make_transport,
         links: SharedLinks | None = None,
         **node_options: Any,
     ) -> None:
