@@ -34,7 +34,7 @@ PATHS = ("/health", "/bms", "/bms/summary", "/bms/cells", "/bms/temps", "/bms/fo
 
 
 def real_sample() -> BmsSample:
-    captures = json.loads((ROOT.parent / "shared" / "frames" / "daly_d2_real.json").read_text())
+    captures = json.loads((ROOT / "test" / "data" / "daly_d2_real.json").read_text())
     status = next(bytes.fromhex(c["hex"]) for c in captures if c["id"] == "daly16s-status-7c")
     [frame] = FrameAssembler().feed(status)
     return BmsSample(decode_status(frame), received_at=time.time())

@@ -3,7 +3,7 @@
 # D-Bus with the BlueZ mock bluezoo (central hci0, peripheral hci1), the node searching for a
 # Daly BMS on hci0, and a virtual BMS (daly-bms-sim) on hci1; then print the node's topics the way
 # `ros2 topic echo` does until Ctrl+C. Every process started here is stopped on exit.
-# `bash scripts/demo.sh decode [HEX ...]` decodes captured frames instead (default: ../shared/frames).
+# `bash scripts/demo.sh decode [HEX ...]` decodes captured frames instead (default: the real frames in test/data/).
 # `bash scripts/demo.sh page` serves the virtual BMS with `daly-bms serve` instead of the node:
 # open http://127.0.0.1:8080/ for the live page (/metrics for Prometheus);
 # `bash scripts/demo.sh page --screenshot FILE.png` saves a screenshot of the page and stops.
@@ -18,7 +18,7 @@ if [ "${1:-}" = decode ]; then
         mapfile -t frames < <("$VENV/bin/python" -c '
 import json, sys
 for capture in json.load(open(sys.argv[1])):
-    print(capture["hex"])' "$ROOT/../shared/frames/daly_d2_real.json")
+    print(capture["hex"])' "$ROOT/test/data/daly_d2_real.json")
         set -- "${frames[@]}"
     fi
     exec "$VENV/bin/daly-bms" decode "$@"

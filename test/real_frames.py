@@ -1,4 +1,7 @@
-"""Real captured frames: ../shared/frames beside the repository, and field_frames.json here.
+"""Real captured frames: data/daly_d2_real.json and field_frames.json, both in this folder.
+
+data/daly_d2_real.json holds one real 16S pack's status and settings answers with the requests
+that asked them (its source: data/README.md).
 
 field_frames.json holds answers of real devices published by other projects, each with its
 source (repository, commit, file and line, or issue thread) and the values that source states
@@ -12,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FRAMES_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "frames" / "daly_d2_real.json"
+FRAMES_FILE = Path(__file__).resolve().parent / "data" / "daly_d2_real.json"
 
 
 @cache
