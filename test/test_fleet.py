@@ -29,12 +29,24 @@ from sensor_msgs.msg import BatteryState
 from test_e2e_faults import wait_until
 from test_sim_a5 import serial_sim
 
+from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.node.fleet import DalyBmsFleet, groups_of, namespaces_of
 from daly_bms_ros.node.groups import combine, parse_group
 from daly_bms_ros.node.node import make_transport
 from daly_bms_ros.node.parameters import InvalidSettingError, NodeSettings
 
 PACKS = {"/a": 100.0, "/b": 50.0, "/c": 100.0}  # namespace: rated capacity (Ah)
+FLEET = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_fleet"
+
+
+class Yaml(str):
+    """A value written into a parameters file as it is (``.nan``), not as Python's repr."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+DEEP = "r: " + "series(" * 3000 + "/a" + ")" * 3000
 
 
 def name_of(namespace: str) -> str:
@@ -277,6 +289,14 @@ def test_wired_packs_join_the_fleet_and_the_boards_of_a_bus_take_turns(tmp_path:
             "also a pack's namespace",
         ),
         ({"batteries": ["/a", "/z"]}, "each pack needs a mac_address or device_name"),
+        ({"batteries": ["/a"], "group_max_age": Yaml(".nan")}, "above 0 (seconds), not nan"),
+        ({"batteries": ["/a"], "group_max_age": Yaml(".inf")}, "above 0 (seconds), not inf"),
+        ({"batteries": ["/a"], "pack_groups": [DEEP]}, "groups nest at most 8 deep"),
+        ({"batteries": [f"/p{n}" for n in range(1000)]}, "a fleet serves at most 32"),
+        ({"batteries": ["/a", "/a/"]}, "/a is named twice"),
+        ({"batteries": ["/1a"]}, "not a namespace"),
+        ({"batteries": ["/\u00e9"]}, "not a namespace"),
+        ({"batteries": ["/front#1"]}, "not a namespace"),
     ],
 )
 def test_a_wrong_fleet_is_refused_with_what_is_allowed(
@@ -341,13 +361,79 @@ def test_the_shipped_four_battery_file_is_a_valid_fleet() -> None:
         assert config[f"{namespace}/daly_bms"]["ros__parameters"]["mac_address"]
 
 
+def test_two_spellings_of_one_port_are_one_port(tmp_path: Path) -> None:
+    """A link, a detour through '..', the path itself: one port, one BMS (board 1) on it."""
+    (tmp_path / "by-id").symlink_to("/dev/ttyDALY0")
+    spellings = ["/dev/ttyDALY0", "/dev/../dev/ttyDALY0", str(tmp_path / "by-id")]
+    for other in spellings[1:]:
+        packs = {
+            "/a": {"transport": "serial", "serial_port": spellings[0]},
+            "/b": {"transport": "serial", "serial_port": other},
+        }
+        with (
+            fleet_context(
+                parameters_file(tmp_path / "ports.yaml", packs, batteries=list(packs))
+            ) as context,
+            pytest.raises(
+                InvalidSettingError,
+                match=re.escape("/a and /b name one (serial port /dev/ttyDALY0)"),
+            ),
+        ):
+            DalyBmsFleet(context=context)
+    # Boards of one bus, however their port is spelt, take turns on it.
+    links = SharedLinks()
+    for spelling in spellings:
+        links.register_bus(spelling)
+    turns = {id(links.bus_turns(spelling)) for spelling in spellings}
+    assert len(turns) == 1
+    assert links.bus_turns(spellings[0]) is not None
+
+
+def test_a_section_written_twice_is_refused(tmp_path: Path) -> None:
+    """rcl would take the second /a section silently, and the first's BMS would be lost."""
+    parameters = parameters_file(tmp_path / "twice.yaml", batteries=list(PACKS))
+    parameters.write_text(parameters.read_text() + TWICE)
+    with (
+        fleet_context(parameters) as context,
+        pytest.raises(InvalidSettingError, match=re.escape("'/a/daly_bms' is written twice")),
+    ):
+        DalyBmsFleet(context=context, parameter_files=[str(parameters)])
+
+
+TWICE = "/a/daly_bms:\n  ros__parameters:\n    device_name: DL-OTHER\n"
+
+
+@pytest.mark.parametrize(
+    ("fleet", "appended", "message"),
+    [
+        ({"batteries": ["/a"], "group_max_age": Yaml(".nan")}, "", "not nan"),
+        ({"batteries": ["/a"], "pack_groups": [DEEP]}, "", "nest at most 8 deep"),
+        ({"batteries": [f"/p{n}" for n in range(1000)]}, "", "at most 32"),
+        ({"batteries": list(PACKS)}, TWICE, "'/a/daly_bms' is written twice (lines 4 and 37)"),
+    ],
+)
+def test_a_bad_fleet_ends_the_process_with_2_and_one_line(
+    tmp_path: Path, fleet: dict[str, object], appended: str, message: str
+) -> None:
+    """What a service can tell from a restart that would not help: exit 2, one line why."""
+    parameters = parameters_file(tmp_path / "bad.yaml", **fleet)
+    parameters.write_text(parameters.read_text() + appended)
+    result = subprocess.run(
+        [str(FLEET), "--ros-args", "--params-file", str(parameters)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "invalid parameter" in line and message in line
+    assert len(line) < 400
+
+
 def test_a_parameters_file_that_does_not_parse_stops_the_process(tmp_path: Path) -> None:
     """Exit 2, which the launch files and units take for "fix the configuration"."""
     broken = tmp_path / "broken.yaml"
     broken.write_text("/daly_bms_fleet:\n  ros__parameters:\n    batteries: [/a\n")
-    fleet = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_fleet"
     result = subprocess.run(
-        [str(fleet), "--ros-args", "--params-file", str(broken)],
+        [str(FLEET), "--ros-args", "--params-file", str(broken)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr

@@ -11,6 +11,7 @@ MQTT broker (Home Assistant discovery included).
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,12 @@ from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.messages import sample_from_messages
-from daly_bms_ros.node.parameters import InvalidSettingError
+from daly_bms_ros.node.parameters import (
+    InvalidSettingError,
+    check_parameter_files,
+    namespace_of,
+    parameter_files,
+)
 
 #: Name of the battery in the bridge's own namespace (parameter value "").
 DEFAULT_BATTERY = "bms"
@@ -79,8 +85,10 @@ class _Pairing:
 class DalyBmsBridge(Node):
     """Subscribe the batteries' topics and serve them over HTTP."""
 
-    def __init__(self, **node_options: Any) -> None:
+    def __init__(self, parameter_files: Sequence[str] = (), **node_options: Any) -> None:
+        """Check the parameters (and ``parameter_files`` for keys written twice), serve."""
         super().__init__("daly_bms_bridge", **node_options)
+        check_parameter_files(parameter_files)
         namespaces = self._declare(
             "batteries",
             [""],
@@ -104,6 +112,11 @@ class DalyBmsBridge(Node):
         data_dir = self._declare(
             "data_dir", "", "directory for latest.json and status.json; '' writes no files"
         )
+        # '' (or '/') is the bridge's own namespace; rcl takes only names of letters, digits, _.
+        namespaces = [
+            namespace_of(value, "batteries", relative=True) if value.strip("/") else ""
+            for value in namespaces
+        ]
         names = [battery_name(namespace) for namespace in namespaces]
         if len(set(names)) != len(names):
             raise InvalidSettingError(
@@ -239,7 +252,10 @@ class DalyBmsBridge(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the bridge node."""
-    return run_node(DalyBmsBridge, "daly_bms_bridge", args)
+    files = parameter_files(sys.argv if args is None else args)
+    return run_node(
+        functools.partial(DalyBmsBridge, parameter_files=files), "daly_bms_bridge", args
+    )
 
 
 if __name__ == "__main__":

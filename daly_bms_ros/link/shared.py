@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 
 from daly_bms_ros.link.loop_thread import EventLoopThread
@@ -18,7 +19,8 @@ class SharedLinks:
     Register each battery's adapter (or serial port) first. An adapter with more batteries
     than ``max_connections`` (0: no limit) serves them in turn; adapters are told apart by
     name: "" (the system default) and "hci0" count as two. A serial port registered by
-    several batteries is an RS485 bus of several boards: they are asked one at a time.
+    several batteries is an RS485 bus of several boards: they are asked one at a time (its
+    spellings, such as a /dev/serial/by-id/ link and the device it names, are one port).
     ``close`` ends every search and turn at once, and lets none start after it.
     """
 
@@ -37,7 +39,7 @@ class SharedLinks:
 
     def register_bus(self, port: str) -> None:
         """Count one more battery (a board) on the serial port ``port``."""
-        self._batteries[SERIAL_PORT, port] += 1
+        self._batteries[SERIAL_PORT, os.path.realpath(port)] += 1
 
     def search_lock(self, adapter: str) -> SearchLock:
         """Return the lock that lets ``adapter``'s packs search one at a time.
@@ -53,7 +55,7 @@ class SharedLinks:
 
     def bus_turns(self, port: str) -> LinkTurns | None:
         """Return the turns of the boards on ``port``, one at a time; None for a port of one."""
-        return self._turns_of(SERIAL_PORT, port, port, 1)
+        return self._turns_of(SERIAL_PORT, port, os.path.realpath(port), 1)
 
     def _turns_of(self, kind: str, label: str, name: str, limit: int) -> LinkTurns | None:
         batteries = self._batteries[kind, name]

@@ -5,11 +5,14 @@ parameters come from the same parameters file, its topics and diagnostics are a 
 all in one process over one Bluetooth event loop: a pack costs a few MiB instead of a process.
 An adapter with more packs than ``max_connections`` serves them in turn (connect, read,
 disconnect). ``pack_groups`` combine packs into one BatteryState each (see ``groups``),
-published only while every member's latest state is younger than ``group_max_age``.
+published only while every member's latest state is younger than ``group_max_age``. A fleet
+serves at most MAX_PACKS packs.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import sys
 import time
@@ -25,7 +28,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.shared import SharedLinks
-from daly_bms_ros.node.groups import Group, combine, parse_group
+from daly_bms_ros.node.groups import Group, combine, parse_group, shown
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
     STOP_TIMEOUT_S,
@@ -35,29 +38,38 @@ from daly_bms_ros.node.node import (
     make_transport,
     publish_diagnostics,
 )
-from daly_bms_ros.node.parameters import InvalidSettingError, target_of
+from daly_bms_ros.node.parameters import (
+    InvalidSettingError,
+    check_parameter_files,
+    namespace_of,
+    parameter_files,
+    same_bms_key,
+)
 
 QUEUE_DEPTH = 10
+#: Packs one fleet serves at most. Each costs its node (~1 MiB) and a share of one executor
+#: and one Bluetooth loop; a thousand took 700 MB and a minute to start. More: another fleet.
+MAX_PACKS = 32
 
-
-#: A ROS namespace (absolute) and a ROS name token, as rcl accepts them.
-NAMESPACE = re.compile(r"(/[A-Za-z][A-Za-z0-9_]*)+")
+#: A ROS name token, as rcl accepts it.
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 def namespaces_of(values: Sequence[str]) -> list[str]:
-    """Check the ``batteries`` parameter: distinct absolute namespaces, at least one."""
-    namespaces = [value.rstrip("/") for value in values]
-    if not namespaces:
+    """Check the ``batteries`` parameter: distinct absolute namespaces, 1 to MAX_PACKS."""
+    if not values:
         raise InvalidSettingError("batteries must name at least one namespace, e.g. ['/front']")
-    for namespace in namespaces:
-        if not NAMESPACE.fullmatch(namespace):
-            raise InvalidSettingError(
-                f"batteries: {namespace!r} is not a namespace such as '/front' "
-                "(letters, digits and _, each part starting with a letter)"
-            )
-    if len(set(namespaces)) != len(namespaces):
-        raise InvalidSettingError(f"batteries must be distinct, got {list(values)}")
+    if len(values) > MAX_PACKS:
+        raise InvalidSettingError(
+            f"batteries names {len(values)} packs; a fleet serves at most {MAX_PACKS} "
+            "(run another fleet, with its own node name, for more)"
+        )
+    namespaces = [namespace_of(value, "batteries") for value in values]
+    twice = sorted({namespace for namespace in namespaces if namespaces.count(namespace) > 1})
+    if twice:
+        raise InvalidSettingError(
+            f"batteries must be distinct: {', '.join(twice)} is named twice, each pack once"
+        )
     return namespaces
 
 
@@ -69,8 +81,8 @@ def groups_of(values: Sequence[str]) -> dict[str, Group]:
         name = name.strip()
         if not colon or not NAME.fullmatch(name):
             raise InvalidSettingError(
-                f"pack_groups: {value!r} is not '<name>: <expression>' with a name of letters, "
-                "digits and _, e.g. 'robot: parallel(series(/a, /b), series(/c, /d))'"
+                f"pack_groups: {shown(value)} is not '<name>: <expression>' with a name of "
+                "letters, digits and _, e.g. 'robot: parallel(series(/a, /b), series(/c, /d))'"
             )
         if name in groups:
             raise InvalidSettingError(f"pack_groups: {name!r} is named twice")
@@ -81,13 +93,33 @@ def groups_of(values: Sequence[str]) -> dict[str, Group]:
     return groups
 
 
+def check_targets(packs: dict[str, DalyBmsNode]) -> None:
+    """Refuse packs that name no BMS, or one BMS between them (two spellings of a port too)."""
+    keys = {namespace: same_bms_key(node.settings) for namespace, node in packs.items()}
+    problems = [f"{namespace} names none" for namespace, key in keys.items() if not key]
+    for key in sorted({key for key in keys.values() if key}):
+        sharing = [namespace for namespace, other in keys.items() if other == key]
+        if len(sharing) > 1:
+            problems.append(f"{' and '.join(sharing)} name one ({key})")
+    if problems:
+        raise InvalidSettingError(
+            "each pack needs a mac_address or device_name (or, wired, a serial_port and board) "
+            f"of its own in its section (<namespace>/daly_bms): {'; '.join(problems)}"
+        )
+
+
 class DalyBmsFleet(Node):
     """The packs of ``batteries``, each a DalyBmsNode in its namespace, and ``pack_groups``."""
 
     def __init__(
-        self, transport_factory: TransportFactory = make_transport, **node_options: Any
+        self,
+        transport_factory: TransportFactory = make_transport,
+        parameter_files: Sequence[str] = (),
+        **node_options: Any,
     ) -> None:
+        """Check the parameters (and ``parameter_files`` for sections written twice), start."""
         super().__init__("daly_bms_fleet", **node_options)
+        check_parameter_files(parameter_files)
         namespaces = namespaces_of(
             self._declare("batteries", [""], "namespaces of the packs, e.g. ['/front', '/rear']")
         )
@@ -114,8 +146,15 @@ class DalyBmsFleet(Node):
             "published then",
             dynamic_typing=True,  # 5 as well as 5.0
         )
-        if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age <= 0:
-            raise InvalidSettingError(f"group_max_age must be a number above 0, not {max_age!r}")
+        if (
+            isinstance(max_age, bool)
+            or not isinstance(max_age, (int, float))
+            or not math.isfinite(max_age)  # NaN: no state would ever be too old
+            or max_age <= 0
+        ):
+            raise InvalidSettingError(
+                f"group_max_age must be a number above 0 (seconds), not {max_age!r}"
+            )
         self._max_age = float(max_age)
         #: Each group's packs, in the order written (looked up with every pack's message).
         self._members = {name: group.packs() for name, group in self._groups.items()}
@@ -134,13 +173,7 @@ class DalyBmsFleet(Node):
             )
         self._links = SharedLinks(max_connections)
         self.children = tuple(self._pack_node(transport_factory, ns) for ns in namespaces)
-        targets = [target_of(child.settings) for child in self.children]
-        if not all(targets) or len(set(targets)) != len(targets):
-            raise InvalidSettingError(
-                "each pack needs a mac_address or device_name (or, wired, a serial_port and "
-                "board) of its own in its section (<namespace>/daly_bms), else two packs may "
-                f"take one BMS: got {targets}"
-            )
+        check_targets(dict(zip(namespaces, self.children, strict=True)))
         self._links.loop.start()
         for child in self.children:
             child.start()
@@ -238,7 +271,8 @@ class DalyBmsFleet(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the fleet (every pack's node spins with it)."""
-    return run_node(DalyBmsFleet, "daly_bms_fleet", args)
+    files = parameter_files(sys.argv if args is None else args)
+    return run_node(functools.partial(DalyBmsFleet, parameter_files=files), "daly_bms_fleet", args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from daly_bms_ros.report import IDLE_CURRENT_A
 
 SERIES = "series"
 PARALLEL = "parallel"
+#: How deep groups may nest: a robot's wiring is a bank of strings (2); deeper expressions
+#: are mistakes, and thousands deep would exhaust the parser's recursion.
+MAX_DEPTH = 8
 _TOKEN = re.compile(r"\s*(?:(?P<word>[A-Za-z0-9_/~.-]+)|(?P<mark>[(),]))")
 #: BatteryState health values from the worst to the best.
 HEALTH_SEVERITY = (
@@ -54,15 +57,20 @@ class Group:
 def parse_group(text: str) -> Group:
     """Parse a group expression; ValueError saying what was expected."""
     tokens = [m.group("word") or m.group("mark") for m in _tokens(text)]
-    group, position = _parse(tokens, 0, text)
+    group, position = _parse(tokens, 0, text, 1)
     if position != len(tokens):
-        raise ValueError(f"{text!r}: unexpected {tokens[position]!r} after the group")
+        raise ValueError(f"{shown(text)}: unexpected {shown(tokens[position], 20)} after the group")
     if group.kind == "pack":
-        raise ValueError(f"{text!r}: a group combines packs: series(...) or parallel(...)")
+        raise ValueError(f"{shown(text)}: a group combines packs: series(...) or parallel(...)")
     packs = group.packs()
     if len(set(packs)) != len(packs):
-        raise ValueError(f"{text!r}: a pack is named twice")
+        raise ValueError(f"{shown(text)}: a pack is named twice")
     return group
+
+
+def shown(text: str, width: int = 60) -> str:
+    """Quote ``text`` for a message, shortened: an expression may be thousands long."""
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 def _tokens(text: str) -> list[re.Match[str]]:
@@ -70,31 +78,35 @@ def _tokens(text: str) -> list[re.Match[str]]:
     while position < len(text.rstrip()):
         match = _TOKEN.match(text, position)
         if match is None:
-            raise ValueError(f"{text!r}: cannot read {text[position:].strip()[:10]!r}")
+            raise ValueError(f"{shown(text)}: cannot read {text[position:].strip()[:10]!r}")
         matches.append(match)
         position = match.end()
     return matches
 
 
-def _parse(tokens: Sequence[str], at: int, text: str) -> tuple[Group, int]:
+def _parse(tokens: Sequence[str], at: int, text: str, depth: int) -> tuple[Group, int]:
     if at >= len(tokens) or tokens[at] in "(),":
-        raise ValueError(f"{text!r}: a pack or series(...)/parallel(...) expected")
+        raise ValueError(f"{shown(text)}: a pack or series(...)/parallel(...) expected")
     word = tokens[at]
     if at + 1 < len(tokens) and tokens[at + 1] == "(":
         if word not in (SERIES, PARALLEL):
-            raise ValueError(f"{text!r}: {word!r} is neither series nor parallel")
+            raise ValueError(f"{shown(text)}: {shown(word, 20)} is neither series nor parallel")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{shown(text)}: groups nest at most {MAX_DEPTH} deep")
         members, position = [], at + 2
         while True:
-            member, position = _parse(tokens, position, text)
+            member, position = _parse(tokens, position, text, depth + 1)
             members.append(member)
             if position < len(tokens) and tokens[position] == ",":
                 position += 1
                 continue
             if position < len(tokens) and tokens[position] == ")":
                 return Group(word, tuple(members)), position + 1
-            raise ValueError(f"{text!r}: ',' or ')' expected in {word}(...)")
+            raise ValueError(f"{shown(text)}: ',' or ')' expected in {word}(...)")
     if not word.startswith("/"):
-        raise ValueError(f"{text!r}: a pack is its namespace, starting with '/': not {word!r}")
+        raise ValueError(
+            f"{shown(text)}: a pack is its namespace, starting with '/': not {shown(word, 20)}"
+        )
     return Group("pack", name=word.rstrip("/")), at + 1
 
 

@@ -9,10 +9,14 @@ backoff bounds) live in ``validate`` and give a message that names what is allow
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import yaml  # type: ignore[import-untyped]  # rclpy's own dependency, without stubs
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from daly_bms_ros.link.client import PROTOCOLS
@@ -306,6 +310,83 @@ def target_of(settings: NodeSettings) -> str:
     if settings.device_name:
         return f"name {settings.device_name}"
     return ""
+
+
+def same_bms_key(settings: NodeSettings) -> str:
+    """Return ``target_of`` with the serial port's path resolved: one key per BMS.
+
+    ``/dev/ttyUSB0``, ``/dev/../dev/ttyUSB0`` and a ``/dev/serial/by-id/`` link to it are one
+    port; told apart by spelling, two packs would read one BMS (or one bus twice at once).
+    """
+    if settings.transport == "serial":
+        settings = replace(settings, serial_port=os.path.realpath(settings.serial_port))
+    return target_of(settings)
+
+
+#: A namespace as rcl takes it in topic names: parts of letters, digits and _, each starting
+#: with a letter (rcl refuses '#', a leading digit, non-ASCII letters with an exception).
+_NAMESPACE = re.compile(r"/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
+
+
+def namespace_of(value: str, parameter: str, relative: bool = False) -> str:
+    """Return ``value`` without its trailing '/', or InvalidSettingError saying what is allowed.
+
+    Checked before any topic is made of it: rcl's exception would end the process with 1,
+    which its service restarts, in vain, forever. ``relative``: 'front' is allowed too.
+    """
+    namespace = value.rstrip("/")
+    if not _NAMESPACE.fullmatch(namespace) or not (relative or namespace.startswith("/")):
+        raise InvalidSettingError(
+            f"{parameter}: {value!r} is not a namespace such as '/front' (letters, digits and _, "
+            "each part starting with a letter)"
+        )
+    return namespace
+
+
+def parameter_files(arguments: Sequence[str]) -> list[str]:
+    """Return the files given to ``--params-file`` in the ROS arguments of a command line."""
+    files, ros, iterator = [], False, iter(arguments)
+    for argument in iterator:
+        if argument == "--ros-args":
+            ros = True
+        elif argument == "--":
+            ros = False
+        elif ros and argument == "--params-file":
+            files.append(next(iterator, ""))
+    return [file for file in files if file]
+
+
+def check_parameter_files(files: Sequence[str]) -> None:
+    """Refuse a parameters file that names a section or parameter twice (InvalidSettingError).
+
+    rcl takes the last of the two silently: a pack's section written twice, or copied for a
+    new pack and left unrenamed, would quietly lose the settings of the first.
+    """
+    for file in files:
+        try:
+            root = yaml.compose(Path(file).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # rcl read it (or said why): only the duplicates are ours to find
+        nodes = [root] if root is not None else []
+        while nodes:  # no recursion: a file may nest deep
+            node = nodes.pop()
+            if isinstance(node, yaml.SequenceNode):
+                nodes.extend(node.value)
+            if not isinstance(node, yaml.MappingNode):
+                continue
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                nodes.append(value)
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                line = key.start_mark.line + 1
+                if key.value in lines:
+                    raise InvalidSettingError(
+                        f"parameters file {file}: {key.value!r} is written twice (lines "
+                        f"{lines[key.value]} and {line}), and the second would silently "
+                        "replace the first: write it once"
+                    )
+                lines[key.value] = line
 
 
 def validate(values: Mapping[str, Any]) -> NodeSettings:
