@@ -224,3 +224,41 @@ def test_the_overview_of_several_batteries() -> None:
         )
         assert_shows(shown, record)
         assert page.evaluate("location.hash") == "#front"
+
+
+def test_a_page_error_never_leaves_a_view_that_claims_to_be_live() -> None:
+    """A hash that does not decode, then a rendering that fails: the page polls on and says so.
+
+    "#%" made decodeURIComponent throw in every rendering, and the poll was never scheduled
+    again: the page showed nothing, or kept its last view with "live" on it, for good.
+    """
+    store = SampleStore(["bms"], max_age=5.0)
+    store.update("bms", real_sample(time.time()))
+    with serving(store) as url, browser_page() as page:
+        page.goto(url + "/#%")
+        first = wait_until(
+            lambda: (shown := shown_sample(page))["sampleTime"] and shown, what="a live sample"
+        )
+        assert first["banner"].startswith("live: sample")
+        store.update("bms", real_sample(time.time() + 1.0))
+        wait_until(
+            lambda: shown_sample(page)["sampleTime"] not in ("", first["sampleTime"]),
+            what="the next sample (the page polls on)",
+        )
+        # The page cannot render (an element it fills is gone): it says so, not "live".
+        page.evaluate("() => { document.getElementById('cells').id = 'away'; }")
+        failed = wait_until(
+            lambda: (shown := shown_sample(page))["connection"] == "page error" and shown,
+            what="the page's error state",
+        )
+        assert failed["bannerClass"] == "banner stale"
+        assert failed["banner"].startswith("error: the page cannot show")
+        # ... and polls on: once it can render again, it is live again.
+        page.evaluate("() => { document.getElementById('away').id = 'cells'; }")
+        store.update("bms", real_sample(time.time() + 2.0))
+        wait_until(
+            lambda: (shown := shown_sample(page))["banner"].startswith("live: sample")
+            and shown["connection"] == "bridge connected"
+            and len(shown["cells"]) == 16,
+            what="the live view again",
+        )

@@ -1,8 +1,8 @@
 // The bridge's live page: polls /batteries every second and the shown battery's history every
 // few seconds, and renders them. Values come only from the bridge's JSON: a battery without fresh
 // data shows "—" and a stale banner, and an unreachable bridge marks everything stale, so that
-// nothing old ever looks current. Text is set with textContent only (device names come from
-// the air).
+// nothing old ever looks current; a page that fails to render says so and keeps polling. Text
+// is set with textContent only (device names come from the air).
 "use strict";
 
 const POLL_MS = 1000;
@@ -36,7 +36,12 @@ function onOff(value) {
 }
 
 function chosenBattery(names) {
-  const wanted = decodeURIComponent(location.hash.slice(1));
+  let wanted = null;
+  try {
+    wanted = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    // A hash that does not decode ("#%") names no battery.
+  }
   if (names.includes(wanted)) return wanted;
   return names.length === 1 ? names[0] : null;
 }
@@ -186,6 +191,43 @@ function showConnection(ok) {
   badge.className = ok ? "badge ok" : "badge bad";
 }
 
+// Rendering failed: whatever it had shown is no longer current. Each step on its own, so that
+// the very element that failed the rendering cannot keep the rest from saying so.
+function showPageError(error) {
+  const steps = [
+    () => {
+      const badge = document.getElementById("connection");
+      badge.textContent = "page error";
+      badge.className = "badge bad";
+    },
+    () => {
+      const banner = document.getElementById("freshness");
+      banner.textContent = `error: the page cannot show the bridge's answer (${error})`;
+      banner.className = "banner stale";
+    },
+    () => document.getElementById("battery").classList.add("stale"),
+    () => {
+      for (const card of document.querySelectorAll("#cards .card")) card.classList.add("stale");
+    },
+  ];
+  for (const step of steps) {
+    try {
+      step();
+    } catch {
+      // the next step may still work
+    }
+  }
+  console.warn("the page could not render", error);
+}
+
+function safeRender() {
+  try {
+    render();
+  } catch (error) {
+    showPageError(error);
+  }
+}
+
 function render() {
   const names = Object.keys(state.batteries);
   const shown = chosenBattery(names);
@@ -197,7 +239,7 @@ function render() {
   state.shown = shown;
 }
 
-async function poll() {
+async function refresh() {
   try {
     const response = await fetch("/batteries", { cache: "no-store" });
     state.batteries = (await response.json()).batteries;
@@ -218,10 +260,21 @@ async function poll() {
       state.historyAt = 0;
     }
   }
-  setTimeout(poll, POLL_MS);
 }
 
-window.addEventListener("hashchange", render);
+// Whatever fails, the page says so and polls on: a view frozen while it says "live" is worse
+// than none.
+async function poll() {
+  try {
+    await refresh();
+  } catch (error) {
+    showPageError(error);
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+window.addEventListener("hashchange", safeRender);
 window.addEventListener("resize", () => {
   for (const chart of state.charts || []) {
     chart.plot.setSize({ width: Math.max(280, document.getElementById("charts").clientWidth), height: 160 });
