@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from real_frames import BAD_CRC, SETTINGS, STATUS, field_bytes, frame_bytes
 
+from daly_bms_ros.capture.format import CaptureError, event_line, header_line
+from daly_bms_ros.cli.decode import decode_capture
 from daly_bms_ros.protocol import X81, build_response, encode_x81_status
 from daly_bms_ros.sim.battery import BatteryModel
 
@@ -136,3 +139,45 @@ def test_hex_from_standard_input_and_files(tmp_path: Path) -> None:
     assert json.loads(lines[-1])["block"] == "settings"
     status, _ = decode("--file", str(tmp_path / "missing.hex"))
     assert status == 2
+
+
+def write_capture(
+    path: Path, *notifications: tuple[float, bytes], broken_after: bool = False
+) -> Path:
+    """A capture of a request, then ``notifications`` (time, bytes); a broken line at the end."""
+    lines = [header_line(), event_line("request", bytes.fromhex("81030000003ed7b9"), at=(0.5, 0.5))]
+    lines += [event_line("notification", data, at=(t, t)) for t, data in notifications]
+    path.write_text("\n".join([*lines, *(["{broken"] if broken_after else [])]) + "\n")
+    return path
+
+
+def x81_halves() -> tuple[bytes, bytes]:
+    pack, state = encode_x81_status(BatteryModel(cells=8, max_cells=48).status(0.0))
+    return build_response(pack, X81), build_response(state, X81)
+
+
+def test_a_capture_is_decoded_in_time_order_with_its_0x81_halves_paired(tmp_path: Path) -> None:
+    pack, state = x81_halves()
+    garbage = b"\xab" * 5
+    paired = decode_capture(
+        write_capture(tmp_path / "a.jsonl", (1, pack), (2, garbage), (3, state))
+    )
+    assert [(o["t"], o.get("block"), o.get("error")) for o in paired] == [
+        (2, None, "bad_header"), (3, "x81_status", None),
+    ]  # fmt: skip
+    alone = decode_capture(
+        write_capture(tmp_path / "b.jsonl", (1, pack), (2, garbage), (3, frame_bytes(STATUS)))
+    )
+    assert [(o["t"], o.get("block"), o.get("error")) for o in alone] == [
+        (1, "x81_pack", "incomplete_x81_status"), (2, None, "bad_header"), (3, "status", None),
+    ]  # fmt: skip
+
+
+def test_a_capture_is_decoded_as_it_is_read(tmp_path: Path) -> None:
+    """What comes before a broken line is decoded before the line is read."""
+    objects = decode_capture(
+        write_capture(tmp_path / "c.jsonl", (1, frame_bytes(STATUS)), broken_after=True)
+    )
+    assert next(objects)["block"] == "status"
+    with pytest.raises(CaptureError, match=r"c\.jsonl:4: not JSON"):
+        next(objects)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import shutil
 import socket
 import stat
@@ -18,6 +19,7 @@ import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock
 from dbus_fast import Message
 from dbus_fast.aio import MessageBus
+from source_cli import assert_one_clear_line, daly_bms_sim
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
@@ -310,3 +312,15 @@ def test_a_sleeping_bms_drops_its_link_and_wakes_with_the_same_gatt_table(
     assert before, "no GATT characteristics seen"
     assert after == before
     assert len(sample.status.cell_voltages) == 16
+
+
+@pytest.mark.parametrize(
+    "name", [os.fsdecode(b"DL-\xff"), "DL-\x1b[2J", "DL-\u202eMIS", "", "DL-" + "é" * 14]
+)
+def test_a_name_that_cannot_be_advertised_is_one_clear_line(name: str) -> None:
+    """Bytes that are not UTF-8, control characters, nothing, more than an advertisement holds."""
+    result = daly_bms_sim("--name", name, "--adapter", "hci-none")
+    assert_one_clear_line(result, 2, "argument --name: ")
+    no_bus = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"}
+    taken = daly_bms_sim("--name", "DL-Bätterie 7", "--adapter", "hci-none", env=no_bus)
+    assert_one_clear_line(taken, 1, "BlueZ not reachable")  # the name passed

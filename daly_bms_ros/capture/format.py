@@ -10,6 +10,7 @@ against each other) and ``wall`` (seconds since the epoch, for people):
 
 - ``{"type": "connection", "device": {"name", "address", "gatt", "mtu"}, ...}``: a link
   came up, to this device, over this GATT layout ("fff0" or "ff00") and MTU (null: unknown);
+  over a serial port the device is ``{"transport": "serial", "port", "baudrate"}``;
 - ``{"type": "request", "hex": "d2030000003ed7b9", ...}``: bytes written to the BMS;
 - ``{"type": "notification", "hex": "d2037c0c74...", ...}``: one notification as it came,
   garbage and all;
@@ -19,18 +20,24 @@ against each other) and ``wall`` (seconds since the epoch, for people):
 - ``{"type": "disconnect", "reason": "...", ...}``: the link went down.
 
 A rotated file (``FILE.1`` …) starts with the header again. Unknown keys are ignored by
-readers of the same version; a later version is refused.
+readers of the same version; a later version is refused, and so is a file whose known keys hold
+values of the wrong type (``read_events`` says where).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from daly_bms_ros.capture.files import InputFileError, read_lines
+from daly_bms_ros.protocol.gatt import GATT_LAYOUTS
 
 FORMAT = "daly-bms-capture"
 VERSION = 1
@@ -40,6 +47,9 @@ CONNECTION = "connection"
 DISCONNECT = "disconnect"
 PROTOCOL = "protocol"
 EVENT_TYPES = (REQUEST, NOTIFICATION, CONNECTION, DISCONNECT, PROTOCOL)
+GATT_LAYOUT_NAMES = tuple(layout.name for layout in GATT_LAYOUTS)
+#: The ATT MTU of a link: 23 at least, a 16-bit number.
+MTU_RANGE = range(23, 65536)
 
 
 def driver_version() -> str:
@@ -74,7 +84,7 @@ def event_line(
     return json.dumps(record | details)
 
 
-class CaptureError(ValueError):
+class CaptureError(InputFileError):
     """A file that is not a capture this version can read; the message says where and why."""
 
 
@@ -89,36 +99,118 @@ class CaptureEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def read_events(path: Path) -> Iterator[CaptureEvent]:
-    """Yield the events of a capture file, checking its header (CaptureError when wrong)."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
+def read_events(path: Path, max_bytes: int | None = None) -> Iterator[CaptureEvent]:
+    """Yield the events of a capture file, as they are read (CaptureError when wrong).
+
+    The first line that is not blank must be the header. Whatever the file holds, an event
+    the readers use has the fields they use, of the types they use: its times finite numbers,
+    its bytes hex, a connection's device an object. ``max_bytes``: refuse a larger file.
+    """
+    header_seen = False
+    for number, line in read_lines(path, max_bytes=max_bytes):
+        if not line.strip():
+            continue
+        try:
+            record = _json_object(line)
+            if record.get("type") == "header":
+                _check_header(record)
+                header_seen = True
                 continue
-            try:
-                record = json.loads(line)
-                kind = record["type"]
-                if kind == "header":
-                    _check_header(record)
-                    continue
-                if number == 1:
-                    raise CaptureError("no header: not a capture file")
-                if kind not in EVENT_TYPES:
-                    raise CaptureError(f"unknown event type {kind!r}")
-                data = bytes.fromhex(record.get("hex", ""))
-                yield CaptureEvent(
-                    kind,
-                    float(record["t"]),
-                    float(record["wall"]),
-                    data,
-                    {k: v for k, v in record.items() if k not in ("type", "t", "wall", "hex")},
-                )
-            except (ValueError, KeyError, TypeError) as error:
-                raise CaptureError(f"{path}:{number}: {error}") from error
+            if not header_seen:
+                raise CaptureError("no header: not a capture file")
+            event = _event(record)
+        except CaptureError as error:
+            raise CaptureError(f"{path}:{number}: {error}") from None
+        yield event
+    if not header_seen:
+        raise CaptureError(f"{path}: no header: not a capture file")
+
+
+def _shown(value: object) -> str:
+    """Show a value in an error message: its repr, cut short (a line may hold 64 KiB)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _refuse_constant(name: str) -> Any:
+    raise CaptureError(f"{name} is not a JSON number")
+
+
+def _json_object(line: str) -> dict[str, Any]:
+    """Parse one line as a JSON object: strict JSON (no NaN), as deep as Python decodes."""
+    try:
+        record = json.loads(line, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise CaptureError("JSON nested too deeply") from None
+    except ValueError as error:
+        raise CaptureError(f"not JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise CaptureError(f"a JSON {type(record).__name__}, not an object")
+    return record
+
+
+def _event(record: Mapping[str, Any]) -> CaptureEvent:
+    kind = record.get("type")
+    if kind not in EVENT_TYPES:
+        raise CaptureError(f"unknown event type {_shown(kind)}")
+    hex_text = record.get("hex", "")
+    if not isinstance(hex_text, str):
+        raise CaptureError(f"hex {_shown(hex_text)} is not text")
+    try:
+        data = bytes.fromhex(hex_text)
+    except ValueError:
+        raise CaptureError(f"hex {_shown(hex_text)} is not hexadecimal bytes") from None
+    if kind == CONNECTION:
+        _check_device(record.get("device"))
+    return CaptureEvent(
+        kind,
+        _seconds(record, "t"),
+        _seconds(record, "wall"),
+        data,
+        {k: v for k, v in record.items() if k not in ("type", "t", "wall", "hex")},
+    )
+
+
+def _seconds(record: Mapping[str, Any], key: str) -> float:
+    value = record.get(key)
+    seconds = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an integer of hundreds of digits
+            seconds = float(value)
+    if not math.isfinite(seconds):
+        raise CaptureError(f"{key} {_shown(value)} is not a finite number of seconds")
+    return seconds
+
+
+def _check_mtu(value: object) -> int | None:
+    """Return ``value`` if it is an ATT MTU (or None: unknown); CaptureError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in MTU_RANGE:
+        raise CaptureError(
+            f"MTU {_shown(value)} is not {MTU_RANGE.start}..{MTU_RANGE.stop - 1} (or null)"
+        )
+    return value
+
+
+def _check_device(device: object) -> None:
+    """Check a connection's device: an object; its name, address, GATT layout and MTU."""
+    if not isinstance(device, dict):
+        raise CaptureError(f"a connection's device is {_shown(device)}, not an object")
+    for key in ("name", "address"):
+        if key in device and not isinstance(device[key], str):
+            raise CaptureError(f"device {key} {_shown(device[key])} is not text")
+    gatt = device.get("gatt")
+    if gatt is not None and gatt not in GATT_LAYOUT_NAMES:
+        raise CaptureError(
+            f"device gatt {_shown(gatt)} is not one of {', '.join(GATT_LAYOUT_NAMES)} (or null)"
+        )
+    _check_mtu(device.get("mtu"))
 
 
 def _check_header(record: Mapping[str, Any]) -> None:
     if record.get("format") != FORMAT:
-        raise CaptureError(f"format {record.get('format')!r} is not {FORMAT!r}")
-    if not isinstance(record.get("version"), int) or record["version"] > VERSION:
-        raise CaptureError(f"capture version {record.get('version')!r}; this reads {VERSION}")
+        raise CaptureError(f"format {_shown(record.get('format'))} is not {FORMAT!r}")
+    version = record.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise CaptureError(f"capture version {_shown(version)}; this reads {VERSION}")

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from daly_bms_ros.capture.format import (
     CONNECTION,
     DISCONNECT,
+    MTU_RANGE,
     NOTIFICATION,
     REQUEST,
     CaptureError,
@@ -27,8 +29,12 @@ from daly_bms_ros.capture.format import (
     header_line,
 )
 
+T = TypeVar("T")
+
 _TITLE = re.compile(r"nRF Connect, (\d{4}-\d{2}-\d{2})")
-_DEVICE = re.compile(r"(?P<name>.*?)\s*\((?P<address>(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})\)")
+#: The device's address, after its name: searched for, as a pattern that starts with the name
+#: (any text, then spaces) would try every split of a line of spaces: quadratic time.
+_DEVICE = re.compile(r"\((?P<address>(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2})\)")
 _LINE = re.compile(r"(?P<level>[VDIAWE])\t(?P<time>\d{2}:\d{2}:\d{2}\.\d{3})\t(?P<message>.*)")
 _HEX = r"\(0x\)\s*(?P<hex>[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2})*)"
 _MESSAGES = (
@@ -39,23 +45,33 @@ _MESSAGES = (
 )
 _CONNECTED = re.compile(r"Connected to ")
 _DISCONNECTED = re.compile(r"Disconnected")
-_MTU = re.compile(r"MTU changed to: (?P<mtu>\d+)")
+_MTU = re.compile(r"MTU changed to: (?P<mtu>[0-9]+)")
+#: The most digits an MTU has (65535).
+_MTU_DIGITS = len(str(MTU_RANGE.stop - 1))
 #: The same bytes logged twice (I and A lines) at most this far apart are one event.
 _TWIN_WINDOW_S = 0.05
 #: The notify characteristic tells the GATT layout.
 _LAYOUT_BY_NOTIFY = {"0000fff1": "fff0", "0000ff01": "ff00"}
 
 
-def convert_nrf_log(lines: Iterable[str]) -> Iterator[str]:
-    """Yield the lines of a capture holding what the log shows (CaptureError if it is none)."""
-    lines = iter(lines)
-    title = _TITLE.match(next(lines, "").strip())
+def convert_nrf_log(lines: Iterable[str], source: str = "log") -> Iterator[str]:
+    """Yield the lines of a capture holding what the log shows (CaptureError if it is none).
+
+    ``source`` names the log in errors, which tell the line: a date or time that does not exist,
+    an MTU that is none.
+    """
+    numbered = enumerate(lines, start=1)
+    _, first = next(numbered, (1, ""))
+    title = _TITLE.match(first.strip())
     if title is None:
-        raise CaptureError("not an nRF Connect log: its first line is not 'nRF Connect, <date>'")
-    day = datetime.datetime.fromisoformat(title.group(1)).replace(tzinfo=datetime.timezone.utc)
-    device_line = _DEVICE.match(next(lines, "").strip())
-    device = {
-        "name": device_line.group("name") if device_line else "",
+        raise CaptureError(
+            f"{source}: not an nRF Connect log: its first line is not 'nRF Connect, <date>'"
+        )
+    day = _parsed(datetime.date.fromisoformat, title.group(1), "date", f"{source}:1")
+    _, second = next(numbered, (2, ""))
+    device_line = _DEVICE.search(second)
+    device: dict[str, Any] = {
+        "name": second[: device_line.start()].strip() if device_line else "",
         "address": device_line.group("address").upper() if device_line else "",
         "gatt": None,
         "mtu": None,
@@ -63,15 +79,16 @@ def convert_nrf_log(lines: Iterable[str]) -> Iterator[str]:
     yield header_line(source="nRF Connect log")
     events: list[tuple[str, float, bytes]] = []
     connected_at: float | None = None
-    for raw in lines:
+    for number, raw in numbered:
         line = _LINE.match(raw.rstrip("\r\n"))
         if line is None:
             continue  # the service list and other lines without level and time
-        clock = datetime.time.fromisoformat(line.group("time"))
-        wall = datetime.datetime.combine(day, clock).timestamp()
+        where = f"{source}:{number}"
+        clock = _parsed(datetime.time.fromisoformat, line.group("time"), "time", where)
+        wall = datetime.datetime.combine(day, clock, datetime.timezone.utc).timestamp()
         message = line.group("message")
         if mtu := _MTU.match(message):
-            device["mtu"] = int(mtu.group("mtu"))
+            device["mtu"] = _mtu(mtu.group("mtu"), where)
         elif _CONNECTED.match(message):
             connected_at = wall
         elif _DISCONNECTED.match(message):
@@ -85,12 +102,28 @@ def convert_nrf_log(lines: Iterable[str]) -> Iterator[str]:
                     events.append((kind, wall, data))
                 break
     if not any(kind in (NOTIFICATION, REQUEST) for kind, _, _ in events):
-        raise CaptureError("the log holds no notification and no write")
+        raise CaptureError(f"{source}: the log holds no notification and no write")
     start = connected_at if connected_at is not None else events[0][1]
     yield event_line(CONNECTION, at=(0.0, start), device=device)
     for kind, wall, data in events:
         details = {"reason": "nRF Connect: Disconnected"} if kind == DISCONNECT else {}
         yield event_line(kind, data, at=(wall - start, wall), **details)
+
+
+def _parsed(parse: Callable[[str], T], text: str, what: str, where: str) -> T:
+    """Parse a date or a time of the log; CaptureError for one that does not exist."""
+    try:
+        return parse(text)
+    except ValueError:
+        raise CaptureError(f"{where}: no such {what} {text!r}") from None
+
+
+def _mtu(digits: str, where: str) -> int:
+    """Return the MTU of an "MTU changed to" line; CaptureError for one no link has."""
+    if len(digits) > _MTU_DIGITS or int(digits) not in MTU_RANGE:
+        shown = digits if len(digits) <= _MTU_DIGITS else f"of {len(digits)} digits"
+        raise CaptureError(f"{where}: MTU {shown} is not {MTU_RANGE.start}..{MTU_RANGE.stop - 1}")
+    return int(digits)
 
 
 def _twin(events: list[tuple[str, float, bytes]], kind: str, wall: float, data: bytes) -> bool:

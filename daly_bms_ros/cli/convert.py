@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from daly_bms_ros.capture.format import CaptureError
+from daly_bms_ros.capture.files import MAX_KEPT_BYTES, InputFileError, read_lines
 from daly_bms_ros.capture.nrf import convert_nrf_log
 from daly_bms_ros.cli.exit_codes import ExitCode
 
@@ -27,13 +27,21 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Convert; exit 2 when the log cannot be read or is not an nRF Connect log."""
+    """Convert; exit 2 when the log cannot be read or is not an nRF Connect log.
+
+    The log is read whole before the capture is written (its device comes first in the
+    capture, its GATT layout and MTU may come last in the log): a log over MAX_KEPT_BYTES is
+    refused.
+    """
+    log = read_lines(arguments.log, errors="replace", max_bytes=MAX_KEPT_BYTES)
     try:
-        with arguments.log.open(encoding="utf-8", errors="replace") as log:
-            lines = list(convert_nrf_log(log))
+        lines = list(convert_nrf_log((text for _, text in log), str(arguments.log)))
         arguments.capture.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    except (OSError, CaptureError) as error:
+    except InputFileError as error:
         print(f"daly-bms convert-log: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except OSError as error:
+        print(f"daly-bms convert-log: {arguments.capture}: {error.strerror}", file=sys.stderr)
         return ExitCode.USAGE
     print(f"{len(lines) - 2} events written to {arguments.capture}")
     return ExitCode.OK

@@ -10,22 +10,24 @@ device-information block.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import string
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from daly_bms_ros.capture.files import CHUNK_BYTES, InputFileError, read_chunks
 from daly_bms_ros.capture.format import (
     DISCONNECT,
     NOTIFICATION,
     REQUEST,
-    CaptureError,
     CaptureEvent,
     read_events,
 )
+from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,
@@ -66,17 +68,46 @@ DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
 }
 X81_PACK = (X81.response_address, X81_PACK_BLOCK.byte_count)
 X81_STATE = (X81.response_address, X81_STATE_BLOCK.byte_count)
+#: What a frame is tagged with as it goes through the 0x81 pairing.
+Tag = TypeVar("Tag")
 
 
 HEX_DIGITS = frozenset(string.hexdigits)
+#: The characters of hex text taken in one piece: a long argument is cut into pieces of this many,
+#: so that what it takes to clean it up stays bounded.
+HEX_PIECE = CHUNK_BYTES
 
 
-def parse_hex(text: str) -> bytes:
-    """Bytes of hex text; spaces, colons and a 0x prefix are allowed."""
-    cleaned = "".join(text.split()).replace(":", "").removeprefix("0x")
-    if len(cleaned) % 2 or not cleaned.isascii() or not set(cleaned) <= HEX_DIGITS:
-        raise HexInputError(f"not hexadecimal bytes: {text[:80]!r}")
-    return bytes.fromhex(cleaned)
+def parse_hex(pieces: Iterable[str]) -> Iterator[bytes]:
+    """Yield the bytes of one hex text given in pieces (HexInputError where it is not hex).
+
+    Spaces and colons are allowed anywhere, a 0x prefix at its start; its digits are even in
+    number. Each piece is converted as it comes: the text may be longer than memory.
+    """
+    carry = ""
+    at_start = True
+    for piece in pieces:
+        digits = carry + "".join(piece.split()).replace(":", "")
+        if at_start:
+            if len(digits) < 2:
+                carry = digits
+                continue
+            digits = digits.removeprefix("0x")
+            at_start = False
+        if not digits.isascii() or not set(digits) <= HEX_DIGITS:
+            bad = next(index for index, digit in enumerate(digits) if digit not in HEX_DIGITS)
+            raise HexInputError(f"not hexadecimal bytes: {digits[bad : bad + 40]!r}")
+        whole = len(digits) - len(digits) % 2
+        carry = digits[whole:]
+        if whole:
+            yield bytes.fromhex(digits[:whole])
+    if carry:
+        raise HexInputError(f"an odd number of hexadecimal digits, the last {carry!r}")
+
+
+def pieces_of(text: str) -> Iterator[str]:
+    """Cut ``text`` into pieces of HEX_PIECE characters."""
+    return (text[start : start + HEX_PIECE] for start in range(0, len(text), HEX_PIECE))
 
 
 def _kind(frame: Frame) -> tuple[int, int]:
@@ -107,32 +138,64 @@ def decode_x81_pair(pack: Frame, state: Frame) -> dict[str, Any]:
     return {"block": "x81_status", **status.to_dict()}
 
 
-def decode_frames(frames: list[Frame]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Decode each frame; a 0x81 status is two frames, decoded as one.
+class X81Pairing(Generic[Tag]):
+    """Decode frames as they come; the two halves of a 0x81 status are decoded as one.
 
     The two halves pair when they follow each other in either order (the driver asks the pack
-    block first, Daly's app the other one). Yields each object with the index of the frame that
-    completed it.
+    block first, Daly's app the other one). Each frame comes with a tag (its index, the event
+    that carried it); each object goes out with the tag of the frame that completed it.
     """
-    halves = {X81_PACK: X81_PACK_BLOCK.name, X81_STATE: X81_STATE_BLOCK.name}
-    pending: tuple[int, Frame] | None = None
-    for index, frame in enumerate(frames):
+
+    def __init__(self) -> None:
+        self._pending: tuple[Tag, Frame] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether half a 0x81 status waits for the next frame."""
+        return self._pending is not None
+
+    def push(self, tag: Tag, frame: Frame) -> list[tuple[Tag, dict[str, Any]]]:
+        """Take the next frame; return the objects it completed."""
+        decoded: list[tuple[Tag, dict[str, Any]]] = []
         kind = _kind(frame)
-        if pending is not None:
-            first_index, first = pending
-            pending = None
-            if kind in halves and kind != _kind(first):
+        if self._pending is not None:
+            first_tag, first = self._pending
+            self._pending = None
+            if kind in _X81_HALVES and kind != _kind(first):
                 pack, state = (first, frame) if kind == X81_STATE else (frame, first)
-                yield index, decode_x81_pair(pack, state)
-                continue
-            yield first_index, {"error": "incomplete_x81_status", "block": halves[_kind(first)]}
-        if kind in halves:
-            pending = index, frame
+                return [(tag, decode_x81_pair(pack, state))]
+            decoded.append((first_tag, _incomplete(first)))
+        if kind in _X81_HALVES:
+            self._pending = tag, frame
         else:
-            yield index, decode_frame(frame)
-    if pending is not None:
-        first_index, first = pending
-        yield first_index, {"error": "incomplete_x81_status", "block": halves[_kind(first)]}
+            decoded.append((tag, decode_frame(frame)))
+        return decoded
+
+    def finish(self) -> list[tuple[Tag, dict[str, Any]]]:
+        """Report the half status left waiting at the end, if any."""
+        if self._pending is None:
+            return []
+        tag, first = self._pending
+        self._pending = None
+        return [(tag, _incomplete(first))]
+
+
+_X81_HALVES = {X81_PACK: X81_PACK_BLOCK.name, X81_STATE: X81_STATE_BLOCK.name}
+
+
+def _incomplete(half: Frame) -> dict[str, Any]:
+    return {"error": "incomplete_x81_status", "block": _X81_HALVES[_kind(half)]}
+
+
+def decode_frames(frames: Iterable[Frame]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Decode each frame as it comes (see X81Pairing).
+
+    Yields each object with the index of the frame that completed it.
+    """
+    pairing: X81Pairing[int] = X81Pairing()
+    for index, frame in enumerate(frames):
+        yield from pairing.push(index, frame)
+    yield from pairing.finish()
 
 
 def _rejections(assembler: FrameAssembler, before: Counter[RejectReason]) -> list[dict[str, Any]]:
@@ -145,14 +208,18 @@ def _rejections(assembler: FrameAssembler, before: Counter[RejectReason]) -> lis
 
 
 def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield an object per frame and per rejected piece of a capture, with its time, in order.
+    """Yield an object per frame and per rejected piece of a capture, with its time, as read.
 
     Notifications are assembled as the driver assembles them; an answer still unfinished when
-    the next request is sent, or when the link goes down, is cut short (``truncated``).
+    the next request is sent, or when the link goes down, is cut short (``truncated``). The
+    objects come in the order of time, at one time the rejected pieces first; a capture is read
+    as it goes, one event at a time: held back are only the objects after half a 0x81 status,
+    until the next frame tells whether it pairs.
     """
     assembler = FrameAssembler()
-    framed: list[tuple[CaptureEvent, Frame]] = []
-    timed: list[tuple[float, int, CaptureEvent, dict[str, Any]]] = []
+    pairing: X81Pairing[CaptureEvent] = X81Pairing()
+    held: list[tuple[tuple[float, int, int], CaptureEvent, dict[str, Any]]] = []
+    count = itertools.count()
     for event in read_events(path):
         before = Counter(assembler.rejected)
         if event.kind == NOTIFICATION:
@@ -161,25 +228,44 @@ def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
             frames = assembler.expire()
         else:
             frames = []
-        framed += [(event, frame) for frame in frames]
-        timed += [(event.t, len(timed), event, error) for error in _rejections(assembler, before)]
-    for index, decoded in decode_frames([frame for _, frame in framed]):
-        event = framed[index][0]
-        timed.append((event.t, len(timed), event, decoded))
-    for _, _, event, decoded in sorted(timed, key=lambda item: item[:2]):
+        held += [((event.t, 0, next(count)), event, e) for e in _rejections(assembler, before)]
+        for frame in frames:
+            held += [((e.t, 1, next(count)), e, o) for e, o in pairing.push(event, frame)]
+        if not pairing.pending:
+            yield from _timed(held)
+            held = []
+    held += [((e.t, 1, next(count)), e, o) for e, o in pairing.finish()]
+    yield from _timed(held)
+
+
+def _timed(
+    held: list[tuple[tuple[float, int, int], CaptureEvent, dict[str, Any]]],
+) -> Iterator[dict[str, Any]]:
+    for _, event, decoded in sorted(held, key=lambda item: item[0]):
         yield {"t": event.t, "wall": event.wall, **decoded}
 
 
-def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
+def decode_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """Yield an object per valid frame, in order, then one ``error`` object per rejected piece.
 
-    A frame cut short at the end of the input is ``truncated``; frames after a cut-short one
-    are still found.
+    The bytes come in chunks, each assembled as it comes. A frame cut short at the end of the
+    input is ``truncated``; frames after a cut-short one are still found.
     """
     assembler = FrameAssembler()
-    for _, decoded in decode_frames(assembler.feed(data) + assembler.expire()):
+
+    def frames() -> Iterator[Frame]:
+        for chunk in chunks:
+            yield from assembler.feed(chunk)
+        yield from assembler.expire()
+
+    for _, decoded in decode_frames(frames()):
         yield decoded
     yield from _rejections(assembler, Counter())
+
+
+def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
+    """Decode bytes given at once (see ``decode_chunks``)."""
+    return decode_chunks([data])
 
 
 def add_parser(subparsers: Any) -> None:
@@ -207,33 +293,48 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _hex_texts(arguments: argparse.Namespace) -> Iterator[str]:
-    """Yield the hex texts to decode: arguments, then files ("-": standard input)."""
+def _hex_texts(arguments: argparse.Namespace) -> Iterator[Iterator[str]]:
+    """Yield the hex texts to decode, each in pieces: arguments, then files ("-": standard input).
+
+    Files are read in chunks (see ``read_chunks``); a byte that is not ASCII is kept as a
+    character that is not hex, for the hex check to report.
+    """
     for text in arguments.hex:
-        yield sys.stdin.read() if text == "-" else text
+        yield _file_text("-") if text == "-" else pieces_of(text)
     for path in arguments.file:
-        yield sys.stdin.read() if path == "-" else Path(path).read_text(encoding="ascii")
+        yield _file_text(path)
+
+
+def _file_text(path: str) -> Iterator[str]:
+    return (chunk.decode("latin-1") for chunk in read_chunks(path))
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Print the JSON objects; exit status 0 only when every frame decoded."""
+    """Print the JSON objects; exit status 0 only when every frame decoded.
+
+    A file that cannot be read, or a capture that is not one, ends it with one line on stderr
+    and status 2 (what was decoded before stays printed); text that is not hex with a
+    ``bad_hex`` object and status 1.
+    """
     if not arguments.hex and not arguments.file and not arguments.capture:
         print(
             "daly-bms decode: give frames as hex, - (standard input), --file or --capture",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.USAGE
+    if arguments.capture:
+        results = decode_capture(arguments.capture)
+    else:
+        texts = _hex_texts(arguments)
+        results = decode_chunks(data for text in texts for data in parse_hex(text))
     try:
-        if arguments.capture:
-            return _print_all(decode_capture(arguments.capture))
-        data = b"".join(parse_hex(text) for text in _hex_texts(arguments))
-    except (OSError, UnicodeDecodeError, CaptureError) as error:
+        return _print_all(results)
+    except InputFileError as error:
         print(f"daly-bms decode: cannot read: {error}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except HexInputError as error:
         print(json.dumps({"error": "bad_hex", "detail": str(error)}))
-        return 1
-    return _print_all(decode_stream(data))
+        return ExitCode.FAILED
 
 
 def _print_all(results: Iterable[dict[str, Any]]) -> int:
@@ -243,4 +344,4 @@ def _print_all(results: Iterable[dict[str, Any]]) -> int:
         print(json.dumps(result))
         printed += 1
         failed += "error" in result
-    return 0 if printed and not failed else 1
+    return ExitCode.OK if printed and not failed else ExitCode.FAILED

@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 from dbus_fast.errors import DBusError
 
-from daly_bms_ros.capture.format import CONNECTION, CaptureError, read_events
+from daly_bms_ros.capture.files import MAX_KEPT_BYTES, InputFileError
+from daly_bms_ros.capture.format import CONNECTION, read_events
 from daly_bms_ros.protocol import D2, VARIANTS, X81
 from daly_bms_ros.protocol.a5 import MAX_BOARD as A5_MAX_BOARD
 from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
@@ -50,6 +51,34 @@ PROTOCOLS = (*VARIANTS_BY_NAME, A5)
 #: The most cells each protocol carries (D2's is the model's default).
 MAX_CELLS = {X81.name: X81_MAX_CELLS, A5: A5_MAX_CELLS}
 DEFAULT_NAME = "DL-SIM000001"
+#: The most bytes of UTF-8 a name may have: what an advertisement carries of it (31 bytes of
+#: advertising or scan response data, less the length and type of the name's field).
+MAX_NAME_BYTES = 29
+
+
+def name_problem(name: object) -> str | None:
+    """Tell what keeps ``name`` from being advertised, or None when nothing does.
+
+    A BLE name is UTF-8 text of at most MAX_NAME_BYTES; control characters (a NUL ends a name on
+    D-Bus) and bytes that are not UTF-8 (the command line keeps them as lone surrogates) are
+    refused rather than sent in some mangled form.
+    """
+    if not isinstance(name, str):
+        return f"{name!r} is not text"
+    if not name.isprintable():
+        return f"{name!r} holds characters that are not printable text (or not UTF-8)"
+    size = len(name.encode("utf-8"))
+    if not 1 <= size <= MAX_NAME_BYTES:
+        return f"{name!r} is {size} bytes of UTF-8; an advertised name is 1..{MAX_NAME_BYTES}"
+    return None
+
+
+def advertised_name(text: str) -> str:
+    """Check an argparse value: a name to advertise (see ``name_problem``)."""
+    problem = name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def host_addresses(text: str) -> tuple[int, ...]:
@@ -67,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the command line parser."""
     parser = argparse.ArgumentParser(prog="daly-bms-sim", description=__doc__)
     parser.add_argument(
-        "--name", help="advertised name (default DL-SIM000001, or the one a --replay capture holds)"
+        "--name",
+        type=advertised_name,
+        help="advertised name, printable UTF-8 of at most 29 bytes (default DL-SIM000001, or "
+        "the one a --replay capture holds)",
     )
     parser.add_argument("--adapter", default="hci1", help="BlueZ adapter to advertise on")
     parser.add_argument(
@@ -420,16 +452,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments.replay_responder = None
     if arguments.replay:
         try:
-            events = list(read_events(arguments.replay))
+            events = list(read_events(arguments.replay, max_bytes=MAX_KEPT_BYTES))
             arguments.replay_responder = ReplayResponder(
                 steps_of(events), arguments.fast, arguments.loop
             )
-        except (OSError, CaptureError) as error:
-            parser.error(f"--replay {arguments.replay}: {error}")
+        except InputFileError as error:
+            parser.error(f"--replay: {error}")
         device: dict[str, Any] = next(
             (e.details["device"] for e in events if e.kind == CONNECTION), {}
         )
-        arguments.name = arguments.name or device.get("name") or DEFAULT_NAME
+        recorded_name = device.get("name")
+        if arguments.name is None and recorded_name:
+            if (problem := name_problem(recorded_name)) is not None:
+                parser.error(
+                    f"--replay {arguments.replay}: the recorded name {problem}: give --name"
+                )
+            arguments.name = recorded_name
         arguments.gatt = device.get("gatt") or arguments.gatt
     arguments.name = arguments.name or DEFAULT_NAME
     try:
