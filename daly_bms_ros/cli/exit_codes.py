@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import sys
 
 from daly_bms_ros.link.client import (
     ControlNotSupportedError,
@@ -30,6 +33,22 @@ class ExitCode(enum.IntEnum):
     REFUSED = 7  # a write not allowed (no --allow-control) or not confirmed
     NOT_ACKNOWLEDGED = 8  # the BMS did not echo a write, or echoed something else
     READ_BACK_MISMATCH = 9  # the BMS echoed a write but holds another value
+    OUTPUT_CLOSED = 141  # standard output closed by its reader (| head): 128 + SIGPIPE, as the
+    # shell reports a tool that SIGPIPE ended
+
+
+def output_closed() -> ExitCode:
+    """End quietly after the reader of standard output closed it; return OUTPUT_CLOSED.
+
+    As Unix tools do in ``daly-bms read --json | head -c 200``: no traceback, no message. What
+    is still buffered for standard output would fail again when Python flushes it at exit (and
+    say so on stderr): standard output is pointed at /dev/null first.
+    """
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdout has no descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return ExitCode.OUTPUT_CLOSED
 
 
 def exit_code_for(error: TransportError) -> ExitCode:

@@ -20,6 +20,7 @@ from daly_bms_ros.cli import (
     shell,
 )
 from daly_bms_ros.cli.device import check_transport_arguments
+from daly_bms_ros.cli.exit_codes import output_closed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; return its exit status (2 for usage errors)."""
+    """Run one subcommand; return its exit status (2 for usage errors).
+
+    Standard output closed by its reader (``| head``) ends any command quietly: ExitCode's
+    OUTPUT_CLOSED, no traceback.
+    """
     parser = build_parser()
-    arguments = parser.parse_args(argv)
-    if (problem := check_transport_arguments(arguments)) is not None:
-        parser.error(problem)
-    status: int = arguments.handler(arguments)
+    try:
+        arguments = parser.parse_args(argv)
+        if (problem := check_transport_arguments(arguments)) is not None:
+            parser.error(problem)
+        status: int = arguments.handler(arguments)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return output_closed()
     return status
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,19 @@ def run(arguments: argparse.Namespace) -> int:
         print(f"daly-bms: cannot record to {arguments.record}: {error.strerror}", file=sys.stderr)
         return ExitCode.USAGE
 
+    output_closed = False
+
     def emit(transport: BmsTransport, sample: BmsSample, status: LinkStatus) -> None:
-        print(format_sample(output_format, transport, sample, status), flush=True)
+        nonlocal output_closed
+        if output_closed:
+            return
+        try:
+            print(format_sample(output_format, transport, sample, status), flush=True)
+        except BrokenPipeError:
+            # Nobody reads any more (| head): stop as SIGTERM stops it, the link closed and
+            # the capture written out, rather than poll for no one.
+            output_closed = True
+            signal.raise_signal(signal.SIGTERM)
 
     try:
         asyncio.run(
@@ -93,4 +105,6 @@ def run(arguments: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.close()
+    if output_closed:
+        raise BrokenPipeError("standard output closed")  # ends quietly (cli.main)
     return ExitCode.OK

@@ -20,6 +20,29 @@ from daly_bms_ros.cli.device import (
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
 from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
+from daly_bms_ros.protocol.a5 import FRAME_SIZE as A5_FRAME_SIZE
+
+#: The longest exchange a sample waits for, in bytes: the A5 cell voltages of a BMS that sends
+#: all 16 frames (Daly's document; 48 cells), 13 bytes each, after the 13-byte request. The
+#: longest Modbus exchange (the 80-register status: 8 + 165 bytes) is shorter.
+A5_ALL_CELL_FRAMES = 16
+LONGEST_EXCHANGE_BYTES = (A5_ALL_CELL_FRAMES + 1) * A5_FRAME_SIZE
+#: Bits on the wire per byte at 8N1: a start bit, 8 data bits, a stop bit.
+BITS_PER_BYTE = 10
+#: Time for the BMS to start answering, and for the ports and the event loop.
+REQUEST_TIMEOUT_MARGIN_S = 0.25
+#: The least wait for an answer, whatever the speed (what it was at 9600 baud).
+MINIMUM_REQUEST_TIMEOUT_S = 0.5
+
+
+def default_request_timeout(baudrate: int) -> float:
+    """Return how long to wait for an answer at ``baudrate``: the longest exchange, and a margin.
+
+    A fixed wait that suits 9600 baud misses a slow port's answers: at 1200 baud the cell
+    voltages of a 16S A5 pack alone take 0.65 s.
+    """
+    wire_s = LONGEST_EXCHANGE_BYTES * BITS_PER_BYTE / baudrate
+    return max(MINIMUM_REQUEST_TIMEOUT_S, wire_s + REQUEST_TIMEOUT_MARGIN_S)
 
 
 @dataclass(frozen=True)
@@ -77,8 +100,10 @@ def add_parser(subparsers: Any) -> None:
     serial.add_argument(
         "--request-timeout",
         type=positive_seconds,
-        default=0.5,
-        help="seconds to wait for each answer (default 0.5)",
+        help=f"seconds to wait for each answer (default: the longest answer's time at --baud "
+        f"plus {REQUEST_TIMEOUT_MARGIN_S:g} s, at least {MINIMUM_REQUEST_TIMEOUT_S:g} s: "
+        f"{default_request_timeout(9600):g} s at 9600 baud, "
+        f"{default_request_timeout(1200):.2f} s at 1200)",
     )
     parser.set_defaults(handler=run)
 
@@ -101,10 +126,9 @@ def run(arguments: argparse.Namespace) -> int:
 def run_serial(arguments: argparse.Namespace) -> int:
     """Ask the serial ports; print those a BMS answered on, and on stderr those not asked."""
     ports = arguments.serial_ports or serial_ports()
+    timeout = arguments.request_timeout or default_request_timeout(arguments.baud)
     answers = run_on_link(
-        lambda: ask_ports(
-            ports, arguments.baud, arguments.request_timeout, arguments.protocol, arguments.board
-        )
+        lambda: ask_ports(ports, arguments.baud, timeout, arguments.protocol, arguments.board)
     )
     if isinstance(answers, ExitCode):
         return answers

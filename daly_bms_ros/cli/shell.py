@@ -20,13 +20,14 @@ from daly_bms_ros.cli.device import (
     connect_client,
     positive_count,
     positive_seconds,
+    transport_for,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.cli.scan import FoundDevice, scan
 from daly_bms_ros.link.bleak_transport import BleakTransport
 from daly_bms_ros.link.client import DalyClient
 from daly_bms_ros.link.loop_thread import EventLoopThread
-from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TransportError
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, BmsTransport, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 from daly_bms_ros.report import sample_record, text_report
 
@@ -59,16 +60,21 @@ class DalyShell(cmd.Cmd):
     def _print(self, text: str) -> None:
         print(text, file=self.stdout, flush=True)
 
-    def _target(self, argument: str) -> tuple[str, str]:
-        """MAC and name to connect to: a number from the last scan, a MAC, a name, or defaults."""
+    def _transport(self, argument: str) -> BmsTransport:
+        """Build the link to the BMS ``connect`` names: a scan's number, a MAC or a name.
+
+        Without one, the BMS the options name (``transport_for``): the --serial-port given,
+        else Bluetooth, as every other command reaches it.
+        """
         argument = argument.strip()
+        if not argument:
+            return transport_for(self.arguments)
+        mac, name = "", argument
         if argument.isascii() and argument.isdigit() and 1 <= int(argument) <= len(self._found):
-            return self._found[int(argument) - 1].address, ""
-        if MAC_ADDRESS_PATTERN.fullmatch(argument):
-            return argument.upper(), ""
-        if argument:
-            return "", argument
-        return self.arguments.mac, self.arguments.name
+            mac, name = self._found[int(argument) - 1].address, ""
+        elif MAC_ADDRESS_PATTERN.fullmatch(argument):
+            mac, name = argument.upper(), ""
+        return BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
 
     def _connected_client(self) -> DalyClient | None:
         if self._client is None or not self._client.transport.is_connected:
@@ -104,11 +110,11 @@ class DalyShell(cmd.Cmd):
     def do_connect(self, argument: str) -> None:
         """Connect to a BMS. Usage: connect [NUMBER|MAC|NAME].
 
-        Without an argument: the --mac/--name given, else the first DL- device.
+        Without an argument: the --serial-port given, else the --mac/--name given, else the
+        first DL- device.
         """
         self._disconnect()
-        mac, name = self._target(argument)
-        transport = BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
+        transport = self._transport(argument)
         client = self._run(connect_client(transport, self.arguments))
         if client is not None:
             self._client = client
