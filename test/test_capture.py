@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
+from source_cli import daly_bms
 
 from daly_bms_ros.capture.format import CaptureError, read_events
 from daly_bms_ros.capture.writer import CaptureWriter
@@ -272,3 +274,15 @@ def test_a_pasted_nrf_connect_log_converts_and_decodes(tmp_path: Path) -> None:
     assert {"block": "write_answer", "register": 0x0174, "value": 0x00A2}.items() <= next(
         o for o in objects if o.get("block") == "write_answer"
     ).items()
+
+
+def test_a_log_is_converted_in_utc_whatever_the_machines_time_zone(tmp_path: Path) -> None:
+    """The log's times carry no zone and are taken as UTC, also where the clock is not."""
+    capture = tmp_path / "tokyo.jsonl"
+    converted = daly_bms(
+        "convert-log", str(DATA / "nrf_connect_bms_ble_ha_806.txt"), str(capture),
+        env={**os.environ, "TZ": "Asia/Tokyo"},
+    )  # fmt: skip
+    assert converted.returncode == 0, converted.stderr
+    first = next(read_events(capture))
+    assert first.wall == datetime.datetime(2026, 8, 26, 19, 33, 29, 827000, UTC).timestamp()
