@@ -18,6 +18,14 @@ model. This launcher starts bluezoo with these run-time fixes, each one small:
 6. The scan interval may be a fraction of a second.
 7. Discovery is shared as in BlueZ: it runs while any client asked for it (one client's
    StopDiscovery no longer ends another's scan), with one scan task per adapter.
+8. A device's ManufacturerData is keyed by 16-bit company id (D-Bus a{qv}, as BlueZ's
+   org.bluez.Device1 documents it), not by text (bluezoo's a{sv}).
+9. A device that advertises no name has none: its Name is empty (BlueZ leaves the property out)
+   and its Alias is its address with dashes, as BlueZ makes it; bluezoo named it after its
+   adapter.
+
+A central's AcquireNotify reaches the peripheral's GATT application unchanged (bluezoo passes it
+on), so the application answers it, as a device's characteristic behind BlueZ does.
 
 Usage: python tools/bluez_mock.py --scan-interval 0.5 -a 00:AA:01:00:00:01 -a 00:AA:01:00:00:02
 (on the bus that DBUS_SYSTEM_BUS_ADDRESS names).
@@ -63,9 +71,25 @@ async def _announce_again(adapter: Adapter, device: Device) -> None:
 original_add_device = Adapter.add_device
 
 
+def _name_as_advertised(device: Device) -> None:
+    """Fix 9: leave a device that advertises no name without one."""
+    advertisements = device.peer_adapter.advertisements
+    if device.is_le and advertisements:
+        advertisement = next(iter(advertisements.values()))
+        if advertisement.LocalName.get() is None:
+            device.name_ = ""
+
+
+def alias(self: Device) -> str:
+    """Fix 9: the name, or the address with dashes where there is none (BlueZ's device.c)."""
+    name: str = self.name
+    return name or self.address.replace(":", "-")
+
+
 async def add_device(self: Adapter, device: Device) -> None:
-    """Add a new device, or announce a known one again (fix 1)."""
+    """Add a new device, or announce a known one again (fixes 1 and 9)."""
     device.attach_to_adapter(self)
+    _name_as_advertised(device)
     if device.get_object_path() in self.devices:
         await _announce_again(self, device)
         return
@@ -151,6 +175,8 @@ def install_fixes() -> None:
     GattManager._GattManager__del_gatt_application = del_gatt_application
     service_module.BluezMockService.create_discovering_task = create_discovering_task
     Adapter._Adapter__stop_discovering = stop_discovering
+    Device.ManufacturerData.property_signature = "a{qv}"  # fix 8
+    Device.Alias.property_getter = alias
 
 
 def main() -> None:

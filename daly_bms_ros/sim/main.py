@@ -81,6 +81,18 @@ def advertised_name(text: str) -> str:
     return text
 
 
+def manufacturer_entry(text: str) -> tuple[int, bytes]:
+    """Parse ``--manufacturer-data``: a company id and bytes, in hex (0106:00d11a04015994444c)."""
+    company, _, data = text.partition(":")
+    try:
+        entry = int(company, 16), bytes.fromhex(data)
+    except ValueError:
+        entry = (-1, b"")
+    if not 0 <= entry[0] <= 0xFFFF or not entry[1]:
+        raise argparse.ArgumentTypeError(f"not a company id and bytes such as 0106:00d1: {text!r}")
+    return entry
+
+
 def host_addresses(text: str) -> tuple[int, ...]:
     """Parse ``--a5-hosts``: addresses such as 0x40,0x80, each a host's (0x20..0xFF)."""
     try:
@@ -102,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
         "the one a --replay capture holds)",
     )
     parser.add_argument("--adapter", default="hci1", help="BlueZ adapter to advertise on")
+    parser.add_argument(
+        "--manufacturer-data",
+        type=manufacturer_entry,
+        action="append",
+        default=[],
+        metavar="ID:HEX",
+        help="advertise manufacturer data, e.g. 0106:00d11a04015994444c as a 0x81 pack did",
+    )
+    parser.add_argument(
+        "--no-name",
+        action="store_true",
+        help="advertise neither name nor service, only the manufacturer data, as a 0x81 pack "
+        "did (the name still fills the device information)",
+    )
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -373,6 +399,8 @@ async def serve(arguments: argparse.Namespace) -> None:
             arguments.mtu,
             arguments.gap,
             gatt={layout.name: layout for layout in GATT_LAYOUTS}[arguments.gatt],
+            manufacturer_data=dict(arguments.manufacturer_data),
+            advertise_name=not arguments.no_name,
         )
         presentation = peripheral
 

@@ -1,8 +1,10 @@
 """A Daly BMS as a BLE peripheral on BlueZ's D-Bus API (GATT application + advertisement).
 
 It registers service fff0 with characteristic fff1 (notify: answers) and fff2 (write: requests)
-on one adapter and advertises a "DL-…" name, as a real Daly BMS does; or, as newer firmware does,
-serves the exchange on ff00 (ff01/ff02) and refuses notifications on fff1. Each request written
+on one adapter and advertises a "DL-…" name (or, as some packs, its manufacturer data alone), as
+a real Daly BMS does; or, as newer firmware does, serves the exchange on ff00 (ff01/ff02) and
+refuses notifications on fff1. Notifications are subscribed to with StartNotify: AcquireNotify is
+refused, as a Daly refuses it. Each request written
 goes to a responder (bytes in, bytes out); the answer is notified in one notification when the
 link's MTU allows it (BlueZ tells the MTU with each write), as a real Daly sends 129- or 133-byte
 notifications on a large-MTU link, and else in pieces of MTU - 3 bytes. An A5 answer of several
@@ -16,6 +18,7 @@ this module does not postpone annotations.
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from dbus_fast import BusType, DBusError, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus, ProxyInterface
@@ -60,6 +63,9 @@ DEVICE_INFORMATION = {
     DEVICE_INFORMATION_FIELDS["model"]: "DL-SIM",
     DEVICE_INFORMATION_FIELDS["firmware_version"]: "SIM-BLE-1.0",
 }
+#: What BlueZ answers a subscription to a notify characteristic that is held (its
+#: gatt-client.c): what centrals get from a Daly's fff1 in fl4p/batmon-ha #356.
+NOTIFY_ACQUIRED = ("org.bluez.Error.NotPermitted", "Notify acquired")
 
 
 class _Service(ServiceInterface):
@@ -129,7 +135,17 @@ class _NotifyCharacteristic(_ReadableCharacteristic):
     @method()
     def StartNotify(self) -> None:
         if self._refuse:  # fff1 of firmware that answers on ff01 (fl4p/batmon-ha #356)
-            raise DBusError("org.bluez.Error.NotPermitted", "Notify acquired")
+            raise DBusError(*NOTIFY_ACQUIRED)
+
+    @method()
+    def AcquireNotify(self, options: "a{sv}") -> "hq":
+        """Refuse, as a central's AcquireNotify on a Daly ends: it subscribes with StartNotify.
+
+        bleak 2.0 to 3.0.1 subscribe with AcquireNotify wherever BlueZ offers it
+        (hbldh/bleak #1885, #1977); against a Daly that ends in this error (fl4p/batmon-ha #356;
+        #384 names Bleak 2.0.0). The BlueZ mock passes a central's AcquireNotify on to here.
+        """
+        raise DBusError(*NOTIFY_ACQUIRED)
 
     @method()
     def StopNotify(self) -> None:
@@ -166,22 +182,19 @@ class _WriteCharacteristic(_Characteristic):
 
 
 class _Advertisement(ServiceInterface):
-    def __init__(self, local_name: str, service_uuid: str) -> None:
+    """Manufacturer data alone, no name nor service: a nameless 0x81 pack's (BMS_BLE-HA #806)."""
+
+    def __init__(self, manufacturer_data: Mapping[int, bytes]) -> None:
         super().__init__("org.bluez.LEAdvertisement1")
-        self._local_name = local_name
-        self._service_uuid = service_uuid
+        self._manufacturer_data = dict(manufacturer_data)
 
     @dbus_property(access=PropertyAccess.READ)
     def Type(self) -> "s":
         return "peripheral"
 
     @dbus_property(access=PropertyAccess.READ)
-    def LocalName(self) -> "s":
-        return self._local_name
-
-    @dbus_property(access=PropertyAccess.READ)
-    def ServiceUUIDs(self) -> "as":
-        return [self._service_uuid]
+    def ManufacturerData(self) -> "a{qv}":
+        return {company: Variant("ay", data) for company, data in self._manufacturer_data.items()}
 
     @dbus_property(access=PropertyAccess.READ)
     def Discoverable(self) -> "b":
@@ -190,6 +203,25 @@ class _Advertisement(ServiceInterface):
     @method()
     def Release(self) -> None:
         pass
+
+
+class _NamedAdvertisement(_Advertisement):
+    """A name ("DL-…", "JHB-…") and the service, as most Daly BMS advertise."""
+
+    def __init__(
+        self, local_name: str, service_uuid: str, manufacturer_data: Mapping[int, bytes]
+    ) -> None:
+        super().__init__(manufacturer_data)
+        self._local_name = local_name
+        self._service_uuid = service_uuid
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LocalName(self) -> "s":
+        return self._local_name
+
+    @dbus_property(access=PropertyAccess.READ)
+    def ServiceUUIDs(self) -> "as":
+        return [self._service_uuid]
 
 
 async def wait_until_discovering(adapter: str, bus_address: str | None = None) -> None:
@@ -215,7 +247,8 @@ class DalyPeripheral:
 
     ``gatt`` FF00 presents the newer firmware: answers on ff00, and fff0 beside it whose fff1
     refuses notifications. ``mtu`` caps the notification size (MTU - 3 bytes) below what the
-    link negotiated.
+    link negotiated. ``manufacturer_data`` (by company id) goes into the advertisement, which
+    carries ``name`` and the service unless ``advertise_name`` is false.
     """
 
     def __init__(
@@ -227,6 +260,8 @@ class DalyPeripheral:
         chunk_gap: float = 0.0,
         device_information: Mapping[str, str] = DEVICE_INFORMATION,
         gatt: GattLayout = FFF0,
+        manufacturer_data: Mapping[int, bytes] = MappingProxyType({}),
+        advertise_name: bool = True,
     ) -> None:
         self.name = name
         self.adapter_path = f"/org/bluez/{adapter}"
@@ -257,7 +292,11 @@ class DalyPeripheral:
                 for number, (uuid, text) in enumerate(device_information.items())
             },
         }
-        self._advertisement = _Advertisement(name, gatt.service)
+        self._advertisement = (
+            _NamedAdvertisement(name, gatt.service, manufacturer_data)
+            if advertise_name
+            else _Advertisement(manufacturer_data)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._restarting = False
         self._asleep = True  # quiet until start() advertises
