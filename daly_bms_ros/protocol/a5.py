@@ -18,12 +18,22 @@ arrives cut short (Louisvdw/dbus-serialbattery#165), and RS485 adapters echo the
 from __future__ import annotations
 
 import math
+import re
+import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import NamedTuple
 
-from daly_bms_ros.protocol.decoding import decode_alarms
+from daly_bms_ros.protocol.decoding import (
+    RangeChecker,
+    cell_indices,
+    cell_statistics,
+    charge_state,
+    check_count,
+    check_plausible,
+    decode_alarms,
+)
 from daly_bms_ros.protocol.errors import FrameDecodeError
 from daly_bms_ros.protocol.frames import RejectReason
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus
@@ -33,16 +43,16 @@ from daly_bms_ros.protocol.registers import (
     A5_CELL_VOLTAGES,
     A5_CELLS_PER_FRAME,
     A5_CHARGE_STATES,
-    A5_CURRENT_OFFSET,
     A5_FAILURES,
     A5_MOS,
     A5_RATED_VALUES,
     A5_SOC,
     A5_STATUS,
-    A5_TEMPERATURE_OFFSET,
     A5_TEMPERATURE_RANGE,
     A5_TEMPERATURES,
     A5_TEMPERATURES_PER_FRAME,
+    D2_STATUS,
+    SETTINGS_REGISTERS,
 )
 
 START = 0xA5
@@ -64,6 +74,10 @@ _FIRST_HOST_ADDRESS = 0x20
 #: Fill of a read request's data bytes: 0xAA lets the BMS's weak UART sync
 #: (mr-manuel/venus-os_dbus-serialbattery ``bms/daly.py``, "reduces read errors dramatically").
 READ_FILL = bytes((0xAA,)) * DATA_SIZE
+#: Where a frame may start: the start byte with the length 8 three bytes on, or a start byte in
+#: the last three bytes received (the rest of its header is still to come). Found in one search
+#: across garbage, however long.
+_CANDIDATE = re.compile(rb"\xa5(?:[\x00-\xff]{2}\x08|[\x00-\xff]{0,2}\Z)")
 
 
 def checksum(body: bytes | bytearray) -> int:
@@ -71,9 +85,12 @@ def checksum(body: bytes | bytearray) -> int:
     return sum(body) & 0xFF
 
 
-@dataclass(frozen=True)
-class A5Frame:
-    """A 13-byte A5 frame whose start, length and checksum were valid."""
+class A5Frame(NamedTuple):
+    """A 13-byte A5 frame whose start, length and checksum were valid.
+
+    A named tuple: a poll is two dozen frames, and a tuple is built in half the time of a
+    frozen dataclass.
+    """
 
     #: Byte 1: the board number of an answer (1 alone on a bus), a host address in a request.
     address: int
@@ -167,32 +184,29 @@ class A5Assembler:
         buffer += chunk
         frames: list[A5Frame] = []
         position = 0
-        while position < len(buffer):
-            if buffer[position] != START:
-                self._count(RejectReason.BAD_HEADER)
-                found = buffer.find(START, position + 1)
-                position = len(buffer) if found < 0 else found
+        end = len(buffer)
+        while position < end:
+            if buffer[position] != START or (
+                end - position >= 4 and buffer[position + 3] != DATA_SIZE
+            ):
+                start = buffer[position] == START
+                self._count(RejectReason.BAD_LENGTH if start else RejectReason.BAD_HEADER)
+                found = _CANDIDATE.search(buffer, position + 1)
+                position = found.start() if found else end
                 continue
-            if len(buffer) - position < 4:
+            if end - position < FRAME_SIZE:
                 break
-            if buffer[position + 3] != DATA_SIZE:
-                self._count(RejectReason.BAD_LENGTH)
-                position += 1
-                continue
-            if len(buffer) - position < FRAME_SIZE:
-                break
-            if checksum(buffer[position : position + 12]) != buffer[position + 12]:
+            raw = bytes(buffer[position : position + FRAME_SIZE])
+            # The checksum is the low byte of the sum of the 12 bytes before it.
+            if (sum(raw) - 2 * raw[12]) & 0xFF:
                 self._count(RejectReason.BAD_CRC)
                 position += 1
                 continue
             self._in_garbage = False
-            address, command = buffer[position + 1], buffer[position + 2]
-            if address >= _FIRST_HOST_ADDRESS:
+            if raw[1] >= _FIRST_HOST_ADDRESS:
                 self.echoes += 1
             else:
-                frames.append(
-                    A5Frame(address, command, bytes(buffer[position + 4 : position + 12]))
-                )
+                frames.append(A5Frame(raw[1], raw[2], raw[4:12]))
             position += FRAME_SIZE
         del buffer[:position]
         return frames
@@ -224,6 +238,38 @@ def _u16(data: bytes, index: int) -> int:
     return int.from_bytes(data[index : index + 2], "big")
 
 
+#: The most cells and temperature sensors an answer carries, after Daly's document ([G] in
+#: ``registers``): 0x95 "Cell voltage 1~48 ... the maximum 96 byte, is sent in 16 frames",
+#: 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the maximum 21 byte, send in 3 frames". A count in
+#: 0x94 beyond them is no Daly answer: it is refused before any frame or bit is looked up by it.
+MAX_CELLS = 48
+MAX_SENSORS = 21
+
+_D2 = D2_STATUS.registers
+#: Each A5 field is checked by the D2 register of the same meaning and scale ([G][H] in
+#: ``registers``), so that an impossible or unknown value reads as it does in a D2 status.
+#: 0x90: pack voltage (0.1 V), current, SOC (0.1 %), by their 16-bit words.
+_PACK_VOLTAGE = replace(_D2["pack_voltage"], index=0)
+#: 0x90's current counts a discharge as positive, D2's a charge: D2's register reads the word
+#: (raw 0, what an empty field holds, refused alike) and the sign is turned round after it.
+_DISCHARGE_CURRENT = replace(_D2["current"], index=2)
+_SOC = replace(_D2["soc"], index=3)
+#: 0x91: highest and lowest cell (mV), as raw values (mV, number, mV, number).
+_MAX_CELL = replace(_D2["max_cell_voltage"], index=0)
+_MIN_CELL = replace(_D2["min_cell_voltage"], index=2)
+#: 0x92: highest and lowest temperature (degC + 40: raw 0 and 255 are no sensor, as in D2).
+_MAX_TEMPERATURE = replace(_D2["max_temperature"], index=0)
+_MIN_TEMPERATURE = replace(_D2["min_temperature"], index=2)
+#: 0x93: remaining capacity, mAh where D2 counts 0.1 Ah.
+_REMAINING_CAPACITY = replace(_D2["remaining_capacity"], index=0, divisor=1000)
+#: 0x95 and 0x96: every cell and sensor of one answer, from the first.
+_CELL = replace(D2_STATUS.cell_voltages, index=0)
+_TEMPERATURE = replace(D2_STATUS.temperatures, index=0)
+#: 0x50: rated capacity (mAh) and nominal cell voltage (mV), four bytes each.
+_RATED_CAPACITY = replace(SETTINGS_REGISTERS["rated_capacity"], index=0, divisor=1000)
+_NOMINAL_CELL_VOLTAGE = replace(SETTINGS_REGISTERS["nominal_cell_voltage"], index=1, divisor=1000)
+
+
 class A5Pack(NamedTuple):
     """0x90: pack voltage (V), current (A, negative when discharging), SOC (%)."""
 
@@ -232,20 +278,18 @@ class A5Pack(NamedTuple):
     soc: float
 
 
-def decode_a5_pack(frame: A5Frame) -> A5Pack:
-    """Decode 0x90.
+def decode_a5_pack(frame: A5Frame, invalid: list[str] | None = None) -> A5Pack:
+    """Decode 0x90; NaN where a value is impossible, its name added to ``invalid``.
 
     The raw current is (30000 + 10 I) with I positive when discharging in every real capture
     (the discharging state of 0x93 comes with raw > 30000: tomatensaus/bms ``test_daly.py``,
     mpp-solar#83); this driver's convention is the opposite (BatteryState's).
     """
     _check(frame, A5_SOC)
-    data = frame.data
-    return A5Pack(
-        _u16(data, 0) / 10.0,
-        round((A5_CURRENT_OFFSET - _u16(data, 4)) / 10.0, 1),
-        _u16(data, 6) / 10.0,
-    )
+    checker = RangeChecker(struct.unpack(">4H", frame.data), invalid)
+    # 0.0 - I rather than -I: no "-0.0 A" for a pack at rest.
+    current = 0.0 - checker.value(_DISCHARGE_CURRENT)
+    return A5Pack(checker.value(_PACK_VOLTAGE), current, checker.value(_SOC))
 
 
 class A5CellRange(NamedTuple):
@@ -257,11 +301,12 @@ class A5CellRange(NamedTuple):
     min_cell_index: int
 
 
-def decode_a5_cell_range(frame: A5Frame) -> A5CellRange:
+def decode_a5_cell_range(frame: A5Frame, invalid: list[str] | None = None) -> A5CellRange:
     """Decode 0x91 (bytes 6..7 are reserved: they hold stale bytes of the previous answer)."""
     _check(frame, A5_CELL_RANGE)
     data = frame.data
-    return A5CellRange(_u16(data, 0) / 1000.0, data[2], _u16(data, 3) / 1000.0, data[5])
+    checker = RangeChecker((_u16(data, 0), data[2], _u16(data, 3), data[5]), invalid)
+    return A5CellRange(checker.value(_MAX_CELL), data[2], checker.value(_MIN_CELL), data[5])
 
 
 class A5TemperatureRange(NamedTuple):
@@ -273,15 +318,15 @@ class A5TemperatureRange(NamedTuple):
     min_sensor: int
 
 
-def decode_a5_temperature_range(frame: A5Frame) -> A5TemperatureRange:
+def decode_a5_temperature_range(
+    frame: A5Frame, invalid: list[str] | None = None
+) -> A5TemperatureRange:
     """Decode 0x92: unsigned bytes, degC + 40."""
     _check(frame, A5_TEMPERATURE_RANGE)
     data = frame.data
+    checker = RangeChecker(data[:4], invalid)
     return A5TemperatureRange(
-        float(data[0] - A5_TEMPERATURE_OFFSET),
-        data[1],
-        float(data[2] - A5_TEMPERATURE_OFFSET),
-        data[3],
+        checker.value(_MAX_TEMPERATURE), data[1], checker.value(_MIN_TEMPERATURE), data[3]
     )
 
 
@@ -294,16 +339,21 @@ class A5Mos(NamedTuple):
     remaining_capacity: float
 
 
-def decode_a5_mos(frame: A5Frame) -> A5Mos:
-    """Decode 0x93.
+def decode_a5_mos(frame: A5Frame, current: float = 0.0, invalid: list[str] | None = None) -> A5Mos:
+    """Decode 0x93, with the pack's ``current`` (0x90) that tells a state left at idle.
 
     Byte 3, "BMS life", is a free-running counter, not cycles (it runs 0x71, 0x95, 0xad, 0x91,
     0xa8 in minutes in tomatensaus' captures): not decoded.
     """
     _check(frame, A5_MOS)
     data = frame.data
-    state = A5_CHARGE_STATES[data[0]] if data[0] < len(A5_CHARGE_STATES) else "unknown"
-    return A5Mos(state, bool(data[1]), bool(data[2]), int.from_bytes(data[4:8], "big") / 1000.0)
+    capacity = RangeChecker((int.from_bytes(data[4:8], "big"),), invalid)
+    return A5Mos(
+        charge_state(data[0], current, A5_CHARGE_STATES),
+        bool(data[1]),
+        bool(data[2]),
+        capacity.value(_REMAINING_CAPACITY),
+    )
 
 
 class A5Counts(NamedTuple):
@@ -318,48 +368,70 @@ class A5Counts(NamedTuple):
 
 
 def decode_a5_counts(frame: A5Frame) -> A5Counts:
-    """Decode 0x94; the cycles are bytes 5..6 (V1.0; V1.2 calls them reserved; every peer)."""
+    """Decode 0x94; the cycles are bytes 5..6 (V1.0; V1.2 calls them reserved; every peer).
+
+    Counts beyond ``MAX_CELLS`` and ``MAX_SENSORS`` are refused (FrameDecodeError): they would
+    ask for frames no BMS sends.
+    """
     _check(frame, A5_STATUS)
     data = frame.data
-    return A5Counts(data[0], data[1], bool(data[2]), bool(data[3]), data[4], _u16(data, 5))
+    return A5Counts(
+        check_count("cell_count", data[0], MAX_CELLS),
+        check_count("sensor_count", data[1], MAX_SENSORS),
+        bool(data[2]),
+        bool(data[3]),
+        data[4],
+        _u16(data, 5),
+    )
 
 
-def decode_a5_cell_voltages(frames: Iterable[A5Frame], cell_count: int) -> tuple[float, ...]:
+def decode_a5_cell_voltages(
+    frames: Iterable[A5Frame], cell_count: int, invalid: list[str] | None = None
+) -> tuple[float, ...]:
     """Decode the 0x95 frames: three cells of mV each, placed by frame number (from 1).
 
     Frames are keyed by their number, not their order (a stale frame of the previous answer may
     come first: mpp-solar#516); slots past ``cell_count`` are padding or stale and are cut.
-    A cell whose frame is missing makes the answer incomplete: FrameDecodeError.
+    A cell whose frame is missing makes the answer incomplete: FrameDecodeError. A cell out of
+    D2's range (0 mV among them) is NaN, named in ``invalid``.
     """
-    return _series(frames, A5_CELL_VOLTAGES, cell_count, A5_CELLS_PER_FRAME, 2, "cell voltage")
+    check_count("cell_count", cell_count, MAX_CELLS)
+    raws = _raw_series(frames, A5_CELL_VOLTAGES, cell_count, A5_CELLS_PER_FRAME, 2, "cell voltage")
+    return RangeChecker(raws, invalid).series(_CELL, cell_count)
 
 
-def decode_a5_temperatures(frames: Iterable[A5Frame], sensor_count: int) -> tuple[float, ...]:
-    """Decode the 0x96 frames: seven sensors of degC + 40 each, placed by frame number."""
-    return _series(
+def decode_a5_temperatures(
+    frames: Iterable[A5Frame], sensor_count: int, invalid: list[str] | None = None
+) -> tuple[float, ...]:
+    """Decode the 0x96 frames: seven sensors of degC + 40 each, placed by frame number.
+
+    Raw 0 and 255 are a sensor the pack lacks, as in D2's registers: NaN, unknown.
+    """
+    check_count("sensor_count", sensor_count, MAX_SENSORS)
+    raws = _raw_series(
         frames, A5_TEMPERATURES, sensor_count, A5_TEMPERATURES_PER_FRAME, 1, "temperature"
     )
+    return RangeChecker(raws, invalid).series(_TEMPERATURE, sensor_count)
 
 
-def _series(
+def _raw_series(
     frames: Iterable[A5Frame], command: int, count: int, per_frame: int, width: int, what: str
-) -> tuple[float, ...]:
+) -> Sequence[int]:
+    """Return the raw values 1..``count`` of a numbered multi-frame answer."""
     by_number: dict[int, bytes] = {}
     for frame in frames:
         _check(frame, command)
         # The last frame of a number wins: a stale one of the previous answer comes first.
         by_number[frame.number] = frame.data[1 : 1 + per_frame * width]
-    values: list[float] = []
-    for index in range(count):
-        number, slot = divmod(index, per_frame)
-        chunk = by_number.get(number + 1)
+    chunks = []
+    for number in range(1, -(-count // per_frame) + 1):
+        chunk = by_number.get(number)
         if chunk is None:
-            raise FrameDecodeError(
-                f"{what} {index + 1}: frame {number + 1} of {command:#04x} missing"
-            )
-        raw = int.from_bytes(chunk[slot * width : (slot + 1) * width], "big")
-        values.append(raw / 1000.0 if width == 2 else float(raw - A5_TEMPERATURE_OFFSET))
-    return tuple(values)
+            first = (number - 1) * per_frame + 1
+            raise FrameDecodeError(f"{what} {first}: frame {number} of {command:#04x} missing")
+        chunks.append(chunk)
+    joined = b"".join(chunks)
+    return struct.unpack(f">{count}H", joined[: 2 * count]) if width == 2 else joined[:count]
 
 
 def decode_a5_balancing(frame: A5Frame, cell_count: int) -> tuple[bool, ...]:
@@ -369,6 +441,7 @@ def decode_a5_balancing(frame: A5Frame, cell_count: int) -> tuple[bool, ...]:
     after V1.2's "Bit0: Cell 1 ... Bit47: Cell 48"; no public capture has a bit set yet.
     """
     _check(frame, A5_BALANCING)
+    check_count("cell_count", cell_count, MAX_CELLS)
     return tuple(bool(frame.data[cell // 8] >> (cell % 8) & 1) for cell in range(cell_count))
 
 
@@ -394,16 +467,22 @@ def decode_a5_failures(frame: A5Frame) -> tuple[tuple[int, ...], tuple[str, ...]
 def decode_a5_rated(frame: A5Frame) -> BmsSettings:
     """Decode 0x50: rated capacity (Ah) and nominal cell voltage (V), the settings A5 tells."""
     _check(frame, A5_RATED_VALUES)
-    data = frame.data
+    checker = RangeChecker(struct.unpack(">2I", frame.data))
     return BmsSettings(
-        rated_capacity=int.from_bytes(data[0:4], "big") / 1000.0,
-        nominal_cell_voltage=int.from_bytes(data[4:8], "big") / 1000.0,
+        rated_capacity=checker.value(_RATED_CAPACITY),
+        nominal_cell_voltage=checker.value(_NOMINAL_CELL_VOLTAGE),
+        invalid=tuple(checker.invalid),
     )
 
 
 def _check(frame: A5Frame, command: int) -> None:
     if frame.command != command:
         raise FrameDecodeError(f"expected an answer to {command:#04x}, got {frame.command:#04x}")
+    if len(frame.data) != DATA_SIZE:
+        raise FrameDecodeError(
+            f"an answer carries {DATA_SIZE} data bytes, this one of {command:#04x} "
+            f"{len(frame.data)}"
+        )
 
 
 def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
@@ -411,18 +490,21 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
 
     0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91/0x92 add the
     BMS's own extremes, 0x96 the temperatures, 0x97 the balancing cells, 0x98 the alarms.
+    The checks are D2's: a value out of its range is NaN and named in ``invalid``, an unknown
+    one NaN; a status no pack can be in (0 cells, 0 V while the cells hold voltage) and counts
+    beyond what A5 carries are refused with FrameDecodeError, the only error raised.
     """
     for needed in (A5_SOC, A5_MOS, A5_STATUS, A5_CELL_VOLTAGES):
         if not answers.get(needed):
             raise FrameDecodeError(f"no answer to {needed:#04x}: the sample is incomplete")
-    pack = decode_a5_pack(answers[A5_SOC][0])
-    mos = decode_a5_mos(answers[A5_MOS][0])
+    invalid: list[str] = []
     counts = decode_a5_counts(answers[A5_STATUS][0])
-    if counts.cell_count == 0:
-        raise FrameDecodeError("the status reports 0 cells: no pack is in this state")
-    cells = decode_a5_cell_voltages(answers[A5_CELL_VOLTAGES], counts.cell_count)
+    cells = decode_a5_cell_voltages(answers[A5_CELL_VOLTAGES], counts.cell_count, invalid)
+    pack = decode_a5_pack(answers[A5_SOC][0], invalid)
+    check_plausible(counts.cell_count, pack.pack_voltage, cells)
+    mos = decode_a5_mos(answers[A5_MOS][0], pack.current, invalid)
     temperatures = (
-        decode_a5_temperatures(answers[A5_TEMPERATURES], counts.sensor_count)
+        decode_a5_temperatures(answers[A5_TEMPERATURES], counts.sensor_count, invalid)
         if answers.get(A5_TEMPERATURES)
         else ()
     )
@@ -434,8 +516,24 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
     words, alarms = (
         decode_a5_failures(answers[A5_FAILURES][0]) if answers.get(A5_FAILURES) else ((), ())
     )
-    lowest, highest = min(cells), max(cells)
-    told = decode_a5_cell_range(answers[A5_CELL_RANGE][0]) if answers.get(A5_CELL_RANGE) else None
+    told = (
+        decode_a5_cell_range(answers[A5_CELL_RANGE][0], invalid)
+        if answers.get(A5_CELL_RANGE)
+        else None
+    )
+    statistics = cell_statistics(
+        cells,
+        {"min_cell_voltage": told.min_cell_voltage, "max_cell_voltage": told.max_cell_voltage}
+        if told
+        else {},
+    )
+    indices = cell_indices(
+        cells,
+        {"min_cell_index": told.min_cell_index, "max_cell_index": told.max_cell_index}
+        if told
+        else {},
+    )
+    measured = [value for value in temperatures if not math.isnan(value)]
     return BmsStatus(
         cell_voltages=cells,
         temperatures=temperatures,
@@ -446,18 +544,19 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
         cycles=counts.cycles,
         charge_mos=mos.charge_mos,
         discharge_mos=mos.discharge_mos,
-        balancing=bool(balancing_cells) and any(balancing_cells or ()),
+        balancing=any(balancing_cells or ()),
         balancing_cells=balancing_cells,
-        min_cell_voltage=told.min_cell_voltage if told else lowest,
-        max_cell_voltage=told.max_cell_voltage if told else highest,
-        average_cell_voltage=round(sum(cells) / len(cells), 4),
-        cell_delta=round(highest - lowest, 3),
-        min_cell_index=told.min_cell_index if told else cells.index(lowest) + 1,
-        max_cell_index=told.max_cell_index if told else cells.index(highest) + 1,
+        min_cell_voltage=statistics["min_cell_voltage"],
+        max_cell_voltage=statistics["max_cell_voltage"],
+        average_cell_voltage=statistics["average_cell_voltage"],
+        cell_delta=statistics["cell_delta"],
+        min_cell_index=indices["min_cell_index"],
+        max_cell_index=indices["max_cell_index"],
         alarm_words=words,
         alarms=alarms,
         power=round(pack.pack_voltage * pack.current, 1),
         charge_state=mos.charge_state,
-        max_temperature=max(temperatures, default=math.nan),
-        min_temperature=min(temperatures, default=math.nan),
+        max_temperature=max(measured, default=math.nan),
+        min_temperature=min(measured, default=math.nan),
+        invalid=tuple(invalid),
     )

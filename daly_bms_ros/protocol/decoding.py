@@ -47,18 +47,21 @@ def _registers(frame: Frame, block: Block) -> tuple[int, ...]:
     return frame.registers
 
 
-class _RangeChecker:
+class RangeChecker:
     """Scale raw values; NaN for what is unknown, NaN and a noted name for the impossible.
 
     A register the read did not cover, or holding the value a pack answers for a sensor it
-    lacks, is unknown; a value out of its physical range is impossible.
+    lacks, is unknown; a value out of its physical range is impossible. The A5 decoder checks
+    its fields with the same registers, each answer's raw values a checker of their own that
+    notes impossible names in one shared ``invalid`` list.
     """
 
-    def __init__(self, registers: Sequence[int]) -> None:
+    def __init__(self, registers: Sequence[int], invalid: list[str] | None = None) -> None:
         self.registers = registers
-        self.invalid: list[str] = []
+        self.invalid: list[str] = [] if invalid is None else invalid
 
     def value(self, register: Register, index: int | None = None, name: str = "") -> float:
+        """Return the value of ``register`` (raw at ``index``); ``name`` notes it if impossible."""
         index = register.index if index is None else index
         if index >= len(self.registers) or self.registers[index] in register.absent:
             return math.nan
@@ -132,50 +135,59 @@ def encode_x81_alarms(names: Sequence[str], word_count: int) -> list[int]:
     return [codes[i + 1] << 8 | codes[i] for i in range(0, len(codes), 2)]
 
 
-def _count(registers: Sequence[int], layout: StatusLayout, name: str, limit: int) -> int:
-    count = registers[layout.registers[name].index]
+def check_count(name: str, count: int, limit: int) -> int:
+    """Return ``count``; refuse more than the protocol carries (no decoder indexes past it)."""
     if count > limit:
         raise FrameDecodeError(f"{name} is {count}, at most {limit} is possible")
     return count
 
 
-def _cell_statistics(
-    checker: _RangeChecker, layout: StatusLayout, cells: Sequence[float]
-) -> dict[str, float]:
-    """Min, max, average and delta: from the BMS's registers, else from the valid cells."""
-    valid = [voltage for voltage in cells if not math.isnan(voltage)]
-    computed = {
-        "min_cell_voltage": min(valid, default=math.nan),
-        "max_cell_voltage": max(valid, default=math.nan),
-        "average_cell_voltage": sum(valid) / len(valid) if valid else math.nan,
-        "cell_delta": max(valid) - min(valid) if valid else math.nan,
-    }
-    told = {
-        name: checker.value(layout.registers[name]) if name in layout.registers else value
-        for name, value in computed.items()
-    }
-    if told["cell_delta"] == 0 and computed["cell_delta"] >= 0.001:
-        told["cell_delta"] = computed["cell_delta"]  # a register the pack leaves at 0
-    return told
+#: The cell statistics a status holds, in the order their registers are checked.
+CELL_STATISTICS = ("min_cell_voltage", "max_cell_voltage", "average_cell_voltage", "cell_delta")
 
 
-def _cell_indices(
-    registers: Sequence[int], layout: StatusLayout, cells: Sequence[float]
-) -> dict[str, int]:
-    """1-based numbers of the lowest and highest cell: the BMS's registers, else the first such.
+def cell_statistics(cells: Sequence[float], told: Mapping[str, float]) -> dict[str, float]:
+    """Min, max, average and delta: those the BMS tells (``told``), else from the valid cells.
 
-    0 when unknown (no valid cell, or a register naming a cell the pack does not have).
+    A told value the checks refused stays NaN: an impossible register is not replaced by a
+    computed guess. A delta told as 0 between cells that differ is a register the pack leaves
+    at 0: the cells' delta is given.
     """
-    valid = [(voltage, i + 1) for i, voltage in enumerate(cells) if not math.isnan(voltage)]
-    computed = {
-        "min_cell_index": min(valid)[1] if valid else 0,
-        "max_cell_index": max(valid, key=lambda cell: (cell[0], -cell[1]))[1] if valid else 0,
-    }
-    for name in computed:
-        if name in layout.registers:
-            number = registers[layout.registers[name].index]
-            computed[name] = number if 1 <= number <= len(cells) else 0
-    return computed
+    valid = [voltage for voltage in cells if not math.isnan(voltage)]
+    if valid:
+        lowest, highest = min(valid), max(valid)
+        statistics = {
+            "min_cell_voltage": lowest,
+            "max_cell_voltage": highest,
+            "average_cell_voltage": sum(valid) / len(valid),
+            "cell_delta": highest - lowest,
+        }
+    else:
+        statistics = dict.fromkeys(CELL_STATISTICS, math.nan)
+    delta = statistics["cell_delta"]
+    statistics.update(told)
+    if statistics["cell_delta"] == 0 and delta >= 0.001:
+        statistics["cell_delta"] = delta
+    return statistics
+
+
+_CELL_INDICES = ("min_cell_index", "max_cell_index")
+
+
+def cell_indices(cells: Sequence[float], told: Mapping[str, int]) -> dict[str, int]:
+    """1-based numbers of the lowest and highest cell: the BMS's (``told``), else the first such.
+
+    0 when unknown (no valid cell, or a told number naming a cell the pack does not have).
+    """
+    indices = {name: number if 1 <= number <= len(cells) else 0 for name, number in told.items()}
+    if len(indices) < len(_CELL_INDICES):
+        valid = [voltage for voltage in cells if not math.isnan(voltage)]
+        # NaN equals nothing: index() finds the first valid cell of that voltage.
+        if "min_cell_index" not in indices:
+            indices["min_cell_index"] = cells.index(min(valid)) + 1 if valid else 0
+        if "max_cell_index" not in indices:
+            indices["max_cell_index"] = cells.index(max(valid)) + 1 if valid else 0
+    return indices
 
 
 def _balancing_cells(
@@ -194,19 +206,18 @@ def _balancing_cells(
 FLOWING_CURRENT_A = 1.0
 
 
-def _charge_state(registers: Sequence[int], layout: StatusLayout, current: float) -> str:
-    """Return the BMS's charge state, "unknown" where the register cannot be right.
+def charge_state(raw: int, current: float, states: Sequence[str] = CHARGE_STATES) -> str:
+    """Return the charge state the BMS tells, "unknown" where its raw value cannot be right.
 
     Out of range, or idle (0, what a pack that does not fill the register answers) while a
     current flows (aiobmsble's test frame: 3.0 A and 0).
     """
-    raw = registers[layout.registers["charge_state"].index]
-    if raw >= len(CHARGE_STATES) or (raw == 0 and abs(current) >= FLOWING_CURRENT_A):
+    if raw >= len(states) or (raw == 0 and abs(current) >= FLOWING_CURRENT_A):
         return "unknown"
-    return CHARGE_STATES[raw]
+    return states[raw]
 
 
-def _power(checker: _RangeChecker, layout: StatusLayout, voltage: float, current: float) -> float:
+def _power(checker: RangeChecker, layout: StatusLayout, voltage: float, current: float) -> float:
     """Return the power register (|V*I| in W) signed like the current, NaN where unknown.
 
     A register at 0 while at least a watt flows is one the pack does not fill.
@@ -232,8 +243,8 @@ def _balancing_told(
     return cells
 
 
-def _check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float]) -> None:
-    """Refuse a status no pack can be in: what an empty or zeroed answer decodes to."""
+def check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float]) -> None:
+    """Refuse a status no pack can be in (any protocol): what an empty or zeroed answer gives."""
     if cell_count == 0:
         raise FrameDecodeError("the status reports 0 cells: no pack is in this state")
     if pack_voltage == 0.0 and any(not math.isnan(voltage) for voltage in cells):
@@ -242,16 +253,25 @@ def _check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float
 
 def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     """Decode the status of any variant from its registers and its layout."""
-    cell_count = _count(registers, layout, "cell_count", layout.max_cells)
-    sensor_count = _count(registers, layout, "temperature_sensor_count", MAX_TEMPERATURE_SENSORS)
-    checker = _RangeChecker(registers)
     by_name = layout.registers
+    cell_count = check_count("cell_count", registers[by_name["cell_count"].index], layout.max_cells)
+    sensor_count = check_count(
+        "temperature_sensor_count",
+        registers[by_name["temperature_sensor_count"].index],
+        MAX_TEMPERATURE_SENSORS,
+    )
+    checker = RangeChecker(registers)
     cells = checker.series(layout.cell_voltages, cell_count)
     pack_voltage = checker.value(by_name["pack_voltage"])
-    _check_plausible(cell_count, pack_voltage, cells)
+    check_plausible(cell_count, pack_voltage, cells)
     current = checker.value(by_name["current"])
-    statistics = _cell_statistics(checker, layout, cells)
-    indices = _cell_indices(registers, layout, cells)
+    statistics = cell_statistics(
+        cells, {name: checker.value(by_name[name]) for name in CELL_STATISTICS if name in by_name}
+    )
+    indices = cell_indices(
+        cells,
+        {name: registers[by_name[name].index] for name in _CELL_INDICES if name in by_name},
+    )
     first_word, word_count = layout.fault_words
     words = registers[first_word : first_word + word_count]
     return BmsStatus(
@@ -275,7 +295,7 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         alarm_words=tuple(words),
         alarms=decode_x81_alarms(words) if layout is X81_STATUS else decode_alarms(words),
         power=_power(checker, layout, pack_voltage, current),
-        charge_state=_charge_state(registers, layout, current),
+        charge_state=charge_state(registers[by_name["charge_state"].index], current),
         max_temperature=checker.value(by_name["max_temperature"]),
         min_temperature=checker.value(by_name["min_temperature"]),
         balance_current=checker.optional(layout, "balance_current"),
@@ -321,7 +341,7 @@ def decode_x81_status(pack: Frame, state: Frame) -> BmsStatus:
 
 def decode_settings(frame: Frame) -> BmsSettings:
     """Decode the 41-register settings block: every setting the register table names."""
-    checker = _RangeChecker(_registers(frame, SETTINGS_BLOCK))
+    checker = RangeChecker(_registers(frame, SETTINGS_BLOCK))
     values = {name: checker.value(register) for name, register in SETTINGS_REGISTERS.items()}
     return BmsSettings(
         rated_capacity=values.pop("rated_capacity"),
@@ -333,7 +353,7 @@ def decode_settings(frame: Frame) -> BmsSettings:
 
 def decode_mos_temperature(frame: Frame) -> MosTemperature:
     """Decode the 9-register block that holds the MOS temperature."""
-    checker = _RangeChecker(_registers(frame, MOS_BLOCK))
+    checker = RangeChecker(_registers(frame, MOS_BLOCK))
     return MosTemperature(checker.value(MOS_TEMPERATURE))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,16 +53,65 @@ _RESPONSE_ADDRESSES = frozenset(variant.response_address for variant in VARIANTS
 _ADDRESS = re.compile(
     b"[" + b"".join(re.escape(bytes((a,))) for a in sorted(_RESPONSE_ADDRESSES)) + b"]"
 )
-#: The start of an answer: a response address, then a function.
+#: Functions whose error answer (function | 0x80, an exception code, CRC) is 5 bytes.
+_ERROR_FUNCTIONS = frozenset(function | ERROR_FLAG for function in _ANSWERED_FUNCTIONS)
+ERROR_ANSWER_SIZE = 5
+#: The size of an answer by its function and length byte (the third byte: a read's data
+#: length), 0 where none is possible: a read of 0, an odd number or over MAX_DATA_BYTES, or a
+#: function that is answered by no BMS.
+_NO_SIZE = (0,) * 256
+_SIZES = {
+    READ: tuple(
+        3 + length + 2 if 0 < length <= MAX_DATA_BYTES and not length % 2 else 0
+        for length in range(256)
+    ),
+    **dict.fromkeys(_WRITE_FUNCTIONS, (WRITE_ANSWER_SIZE,) * 256),
+    **dict.fromkeys(_ERROR_FUNCTIONS, (ERROR_ANSWER_SIZE,) * 256),
+}
+#: The start of an answer: a response address, then a function answered or its error.
 _HEADER = re.compile(
     b"(?:"
     + b"|".join(
         re.escape(bytes((a, f)))
         for a in sorted(_RESPONSE_ADDRESSES)
-        for f in sorted(_ANSWERED_FUNCTIONS)
+        for f in sorted(_ANSWERED_FUNCTIONS | _ERROR_FUNCTIONS)
     )
     + b")"
 )
+#: The table ``crc16_modbus`` steps its register with, read back from it: one byte ``b`` from
+#: 0xFFFF leaves ``0xFF ^ table[b ^ 0xFF]``.
+_CRC_TABLE = tuple(crc16_modbus(bytes((index ^ 0xFF,))) ^ 0xFF for index in range(256))
+
+
+def _carry(count: int) -> tuple[array[int], array[int]]:
+    """Return how ``count`` bytes carry a CRC register's start value into the register after.
+
+    The CRC is linear: the register after some bytes is that of the same bytes from 0, XOR the
+    start value carried through ``count`` zero bytes. That carry is a linear map, given as two
+    tables, for the start value's low byte and for its high byte. Made once per size.
+    """
+    tables = _CARRIES[count]
+    if tables is None:
+        carried = []
+        for bit in range(16):
+            register = 1 << bit
+            for _ in range(count):
+                register = (register >> 8) ^ _CRC_TABLE[register & 0xFF]
+            carried.append(register)
+        low, high = array("H", bytes(512)), array("H", bytes(512))
+        for value in range(1, 256):
+            rest, bit = value & (value - 1), (value & -value).bit_length() - 1
+            low[value] = low[rest] ^ carried[bit]
+            high[value] = high[rest] ^ carried[bit + 8]
+        tables = _CARRIES[count] = (low, high)
+    return tables
+
+
+_CARRIES: list[tuple[array[int], array[int]] | None] = [None] * 256
+#: The longest answer: a read of MAX_DATA_BYTES.
+_LONGEST_ANSWER = 3 + MAX_DATA_BYTES + 2
+#: Running CRC registers kept behind the header tried last, at most, before the older go.
+_KEEP_REGISTERS = 1024
 
 
 class RejectReason(enum.Enum):
@@ -166,39 +216,53 @@ class FrameAssembler:
 
     Sans-I/O: it never waits. The caller feeds bytes as they arrive and calls ``expire`` when an
     answer did not complete in time; every rejected piece is counted in ``rejected`` by reason.
-    One bad piece of input is one rejection: a run of bytes that holds no frame (garbage, a frame
-    with a broken header or length, and what follows it up to the next header) counts once, under
-    the reason that started it. Every byte is looked at a bounded number of times, so any input
-    is assembled in linear time.
+    One bad piece of input is one rejection. A piece is a run of bytes without a header (counted
+    under the reason that started it, up to the next header), or a frame refused for its CRC or
+    given up for a timeout with all the bytes its length covers: the headers found there are
+    tried (a cut-short frame hides the next one), and those that fail too belong to the same
+    piece, which the first valid frame ends.
+
+    Any input is assembled in linear time. Headers inside a refused frame are checked against
+    running CRC registers, one step a byte in all (``_scan``): ``d2 03`` over and over, where
+    each header's frame holds a hundred more, would otherwise cost a whole CRC a header.
     """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
         self.rejected: Counter[RejectReason] = Counter()
-        #: Inside a run of rejected bytes that has been counted already.
+        #: Inside a run of garbage that has been counted already.
         self._in_garbage = False
-        #: Buffer index up to which the bytes belong to a frame rejected for its CRC.
-        self._rejected_until = 0
+        #: Buffer index up to which the bytes belong to a counted piece with a length (a frame
+        #: refused for its CRC or given up); 0 when there is none.
+        self._piece_end = 0
+        #: CRC registers run from 0 over the buffer from index ``_registers_from`` on: the
+        #: register before byte i is ``_registers[i - _registers_from]``.
+        self._registers = array("H", (0,))
+        self._registers_from = 0
 
     def reset(self) -> None:
         """Forget buffered bytes (a new connection starts clean); counts are kept."""
+        self._shift(len(self._buffer))
         self._buffer.clear()
         self._in_garbage = False
-        self._rejected_until = 0
 
     def expire(self) -> list[Frame]:
         """Give up on the partial frame at the head: count it as a timeout, return what follows.
 
         The partial frame may hide the start of frames after it (a cut-short answer followed by
         the next one): the bytes after its header are assembled again, and the frames they hold
-        are returned.
+        are returned; what they hold besides belongs to the piece given up.
         """
         frames: list[Frame] = []
-        while self._buffer:
-            self._count(RejectReason.TIMEOUT)
-            cut = self._next_address(1)
-            del self._buffer[:cut]
-            self._rejected_until = max(0, self._rejected_until - cut)
+        buffer = self._buffer
+        while buffer:
+            if self._piece_end == 0 and not self._in_garbage:
+                self.rejected[RejectReason.TIMEOUT] += 1
+            found = _HEADER.search(buffer, 1)
+            cut = found.start() if found else len(buffer)
+            self._piece_end = len(buffer)
+            del buffer[:cut]
+            self._shift(cut)
             frames += self.feed(b"")
         return frames
 
@@ -215,75 +279,110 @@ class FrameAssembler:
         position = 0
         end = len(buffer)
         while position < end:
+            if position < self._piece_end:
+                position = self._scan(position, frames)
+                if position < self._piece_end:
+                    break  # a header inside the piece waits for the rest of its frame
+                continue
             if buffer[position] not in _RESPONSE_ADDRESSES:
-                self._count(RejectReason.BAD_HEADER)
-                position = self._next_address(position + 1)
+                position = self._garbage(RejectReason.BAD_HEADER, position)
                 continue
             if end - position < 3:
                 break
-            function, length = buffer[position + 1], buffer[position + 2]
-            if function in _WRITE_FUNCTIONS:
-                if end - position < WRITE_ANSWER_SIZE:
-                    break
-                if self._crc_ok(position, WRITE_ANSWER_SIZE):
-                    self._in_garbage = False
-                    payload = bytes(buffer[position + 2 : position + 6])
-                    frames.append(Frame(payload, buffer[position], function))
-                    position += WRITE_ANSWER_SIZE
-                else:
-                    # A spoilt echo, or bytes inside a rejected frame that only look like a
-                    # write answer (counted with that frame); a frame may start next.
-                    if position >= self._rejected_until:
-                        self._count(RejectReason.BAD_CRC)
-                    position = self._next_address(position + 1)
+            function = buffer[position + 1]
+            size = _SIZES.get(function, _NO_SIZE)[buffer[position + 2]]
+            if not size:
+                reason = RejectReason.BAD_LENGTH if function == READ else RejectReason.BAD_HEADER
+                position = self._garbage(reason, position)
                 continue
-            if function & ERROR_FLAG and function & ~ERROR_FLAG in _ANSWERED_FUNCTIONS:
-                if end - position < 5:
-                    break
-                self._in_garbage = False
-                ok = self._crc_ok(position, 5)
-                self.rejected[RejectReason.ERROR_RESPONSE if ok else RejectReason.BAD_CRC] += 1
-                position += 5
-                continue
-            if function != READ:
-                self._count(RejectReason.BAD_HEADER)
-                position = self._next_address(position + 1)
-                continue
-            if length == 0 or length % 2 or length > MAX_DATA_BYTES:
-                self._count(RejectReason.BAD_LENGTH)
-                position = self._next_address(position + 1)
-                continue
-            total = 3 + length + 2
             self._in_garbage = False  # a plausible header: what follows is a new piece
-            if end - position < total:
+            if end - position < size:
                 break
-            if self._crc_ok(position, total):
-                frames.append(
-                    Frame(bytes(buffer[position + 3 : position + 3 + length]), buffer[position])
-                )
-                position += total
+            expected = buffer[position + size - 2] | buffer[position + size - 1] << 8
+            if crc16_modbus(memoryview(buffer)[position : position + size - 2]) == expected:
+                position = self._take(position, size, frames)
             else:
                 self.rejected[RejectReason.BAD_CRC] += 1
-                self._rejected_until = position + total  # the rest is part of this piece
-                # A truncated frame may hide the start of the next one: resume there.
-                found = _HEADER.search(buffer, position + 1, position + total)
-                position = found.start() if found else position + total
+                self._piece_end = position + size
+                position += 1
         del buffer[:position]
-        self._rejected_until = max(0, self._rejected_until - position)
+        self._shift(position)
         return frames
 
-    def _count(self, reason: RejectReason) -> None:
-        """Count a rejection, once per run of rejected bytes."""
+    def _garbage(self, reason: RejectReason, position: int) -> int:
+        """Count a run of garbage once; return where the next response address is."""
         if not self._in_garbage:
             self.rejected[reason] += 1
             self._in_garbage = True
-
-    def _crc_ok(self, start: int, total: int) -> bool:
-        buffer = self._buffer
-        expected = buffer[start + total - 2] | buffer[start + total - 1] << 8
-        return crc16_modbus(memoryview(buffer)[start : start + total - 2]) == expected
-
-    def _next_address(self, start: int) -> int:
-        """Index of the first response address at or after ``start``, else the buffer's end."""
-        found = _ADDRESS.search(self._buffer, start)
+        found = _ADDRESS.search(self._buffer, position + 1)
         return found.start() if found else len(self._buffer)
+
+    def _take(self, position: int, size: int, frames: list[Frame]) -> int:
+        """Take the valid answer at ``position``; return where the next one may start."""
+        buffer = self._buffer
+        address, function = buffer[position], buffer[position + 1]
+        if function == READ:
+            frames.append(Frame(bytes(buffer[position + 3 : position + size - 2]), address))
+        elif function in _WRITE_FUNCTIONS:
+            frames.append(Frame(bytes(buffer[position + 2 : position + 6]), address, function))
+        else:
+            self.rejected[RejectReason.ERROR_RESPONSE] += 1
+        self._piece_end = 0  # a frame ends the piece it was found in
+        return position + size
+
+    def _scan(self, position: int, frames: list[Frame]) -> int:
+        """Try the headers inside the counted piece from ``position`` on; return where to go on.
+
+        A header whose frame is valid is taken, and ends the piece; one whose CRC fails widens
+        the piece to its length; one whose frame is not complete yet is waited for (its index
+        is returned, inside the piece). Past the last header: the end of the piece, or a
+        response address at the very end of the buffer (the first byte of a header, perhaps).
+        The CRC registers are run once over the piece, so that each header costs a lookup.
+        """
+        buffer = self._buffer
+        end = len(buffer)
+        piece_end = self._piece_end
+        registers, first = self._registers, self._registers_from
+        if not 0 <= position - first < len(registers):
+            registers, first = array("H", (0,)), position
+        sizes, carries = _SIZES, _CARRIES
+        while True:
+            if position - first > _KEEP_REGISTERS:
+                del registers[: position - first]
+                first = position
+            # Registers as far as a frame starting inside the piece may reach.
+            known, wanted = first + len(registers) - 1, min(end, piece_end + _LONGEST_ANSWER)
+            if known < wanted:
+                register, append, table = registers[-1], registers.append, _CRC_TABLE
+                for byte in buffer[known:wanted]:
+                    register = (register >> 8) ^ table[(register ^ byte) & 0xFF]
+                    append(register)
+            reach = piece_end
+            for found in _HEADER.finditer(buffer, position, reach + 1):
+                header = found.start()
+                size = sizes[buffer[header + 1]][buffer[header + 2]] if end - header > 2 else -1
+                if end - header < size or size < 0:  # its frame is not complete yet: wait
+                    self._registers, self._registers_from = registers, first
+                    self._piece_end = piece_end
+                    return header
+                if size:
+                    # A frame with its CRC runs the register from 0xFFFF to 0 (``_carry``).
+                    offset = header - first
+                    low, high = carries[size] or _carry(size)
+                    start = registers[offset] ^ 0xFFFF
+                    if registers[offset + size] == low[start & 0xFF] ^ high[start >> 8]:
+                        self._registers, self._registers_from = registers, first
+                        return self._take(header, size, frames)
+                    piece_end = max(piece_end, header + size)
+            if piece_end == reach:
+                break
+            position = reach
+        self._registers, self._registers_from, self._piece_end = registers, first, piece_end
+        if piece_end == end and buffer[end - 1] in _RESPONSE_ADDRESSES:
+            return end - 1
+        return piece_end
+
+    def _shift(self, count: int) -> None:
+        """Follow the buffer, ``count`` bytes cut from its head."""
+        self._piece_end = max(0, self._piece_end - count)
+        self._registers_from -= count
