@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Prepare a fresh machine (Debian/Ubuntu, Python 3.11+) for development without a ROS install:
+# Prepare a fresh machine (Debian/Ubuntu, Python 3.10+) for development without a ROS install:
 # the Debian packages the tests need (D-Bus, a compiler, mosquitto, chromium), a virtual
-# environment in .venv/ with pinned ROS 2 Kilted wheels, bleak and the test tools, and the package
-# (messages + Python) built and installed into that environment. Idempotent: pip runs only when a requirements file changed, cmake rebuilds
-# only what changed.
+# environment with pinned ROS 2 wheels of one distro, bleak and the test tools, and the package
+# (messages + Python) built and installed into that environment. Idempotent: pip runs only when
+# a requirements file changed, cmake rebuilds only what changed.
+#
+# DISTRO, PYTHON and VENV choose the environment: see scripts/environment.sh.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV="$ROOT/.venv"
-PYTHON=${PYTHON:-python3}
-BUILD="$ROOT/build/daly_bms_ros"
+source "$(dirname "${BASH_SOURCE[0]}")/environment.sh"
+BUILD="$ROOT/build/$(basename "$VENV" | sed "s/^\\.//")/daly_bms_ros"
+REQUIREMENTS=("$ROOT/requirements/ros-$DISTRO.txt" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/dev.txt")
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -32,16 +33,15 @@ install_debian_packages() {
 }
 
 install_python_packages() {
-    [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+    [ -x "$VENV/bin/python" ] || { log "creating $VENV with $PYTHON"; "$PYTHON" -m venv "$VENV"; }
     local stamp="$VENV/.requirements.sha256"
     local wanted
-    wanted=$(cat "$ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1)
+    wanted=$(cat "${REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-        log "installing Python packages (requirements/*.txt)"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check 2> >(grep -v "is ignored: it is neither" >&2) \
-            -r "$ROOT/requirements/ros-kilted.txt" \
-            -r "$ROOT/requirements/runtime.txt" \
-            -r "$ROOT/requirements/dev.txt"
+        log "installing Python packages (ROS 2 $DISTRO, $("$VENV/bin/python" --version))"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+            2> >(grep -v "is ignored: it is neither" >&2) \
+            "${REQUIREMENTS[@]/#/-r}"
         echo "$wanted" >"$stamp"
     fi
 }
