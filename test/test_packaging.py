@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_without_ros import pip_installed, run
 
 HERE = Path(__file__).resolve().parent
@@ -63,3 +65,86 @@ def test_the_tests_that_need_no_ros_pass_where_rclpy_is_not_installed(tmp_path: 
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def test_the_robot_requirements_are_the_declared_dependencies() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = tomllib.loads((HERE.parent / "pyproject.toml").read_text())["project"]
+    lines = (HERE.parent / "requirements" / "robot.txt").read_text().splitlines()
+    robot = [line for line in lines if line and not line.startswith("#")]
+    normalise = re.compile(r"\s|'|\"")
+    assert [normalise.sub("", line) for line in robot] == [
+        normalise.sub("", line) for line in declared["dependencies"]
+    ]
+
+
+#: Where each library the package imports comes from on a robot: a ROS package, a rosdep key
+#: (Debian/Ubuntu's python3-*), or pip alone (requirements/robot.txt: no key, or none new
+#: enough anywhere). What ros/rosdistro's rosdep/python.yaml and base.yaml hold (2026-08).
+IMPORT_SOURCES = {
+    "rclpy": "rclpy",
+    "builtin_interfaces": "builtin_interfaces",
+    "rcl_interfaces": "rcl_interfaces",
+    "sensor_msgs": "sensor_msgs",
+    "diagnostic_msgs": "diagnostic_msgs",
+    "std_msgs": "std_msgs",
+    "launch": "launch",
+    "launch_ros": "launch_ros",
+    "yaml": "python3-yaml",
+    "serial": "python3-serial",
+    "bleak": "python3-bleak",
+    "prometheus_client": "python3-prometheus-client",
+    "paho": "python3-paho-mqtt",
+    "bleak_retry_connector": "pip",
+    "dbus_fast": "pip",
+    "h11": "pip",
+}
+
+
+def declared_keys(distro: str) -> set[str]:
+    """The rosdep keys package.xml asks for on ``distro`` (its conditions evaluated)."""
+    package = pytest.importorskip("catkin_pkg.package")
+    parsed = package.parse_package(str(HERE.parent / "package.xml"))
+    parsed.validate()
+    parsed.evaluate_conditions({"ROS_DISTRO": distro, "ROS_VERSION": "2"})
+    return {
+        dependency.name
+        for dependency in (*parsed.build_depends, *parsed.exec_depends, *parsed.buildtool_depends)
+        if dependency.evaluated_condition
+    }
+
+
+@pytest.mark.filterwarnings("ignore:.*deprecated")  # catkin_pkg on a newer pyparsing
+def test_package_xml_declares_every_library_the_code_imports() -> None:
+    imported = set()
+    for path in (HERE.parent / "daly_bms_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names}
+    assert third_party - {"daly_bms_ros"} == set(IMPORT_SOURCES)
+    robot = (HERE.parent / "requirements" / "robot.txt").read_text()
+    for distro in ("humble", "jazzy", "kilted", "lyrical"):
+        keys = declared_keys(distro)
+        for module, source in IMPORT_SOURCES.items():
+            pip_name = {"paho": "paho-mqtt", "prometheus_client": "prometheus-client"}.get(
+                module, module.replace("_", "-")
+            )
+            # What rosdep does not install on a distro, the robot's pip line must.
+            assert source in keys or f"\n{pip_name}>=" in robot, (
+                distro,
+                module,
+            )
+    assert "python3-bleak" not in declared_keys("humble")  # Ubuntu 22.04 has none
+    assert "python3-paho-mqtt" in declared_keys("lyrical")
+
+
+@pytest.mark.filterwarnings("ignore:.*obsoleted")  # catkin_pkg on a newer docutils
+def test_the_changelog_is_in_the_ros_format_bloom_reads() -> None:
+    changelog = pytest.importorskip("catkin_pkg.changelog")
+    path = HERE.parent / "CHANGELOG.rst"
+    assert changelog.get_changelog_from_path(str(path), "daly_bms_ros") is not None
+    # What is not released yet stands under "Forthcoming": catkin_prepare_release names it.
+    assert path.read_text().splitlines()[4:6] == ["Forthcoming", "-----------"]
