@@ -7,9 +7,7 @@ import asyncio
 import datetime
 import json
 import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, client_of, sim_process
+from installed import program
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -33,7 +32,7 @@ from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import STATUS_80_BLOCK, BmsSample, build_read_request
 
 NAME = f"{NAME_PREFIX}REC"
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 DATA = Path(__file__).parent / "data"
 UTC = datetime.timezone.utc
 FAULTS = ({"fault": "corrupt_crc"}, {"fault": "no_answer"}, {"fault": "truncated"}, {})

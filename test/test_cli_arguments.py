@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from installed import program
 
 from daly_bms_ros.bridge.files import write_json_atomically
 from daly_bms_ros.bridge.http_server import exposure_warning
 
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, PERIPHERAL_ADDRESS, SimProcess, bluez_mock, sim_process
+from installed import program
 
 from daly_bms_ros.cli.exit_codes import ExitCode
 
 NAME = f"{NAME_PREFIX}CLI01"
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 ON_CENTRAL = ("--adapter", "hci0")
 
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import getpass
 import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bluez_mock import NAME_PREFIX, SimProcess, one_virtual_bms
+from installed import program
 
 from daly_bms_ros.cli.exit_codes import ExitCode
 
 NAME = f"{NAME_PREFIX}SET01"
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 TARGET = ("--name", NAME, "--adapter", "hci0", "--request-timeout", "0.5")
 
 

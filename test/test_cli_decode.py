@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from installed import program
 from real_frames import BAD_CRC, SETTINGS, STATUS, field_bytes, frame_bytes
 
 from daly_bms_ros.capture.format import CaptureError, event_line, header_line
@@ -16,7 +15,7 @@ from daly_bms_ros.cli.decode import decode_capture
 from daly_bms_ros.protocol import X81, build_response, encode_x81_status
 from daly_bms_ros.sim.battery import BatteryModel
 
-COMMAND = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+COMMAND = program("daly-bms")
 
 
 def decode(*arguments: str) -> tuple[int, list[dict[str, object]]]:

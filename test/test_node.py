@@ -6,7 +6,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import rclpy
 from bms_double import BmsDouble
 from diagnostic_msgs.msg import DiagnosticStatus
+from installed import ros_executable
 from node_harness import Listener, node_running
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -224,8 +224,7 @@ def test_a_signal_while_the_executor_builds_its_wait_set_ends_quietly_with_0(
 
 
 def node_command() -> list[str]:
-    venv = Path(sys.executable).parent.parent
-    return [str(venv / "lib" / "daly_bms_ros" / "daly_bms_node")]
+    return [ros_executable("daly_bms_node")]
 
 
 def test_installed_node_without_bluez_keeps_retrying_and_exits_0_on_sigterm(

@@ -12,13 +12,12 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bluez_mock import SimProcess
+from installed import program
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -30,7 +29,7 @@ from daly_bms_ros.link.serial_transport import SerialTransport
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import BmsSample
 
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 
 
 def daly_bms(*arguments: str) -> subprocess.CompletedProcess[str]:

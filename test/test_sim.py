@@ -7,11 +7,9 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import socket
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock
 from dbus_fast import Message
 from dbus_fast.aio import MessageBus
+from installed import program
 from source_cli import assert_one_clear_line, daly_bms_sim
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
@@ -77,7 +76,7 @@ def test_responder_answers_known_blocks_only() -> None:
     assert responder(b"\xd2\x03\x00") is None
 
 
-SIM = shutil.which("daly-bms-sim", path=str(Path(sys.executable).parent))
+SIM = program("daly-bms-sim")
 
 
 @pytest.fixture

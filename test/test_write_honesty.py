@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, one_virtual_bms
+from installed import program
 from rclpy.context import Context
 from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
@@ -38,7 +37,7 @@ from daly_bms_ros.protocol.registers import WRITABLE
 from daly_bms_ros.srv import SetSetting, SetSoc
 
 NAME = f"{NAME_PREFIX}HONEST"
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 #: A D2 write of 0 into the charge MOSFET (0x00A5) and its acknowledgement, which is the same
 #: eight bytes (Daly's Modbus sheet in syssi/esphome-daly-bms; fl4p/batmon-ha's daly2).
 CHARGE_OFF = bytes.fromhex("d2 06 00 a5 00 00 8a 4a")
