@@ -153,8 +153,10 @@ class A5Assembler:
 
     Sans-I/O, like ``FrameAssembler``: the caller feeds bytes and calls ``expire`` when an answer
     did not complete in time; rejected bytes are counted in ``rejected`` by reason, a run of
-    garbage once. A bad candidate is skipped by one byte, so a frame hidden behind a cut-short
-    one is found. Requests echoed by an RS485 adapter are dropped without a count (``echoes``).
+    garbage once. After a bad candidate the next one is looked for from the byte after its
+    start, so a frame hidden behind a cut-short one is found; candidates are found by one search
+    across garbage, however long. Requests echoed by an RS485 adapter are dropped without a
+    count (``echoes``).
     """
 
     def __init__(self) -> None:
@@ -189,8 +191,8 @@ class A5Assembler:
             if buffer[position] != START or (
                 end - position >= 4 and buffer[position + 3] != DATA_SIZE
             ):
-                start = buffer[position] == START
-                self._count(RejectReason.BAD_LENGTH if start else RejectReason.BAD_HEADER)
+                is_start = buffer[position] == START
+                self._count(RejectReason.BAD_LENGTH if is_start else RejectReason.BAD_HEADER)
                 found = _CANDIDATE.search(buffer, position + 1)
                 position = found.start() if found else end
                 continue
@@ -200,7 +202,8 @@ class A5Assembler:
             # The checksum is the low byte of the sum of the 12 bytes before it.
             if (sum(raw) - 2 * raw[12]) & 0xFF:
                 self._count(RejectReason.BAD_CRC)
-                position += 1
+                next_start = buffer.find(START, position + 1)
+                position = end if next_start < 0 else next_start
                 continue
             self._in_garbage = False
             if raw[1] >= _FIRST_HOST_ADDRESS:
@@ -419,10 +422,11 @@ def _raw_series(
 ) -> Sequence[int]:
     """Return the raw values 1..``count`` of a numbered multi-frame answer."""
     by_number: dict[int, bytes] = {}
-    for frame in frames:
-        _check(frame, command)
+    for address, frame_command, data in frames:
+        if frame_command != command or len(data) != DATA_SIZE:
+            _check(A5Frame(address, frame_command, data), command)  # says what is wrong
         # The last frame of a number wins: a stale one of the previous answer comes first.
-        by_number[frame.number] = frame.data[1 : 1 + per_frame * width]
+        by_number[data[0]] = data[1 : 1 + per_frame * width]
     chunks = []
     for number in range(1, -(-count // per_frame) + 1):
         chunk = by_number.get(number)

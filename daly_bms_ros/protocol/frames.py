@@ -236,15 +236,16 @@ class FrameAssembler:
         #: refused for its CRC or given up); 0 when there is none.
         self._piece_end = 0
         #: CRC registers run from 0 over the buffer from index ``_registers_from`` on: the
-        #: register before byte i is ``_registers[i - _registers_from]``.
+        #: register before byte i is ``_registers[i - _registers_from]``. Started afresh with
+        #: each piece, they are kept (and follow the buffer) only while a piece lasts.
         self._registers = array("H", (0,))
         self._registers_from = 0
 
     def reset(self) -> None:
         """Forget buffered bytes (a new connection starts clean); counts are kept."""
-        self._shift(len(self._buffer))
         self._buffer.clear()
         self._in_garbage = False
+        self._piece_end = 0
 
     def expire(self) -> list[Frame]:
         """Give up on the partial frame at the head: count it as a timeout, return what follows.
@@ -256,13 +257,16 @@ class FrameAssembler:
         frames: list[Frame] = []
         buffer = self._buffer
         while buffer:
-            if self._piece_end == 0 and not self._in_garbage:
+            fresh = self._piece_end == 0
+            if fresh and not self._in_garbage:
                 self.rejected[RejectReason.TIMEOUT] += 1
             found = _HEADER.search(buffer, 1)
             cut = found.start() if found else len(buffer)
             self._piece_end = len(buffer)
             del buffer[:cut]
             self._shift(cut)
+            if fresh:
+                self._registers, self._registers_from = array("H", (0,)), 0
             frames += self.feed(b"")
         return frames
 
@@ -305,8 +309,10 @@ class FrameAssembler:
                 self.rejected[RejectReason.BAD_CRC] += 1
                 self._piece_end = position + size
                 position += 1
+                self._registers, self._registers_from = array("H", (0,)), position
         del buffer[:position]
-        self._shift(position)
+        if self._piece_end:
+            self._shift(position)
         return frames
 
     def _garbage(self, reason: RejectReason, position: int) -> int:
@@ -337,7 +343,8 @@ class FrameAssembler:
         the piece to its length; one whose frame is not complete yet is waited for (its index
         is returned, inside the piece). Past the last header: the end of the piece, or a
         response address at the very end of the buffer (the first byte of a header, perhaps).
-        The CRC registers are run once over the piece, so that each header costs a lookup.
+        The CRC registers are run once over the piece (as far as its headers need them), so
+        that each header costs a lookup.
         """
         buffer = self._buffer
         end = len(buffer)
@@ -345,18 +352,11 @@ class FrameAssembler:
         registers, first = self._registers, self._registers_from
         if not 0 <= position - first < len(registers):
             registers, first = array("H", (0,)), position
-        sizes, carries = _SIZES, _CARRIES
+        sizes, carries, table = _SIZES, _CARRIES, _CRC_TABLE
         while True:
             if position - first > _KEEP_REGISTERS:
                 del registers[: position - first]
                 first = position
-            # Registers as far as a frame starting inside the piece may reach.
-            known, wanted = first + len(registers) - 1, min(end, piece_end + _LONGEST_ANSWER)
-            if known < wanted:
-                register, append, table = registers[-1], registers.append, _CRC_TABLE
-                for byte in buffer[known:wanted]:
-                    register = (register >> 8) ^ table[(register ^ byte) & 0xFF]
-                    append(register)
             reach = piece_end
             for found in _HEADER.finditer(buffer, position, reach + 1):
                 header = found.start()
@@ -365,15 +365,23 @@ class FrameAssembler:
                     self._registers, self._registers_from = registers, first
                     self._piece_end = piece_end
                     return header
-                if size:
-                    # A frame with its CRC runs the register from 0xFFFF to 0 (``_carry``).
-                    offset = header - first
-                    low, high = carries[size] or _carry(size)
-                    start = registers[offset] ^ 0xFFFF
-                    if registers[offset + size] == low[start & 0xFF] ^ high[start >> 8]:
-                        self._registers, self._registers_from = registers, first
-                        return self._take(header, size, frames)
-                    piece_end = max(piece_end, header + size)
+                if not size:
+                    continue
+                offset = header - first
+                if offset + size >= len(registers):
+                    # Registers as far as this frame and what may follow it in the piece.
+                    known = first + len(registers) - 1
+                    register, append = registers[-1], registers.append
+                    for byte in buffer[known : min(end, header + size + _LONGEST_ANSWER)]:
+                        register = (register >> 8) ^ table[(register ^ byte) & 0xFF]
+                        append(register)
+                # A frame with its CRC runs the register from 0xFFFF to 0 (``_carry``).
+                low, high = carries[size] or _carry(size)
+                start = registers[offset] ^ 0xFFFF
+                if registers[offset + size] == low[start & 0xFF] ^ high[start >> 8]:
+                    self._registers, self._registers_from = registers, first
+                    return self._take(header, size, frames)
+                piece_end = max(piece_end, header + size)
             if piece_end == reach:
                 break
             position = reach
