@@ -11,7 +11,13 @@ Both paths do the same work per status frame: check header, length and CRC, then
 temperatures, voltage, current, SOC, capacity, cycles and MOS states into values (aiobmsble also
 adds its derived values, as its update does; this core adds min/max/average/delta and alarms).
 
+An A5 poll (the nine answers of a real 16S session, through the A5 assembler's checks) is
+measured beside it, and ``--hostile`` adds what the two assemblers make of a stream of bytes:
+real answers, random bytes, and headers repeated over and over (each ``d2 03`` announces a frame
+that holds a hundred more headers), in MiB/s, fed in 20-byte notifications.
+
     .venv/bin/python bench/decode.py [--iterations 20000] [--python /path/to/python3.12]
+                                     [--alone] [--hostile]
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMES = ROOT.parent / "shared" / "frames" / "daly_d2_real.json"
+FRAMES = ROOT / "test" / "data" / "daly_d2_real.json"
 AIOBMSBLE = "aiobmsble==0.31.0"
 CACHE = Path.home() / ".cache" / "daly_bms_ros" / "bench-aiobmsble"
 
@@ -52,6 +58,72 @@ def this_decoder() -> Callable[[bytes], Any]:
         return decode_status(frame)
 
     return decode
+
+
+def a5_session() -> bytes:
+    """A real A5 session: the nine answers of firemen027's 16S pack (jblance/mpp-solar#83)."""
+    sys.path.insert(0, str(ROOT / "test"))
+    from test_protocol_a5 import FIREMEN027_SESSION
+
+    return bytes.fromhex("".join(FIREMEN027_SESSION))
+
+
+def a5_decoder() -> Callable[[bytes], Any]:
+    """A poll's bytes in, BmsStatus out, through the A5 assembler's checks."""
+    sys.path.insert(0, str(ROOT))
+    from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame, decode_a5_status
+
+    assembler = A5Assembler()
+
+    def decode(data: bytes) -> Any:
+        answers: dict[int, list[A5Frame]] = {}
+        for frame in assembler.feed(data):
+            answers.setdefault(frame.command, []).append(frame)
+        return decode_a5_status(answers)
+
+    return decode
+
+
+def throughput(make: Callable[[], Any], data: bytes, chunk: int = 20) -> float:
+    """MiB/s of an assembler fed ``data`` in ``chunk``-byte notifications (best of three)."""
+    best = float("inf")
+    for _ in range(3):
+        assembler = make()
+        began = time.perf_counter()
+        for start in range(0, len(data), chunk):
+            assembler.feed(data[start : start + chunk])
+        assembler.expire()
+        best = min(best, time.perf_counter() - began)
+    return len(data) / best / 2**20
+
+
+def repeated(data: bytes, size: int) -> bytes:
+    """``data`` over and over, ``size`` bytes of it."""
+    return (data * (size // len(data) + 1))[:size]
+
+
+def hostile(size: int) -> None:
+    """Print the assemblers' throughput on real, random and hostile streams of ``size`` bytes."""
+    sys.path.insert(0, str(ROOT))
+    from daly_bms_ros.protocol import FrameAssembler
+    from daly_bms_ros.protocol.a5 import A5Assembler
+
+    entries = json.loads(FRAMES.read_text())
+    real = b"".join(bytes.fromhex(entry["hex"]) for entry in entries if "badcrc" not in entry["id"])
+    streams = {
+        "real answers": (real, a5_session()),
+        "random bytes": (os.urandom(size), os.urandom(size)),
+        "`d2 03` / `a5 01 95 08` repeated": (bytes.fromhex("d203"), bytes.fromhex("a5019508")),
+        "`51 03 fa` / `a5` repeated": (bytes.fromhex("5103fa"), bytes.fromhex("a5")),
+    }
+    print(f"\nassemblers, {size // 1024} KiB in 20-byte notifications (best of 3), MiB/s:")
+    print("| stream | D2/0x81 assembler | A5 assembler |")
+    print("| --- | --- | --- |")
+    for name, (d2, a5) in streams.items():
+        print(
+            f"| {name} | {throughput(FrameAssembler, repeated(d2, size)):.2f} | "
+            f"{throughput(A5Assembler, repeated(a5, size)):.2f} |"
+        )
 
 
 def aiobmsble_decoder() -> Callable[[bytes], Any]:
@@ -173,21 +245,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--python", help="a Python 3.12+ interpreter for aiobmsble")
+    parser.add_argument(
+        "--alone", action="store_true", help="measure this decoder only, not aiobmsble's"
+    )
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="also measure the assemblers on real, random and hostile byte streams",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
         worker(arguments.iterations)
         return
     data = status_frame()
+    version = sys.version.split()[0]
     print(f"status frame: {len(data)} bytes, {arguments.iterations} iterations")
     print("| decoder (Python) | frames/s | p50 µs | p99 µs |")
     print("| --- | --- | --- | --- |")
-    print(
-        row(
-            f"daly_bms_ros ({sys.version.split()[0]})",
-            measure(this_decoder(), data, arguments.iterations),
-        )
-    )
+    print(row(f"daly_bms_ros ({version})", measure(this_decoder(), data, arguments.iterations)))
+    figures = measure(a5_decoder(), a5_session(), arguments.iterations)
+    print(row(f"daly_bms_ros, A5 poll of 9 answers, 16S ({version})", figures))
+    if arguments.hostile:
+        hostile(256 * 1024)
+    if arguments.alone:
+        return
     python = newer_python(arguments.python)
     if python is None:
         print("aiobmsble needs Python >= 3.12 and none was found (--python): not compared")
