@@ -191,13 +191,16 @@ class SimProcess:
 
 @contextmanager
 def sim_process(
-    name: str, work_dir: Path, adapter: str = "hci1", *arguments: str
+    name: str, work_dir: Path, adapter: str = "hci1", *arguments: str, sim: str | None = SIM
 ) -> Iterator[SimProcess]:
-    """Run ``daly-bms-sim`` on ``adapter`` until the block ends; yield once it advertises."""
-    assert SIM, "daly-bms-sim is not installed next to the test interpreter"
+    """Run ``daly-bms-sim`` on ``adapter`` until the block ends; yield once it advertises.
+
+    ``sim``: that of another environment (the test interpreter's by default).
+    """
+    assert sim, "daly-bms-sim is not installed next to the test interpreter"
     control = work_dir / f"{name}.sock"
     process = subprocess.Popen(
-        [SIM, "--name", name, "--adapter", adapter, "--control", str(control), *arguments],
+        [sim, "--name", name, "--adapter", adapter, "--control", str(control), *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -3,8 +3,10 @@
 Each presentation is a real variant: a "JHB-" board answering on service ff00 while fff1 refuses
 notifications (fl4p/batmon-ha #356), a 0x81 pack on a link of the minimum MTU, and D2 firmware
 that answers only the 62-register status and keeps its versions in 32-byte fields, and an older
-module speaking A5 (every frame of the cell voltages, in 200 + 8-byte notifications). One BlueZ
-mock serves them on five adapters (the fourth: a pack whose cells are balanced while it charges).
+module speaking A5 (every frame of the cell voltages, in 200 + 8-byte notifications), and a 0x81
+pack that advertises its manufacturer data alone, without a name (patman15/BMS_BLE-HA #806). One
+BlueZ mock serves them on six adapters (the fourth: a pack whose cells are balanced while it
+charges).
 """
 
 from __future__ import annotations
@@ -41,13 +43,17 @@ X81_PACK = "DL-SIMX81"
 OLD_D2 = "DL-SIMOLD"
 BALANCING = "DL-SIMBAL"
 A5_MODULE = "DL-SIMA5"
+#: The name that fills the nameless pack's device information; it advertises none.
+NAMELESS = "DL-SIMNONAME"
+#: The MAC in that pack's manufacturer data: #806's, not the address of its adapter here.
+MAC_806 = "D1:1A:04:01:59:94"
 CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
 
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("presentations")
-    with bluez_mock(work, peripherals=5) as address, ExitStack() as sims:
+    with bluez_mock(work, peripherals=6) as address, ExitStack() as sims:
         previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
         sims.enter_context(sim_process(JHB, work, "hci1", "--gatt", "ff00"))
@@ -61,6 +67,14 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sims.enter_context(sim_process(BALANCING, work, "hci4", "--load-period", "4"))
         a5_module = ("--protocol", "a5", "--a5-all-frames", "--mtu", "203", "--capacity", "40")
         sims.enter_context(sim_process(A5_MODULE, work, "hci5", *a5_module))
+        nameless = (
+            "--protocol",
+            "x81",
+            "--no-name",
+            "--manufacturer-data",
+            "0106:00d11a04015994444c",
+        )
+        sims.enter_context(sim_process(NAMELESS, work, "hci6", *nameless))
         try:
             yield address
         finally:
@@ -87,7 +101,7 @@ def read(transport: BleakTransport) -> tuple[BmsSample, DalyClient, dict[str, st
 
 def test_jhb_board_on_ff00_is_found_by_its_name_and_read(bus: str) -> None:
     # That a "JHB-" name alone marks a Daly is shown by the scan below, which lists every
-    # virtual pack: with four in range, "the first Daly seen" is any of them.
+    # virtual pack: with six in range, "the first Daly seen" is any of them.
     transport = BleakTransport(device_name=JHB, adapter="hci0", connect_timeout=10.0)
     sample, client, _information = read(transport)
     assert transport.name == JHB
@@ -114,6 +128,14 @@ def test_x81_pack_is_found_in_one_round_and_tells_its_versions(bus: str) -> None
     assert len(sample.status.cell_voltages) == 16
     assert information["software_version"] == DEVICE_INFO.software_version
     assert information["serial_number"] == "SIMX81"  # each virtual pack has its own
+
+
+def test_a_nameless_pack_is_found_by_the_mac_in_its_manufacturer_data(bus: str) -> None:
+    transport = BleakTransport(mac_address=MAC_806.lower(), adapter="hci0", connect_timeout=10.0)
+    sample, client, _information = read(transport)
+    assert (transport.name, transport.address) == ("", peripheral_address(6))
+    assert client.variant is X81
+    assert len(sample.status.cell_voltages) == 16
 
 
 def test_old_d2_firmware_falls_back_to_62_registers(bus: str) -> None:
@@ -148,6 +170,7 @@ def test_cli_scan_and_info_see_every_variant(bus: str) -> None:
         OLD_D2: peripheral_address(3),
         BALANCING: peripheral_address(4),
         A5_MODULE: peripheral_address(5),
+        "": peripheral_address(6),  # found by its manufacturer data alone
     }
     info = subprocess.run(
         [CLI, "info", "--json", "--name", X81_PACK, "--adapter", "hci0"],

@@ -3,18 +3,21 @@
 Daly smart BMS take requests and answer on service fff0 (notify fff1, write fff2) or, on newer
 firmware, on service ff00 (notify ff01, write ff02): the first layout that accepts the
 subscription is used. Without an address or name, the first device that looks like a Daly BMS is
-taken: named "DL-…" or "JHB-…", advertising fff0 or ff00, or with Daly's manufacturer data.
+taken: named "DL-…" or "JHB-…", advertising fff0 or ff00, or with Daly's manufacturer data (some
+packs advertise no name). A pack is at an address when it advertises from it or carries it as
+the MAC in its manufacturer data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any, TypeVar
 
-from bleak import BleakScanner
+from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -39,9 +42,9 @@ from daly_bms_ros.protocol.gatt import (
     DEVICE_INFORMATION_FIELDS,
     DEVICE_INFORMATION_UUID,
     GATT_LAYOUTS,
-    MANUFACTURER_IDS,
-    NAME_PREFIXES,
     GattLayout,
+    advertised_macs,
+    advertises_daly,
 )
 from daly_bms_ros.text import printable
 
@@ -50,11 +53,32 @@ CONNECT_ATTEMPTS = 2
 #: no deadline of its own), and the link is treated as lost.
 GATT_OPERATION_TIMEOUT_S = 5.0
 T = TypeVar("T")
-#: bleak 1.0 moved the adapter into its BlueZ-specific options; 0.21 takes it as a keyword.
 BLEAK_MAJOR = int(version("bleak").split(".", 1)[0])
+#: bleak 3.0 takes the adapter in its BlueZ-specific options (``BlueZScannerArgs``,
+#: ``BlueZClientArgs``) and deprecates the keyword; bleak 0.20 to 2.x take the keyword alone and
+#: ignore the option, scanning on the default adapter (its changelog, 3.0.0).
+ADAPTER_IN_BLUEZ_OPTIONS = BLEAK_MAJOR >= 3
 #: What bleak and its D-Bus library raise when an operation fails; EOFError is the D-Bus
 #: connection to BlueZ closing under a pending call.
 BLE_ERRORS = (BleakError, OSError, asyncio.TimeoutError, EOFError)
+#: Subscribe with BlueZ's StartNotify, which Daly packs take: bleak 2.0 to 3.0.1 subscribe with
+#: AcquireNotify by default (hbldh/bleak #1885, #1942; StartNotify again from 3.0.2, #1977), and
+#: against a Daly that ends in "NotPermitted: Notify acquired" (fl4p/batmon-ha #356; #384 shows
+#: the error with Bleak 2.0.0). bleak 2.1 added the ``bluez`` option that forces StartNotify (its
+#: ``BlueZNotifyArgs``), passed where ``start_notify`` takes it; bleak before 2.0 always uses
+#: StartNotify; bleak 2.0.0 offers no choice and is not supported.
+START_NOTIFY_OPTIONS: dict[str, Any] = (
+    {"bluez": {"use_start_notify": True}}
+    if "bluez" in inspect.signature(BleakClient.start_notify).parameters
+    else {}
+)
+#: What a refused subscription adds where this bleak (2.0.x) can only use AcquireNotify.
+ACQUIRE_NOTIFY_HINT = (
+    f"; bleak {version('bleak')} subscribes with AcquireNotify, which Daly packs refuse: "
+    "use bleak 2.1 or newer"
+    if BLEAK_MAJOR >= 2 and not START_NOTIFY_OPTIONS
+    else ""
+)
 
 
 async def bounded(operation: Awaitable[T], what: str) -> T:
@@ -69,16 +93,27 @@ def adapter_options(adapter: str) -> dict[str, Any]:
     """Return the keyword arguments that pick ``adapter`` ("": the default) in this bleak."""
     if not adapter:
         return {}
-    return {"bluez": {"adapter": adapter}} if BLEAK_MAJOR >= 1 else {"adapter": adapter}
+    return {"bluez": {"adapter": adapter}} if ADAPTER_IN_BLUEZ_OPTIONS else {"adapter": adapter}
 
 
 def is_daly(device: BLEDevice, advertisement: AdvertisementData) -> bool:
     """Whether an advertisement looks like a Daly smart BMS (name, service or manufacturer)."""
-    name = device.name or advertisement.local_name or ""
-    return (
-        name.startswith(NAME_PREFIXES)
-        or any(layout.service in advertisement.service_uuids for layout in GATT_LAYOUTS)
-        or not MANUFACTURER_IDS.isdisjoint(advertisement.manufacturer_data)
+    return advertises_daly(
+        device.name or advertisement.local_name or "",
+        advertisement.service_uuids,
+        advertisement.manufacturer_data,
+    )
+
+
+def has_address(device: BLEDevice, advertisement: AdvertisementData, mac_address: str) -> bool:
+    """Whether a device is the one at ``mac_address`` (upper case).
+
+    Its address says so, or the MAC its manufacturer data carries: that MAC is the pack's own
+    address where both are known (patman15/BMS_BLE-HA #806), and it stays the pack's where the
+    address does not show it (bleak tells a UUID on macOS).
+    """
+    return device.address.upper() == mac_address or mac_address in advertised_macs(
+        advertisement.manufacturer_data
     )
 
 
@@ -168,7 +203,7 @@ class BleakTransport:
 
     def _matches(self, device: BLEDevice, advertisement: AdvertisementData) -> bool:
         if self._mac_address:
-            return device.address.upper() == self._mac_address
+            return has_address(device, advertisement, self._mac_address)
         if self._device_name:
             return (device.name or advertisement.local_name) == self._device_name
         return is_daly(device, advertisement)
@@ -225,7 +260,7 @@ class BleakTransport:
                 continue
             try:
                 await bounded(
-                    client.start_notify(layout.notify, self._notified),
+                    client.start_notify(layout.notify, self._notified, **START_NOTIFY_OPTIONS),
                     f"subscribing to {layout.name}",
                 )
             except BleakError as error:  # e.g. fff1 "NotPermitted" beside a working ff01
@@ -236,6 +271,7 @@ class BleakTransport:
             "the device has no Daly service that accepts notifications "
             f"(looked for {', '.join(layout.name for layout in GATT_LAYOUTS)}"
             + (f"; {'; '.join(refusals)})" if refusals else ")")
+            + (ACQUIRE_NOTIFY_HINT if refusals else "")
         )
 
     def _notified(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
