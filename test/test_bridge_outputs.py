@@ -33,10 +33,12 @@ from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
 from test_bridge import FakeClock, get, real_sample, serving
+from test_e2e_faults import wait_until
+from test_sim_a5 import serial_sim
 
-from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
+from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, device_slug
 from daly_bms_ros.bridge.node import DalyBmsBridge
-from daly_bms_ros.bridge.store import LinkCounters, SampleStore
+from daly_bms_ros.bridge.store import LinkCounters, Reading, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
 
@@ -434,3 +436,138 @@ def test_the_bridge_parameters_file_holds_every_default(ros_context: Context) ->
         bridge.close()
         bridge.destroy_node()
     assert written == {**declared, "port": 8080}
+
+
+def wired_reading(identity: str | None, port: str = "/dev/pts/0") -> Reading:
+    sample = dataclasses.replace(real_sample(), device=f"{port} (9600 baud)")
+    return Reading(sample, 1.0, "connected", identity=identity)
+
+
+def test_each_battery_is_a_device_of_its_own_on_the_broker() -> None:
+    """A wired BMS's link text ("/dev/pts/0 (9600 baud)") made every one "9600_baud"."""
+    ble = Reading(real_sample(), 1.0, "connected", identity="SERIAL1")
+    # A Bluetooth BMS stays its address, as Home Assistant has known it.
+    assert device_slug(ble, "bms", "daly_bms") == "40_d6_3c_3f_3e_5a"
+    slugs = {
+        device_slug(wired_reading(identity), "bms", prefix)
+        for identity in ("/dev/pts/0", "/dev/pts/0 board 2", "/dev/pts_0", "DL12345678")
+        for prefix in ("daly_bms", "robot/battery")
+    }
+    # Each identity under each topic prefix (a bridge of its own): eight devices.
+    assert len(slugs) == 8
+    for slug in slugs:
+        assert slug is not None and re.fullmatch(r"[a-z0-9_]+", slug), slug
+    readable = device_slug(wired_reading("/dev/serial/by-id/usb-FTDI_A50-if00"), "bms", "daly_bms")
+    assert readable is not None and readable.startswith("dev_serial_by_id_usb_ftdi_a50_if00_")
+    # Stable: the same battery is the same device at every start.
+    assert device_slug(wired_reading("/dev/pts/0"), "bms", "daly_bms") == device_slug(
+        wired_reading("/dev/pts/0", "/dev/pts/7"), "bms", "daly_bms"
+    )
+    # Not known yet: not announced, rather than announced under an id that passes.
+    assert device_slug(wired_reading(None), "bms", "daly_bms") is None
+
+
+def test_two_wired_serves_on_one_broker_keep_their_own_entities(tmp_path: Path) -> None:
+    assert CLI
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with (
+        broker(tmp_path) as running,
+        serial_sim(tmp_path / "a", "--protocol", "a5") as (_a, port_a),
+        serial_sim(tmp_path / "b", "--protocol", "a5") as (_b, port_b),
+    ):
+        subscriber = Subscriber(running.port)
+        serves = [
+            subprocess.Popen(
+                [CLI, "serve", "--serial-port", port, "--protocol", "a5", "--port", "0",
+                 "--interval", "0.2", "--mqtt", f"127.0.0.1:{running.port}",
+                 "--mqtt-interval", "0.3", "--mqtt-topic-prefix", prefix],
+                stderr=subprocess.DEVNULL,
+            )
+            for port, prefix in ((port_a, "A"), (port_b, "B"))
+        ]  # fmt: skip
+        try:
+            configs = {}
+            for prefix in ("A", "B"):
+
+                def announced(prefix: str = prefix) -> list[str]:
+                    return [
+                        topic
+                        for topic in subscriber.topics()
+                        if topic.endswith("/link/config")
+                        and subscriber.json(topic)["state_topic"] == f"{prefix}/bms/link"
+                    ]
+
+                wait_until(announced, "the link entity of each serve")
+                [topic] = announced()
+                configs[prefix] = subscriber.json(topic)
+        finally:
+            for serve in serves:
+                serve.send_signal(signal.SIGINT)
+                serve.wait(20)
+        subscriber.close()
+    a, b = configs["A"], configs["B"]
+    assert a["unique_id"] != b["unique_id"]
+    assert a["device"]["identifiers"] != b["device"]["identifiers"]
+    assert "9600_baud" not in a["unique_id"] + b["unique_id"]
+
+
+def test_ros_bridge_tells_the_boards_of_one_bus_apart(ros_context: Context, tmp_path: Path) -> None:
+    """Two boards on one RS485 port: one link text, two identities (their nodes' serial)."""
+    identities = {"w1": "/dev/pts/0", "w2": "/dev/pts/0 board 2"}
+    with broker(tmp_path) as running:
+        subscriber = Subscriber(running.port)
+        bridge = DalyBmsBridge(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("batteries", value=[f"/{name}" for name in identities]),
+                Parameter("port", value=0),
+                Parameter("mqtt_host", value="127.0.0.1"),
+                Parameter("mqtt_port", value=running.port),
+                Parameter("mqtt_interval", value=0.2),
+            ],
+        )
+        node = Node("battery_publisher", context=ros_context)
+        publishers = {
+            name: (
+                node.create_publisher(BatteryState, f"/{name}/battery_state", 10),
+                node.create_publisher(DalyCells, f"/{name}/cells", 10),
+            )
+            for name in identities
+        }
+        stop = spin_in_background(ros_context, bridge, node)
+
+        def link_configs() -> dict[str, Any]:
+            configs = {}
+            for topic in subscriber.topics():
+                payload = subscriber.last(topic)
+                if topic.endswith("/link/config") and payload:
+                    config = json.loads(payload)
+                    configs[config["state_topic"].split("/")[1]] = config
+            return configs
+
+        def publish_until_announced() -> bool:
+            for name, (battery, cells) in publishers.items():
+                sample = dataclasses.replace(
+                    real_sample(time.time()), device="/dev/pts/0 (9600 baud)"
+                )
+                stamp = Time(sec=int(sample.received_at), nanosec=0)
+                identity = BatteryIdentity(
+                    "battery", "", identities[name], BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+                )
+                battery.publish(battery_state(sample, identity, stamp))
+                cells.publish(daly_cells(sample, "battery", stamp))
+            return len(link_configs()) == 2
+
+        try:
+            wait_until(publish_until_announced, "both boards announced")
+        finally:
+            stop()
+            bridge.close()
+            bridge.destroy_node()
+            node.destroy_node()
+            subscriber.close()
+    configs = link_configs()
+    assert configs["w1"]["unique_id"].startswith("daly_bms_dev_pts_0_")
+    assert configs["w2"]["unique_id"].startswith("daly_bms_dev_pts_0_board_2_")
+    assert configs["w1"]["device"]["identifiers"] != configs["w2"]["device"]["identifiers"]

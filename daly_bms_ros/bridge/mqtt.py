@@ -12,9 +12,10 @@ Topics, under ``topic_prefix`` (default ``daly_bms``):
   it changes.
 - ``<discovery_prefix>/<component>/daly_bms_<device>/<key>/config``: one retained config per
   entity (sensors with device class, unit and state class; binary sensors for the MOS switches,
-  balancing and alarms), sent once the battery's first sample tells its cells and sensors, again
-  on every connection to the broker (a broker restarted without persistence forgets them), and
-  removed (an empty retained message) for entities a battery no longer has.
+  balancing and alarms) of the device ``device_slug`` names, sent once the battery's first
+  sample tells its cells and sensors, again on every connection to the broker (a broker
+  restarted without persistence forgets them), and removed (an empty retained message) for
+  entities a battery no longer has.
 
 The output is read-only: no command topic is subscribed. paho's own thread keeps the connection
 and reconnects with backoff; a broker that cannot be reached is reported as the problem ``mqtt``
@@ -23,6 +24,7 @@ and reconnects with backoff; a broker that cannot be reached is reported as the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -35,7 +37,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from daly_bms_ros.bridge.store import SampleStore
+from daly_bms_ros.bridge.store import Reading, SampleStore
 from daly_bms_ros.bridge.views import battery_view
 from daly_bms_ros.protocol import BmsSample
 
@@ -119,20 +121,40 @@ _BINARY_SENSORS = (
 )
 
 
-def device_slug(sample: BmsSample, battery: str) -> str:
-    """Return a stable id of the BMS for unique ids: its address or serial, else the name.
+#: A Bluetooth device's address at the end of its text, "NAME (C6:6C:09:03:1B:9E)" (a UUID on
+#: macOS); a wired BMS's text ends in its speed, "/dev/ttyUSB0 (9600 baud)".
+_BLUETOOTH_ADDRESS = re.compile(r"\(([0-9A-Fa-f]+(?:[:-][0-9A-Fa-f]+)+)\)$")
+#: Characters of the readable part of a device id (Home Assistant's node ids: [a-zA-Z0-9_-]).
+_READABLE_LENGTH = 40
 
-    ``device`` reads "NAME (ADDRESS)" where the address is known: the address alone is kept, so
-    that a BMS renamed in Daly's app stays the same device in Home Assistant.
+
+def device_slug(reading: Reading, battery: str, topic_prefix: str) -> str | None:
+    """Return the id of the battery's Home Assistant device, unique on the broker; None: unknown.
+
+    A Bluetooth BMS is its address, so that a BMS renamed in Daly's app stays the same device.
+    Any other is its reader's identity for it (a wired BMS: its serial number, else its port
+    and board), mapped to Home Assistant's characters and followed by a short hash of the
+    identity and the topic prefix: identities that map alike ("/dev/ttyUSB0", "dev_ttyUSB0")
+    stay two devices, and so do the batteries of two bridges on one broker (their own topic
+    prefixes) with the same port. (Every wired BMS was once "9600_baud", from its link's text.)
+    None until the reader knows the identity: an announcement under a passing id would leave
+    a device behind in Home Assistant.
     """
-    address = re.search(r"\(([^()]+)\)$", sample.device)
-    identity = address.group(1) if address else sample.device
-    return re.sub(r"[^0-9A-Za-z]+", "_", identity).strip("_").lower() or battery
+    address = _BLUETOOTH_ADDRESS.search(reading.sample.device) if reading.sample else None
+    if address:
+        return re.sub(r"[^0-9a-z]", "_", address.group(1).lower())
+    if reading.identity is None:
+        return None
+    identity = reading.identity or battery
+    readable = re.sub(r"[^0-9a-z]+", "_", identity.lower()).strip("_")[:_READABLE_LENGTH]
+    digest = hashlib.sha256(f"{topic_prefix}\n{identity}".encode()).hexdigest()[:8]
+    return f"{readable.rstrip('_')}_{digest}" if readable else digest
 
 
-def entities(sample: BmsSample, battery: str, settings: MqttSettings) -> Iterator[Entity]:
-    """Yield the Home Assistant entities of ``battery``, as its sample shows it."""
-    slug = device_slug(sample, battery)
+def entities(
+    sample: BmsSample, battery: str, slug: str, settings: MqttSettings
+) -> Iterator[Entity]:
+    """Yield the Home Assistant entities of ``battery``, device ``slug``, as its sample shows."""
     base = f"{settings.topic_prefix}/{battery}"
     common = {
         "state_topic": f"{base}/state",
@@ -318,10 +340,11 @@ class MqttPublisher:
 
     def _publish_battery(self, battery: str) -> None:
         status, record = battery_view(self._store, battery, "")
-        sample = self._store.get(battery).sample
+        reading = self._store.get(battery)
+        slug = device_slug(reading, battery, self._settings.topic_prefix)
         base = f"{self._settings.topic_prefix}/{battery}"
-        if sample is not None:
-            self._announce(battery, sample)
+        if reading.sample is not None and slug is not None:
+            self._announce(battery, reading.sample, slug)
         self._retain(f"{base}/availability", ONLINE if status == 200 else OFFLINE)
         self._retain(f"{base}/link", record["link"])
         if status == 200:
@@ -333,12 +356,12 @@ class MqttPublisher:
             self._client.publish(topic, value, qos=1, retain=True)
             self._retained[topic] = value
 
-    def _announce(self, battery: str, sample: BmsSample) -> None:
+    def _announce(self, battery: str, sample: BmsSample, slug: str) -> None:
         """Send the discovery configs that changed; remove those of entities gone."""
         wanted = {
-            f"{self._settings.discovery_prefix}/{entity.component}/daly_bms_"
-            f"{device_slug(sample, battery)}/{entity.key}/config": json.dumps(entity.config)
-            for entity in entities(sample, battery, self._settings)
+            f"{self._settings.discovery_prefix}/{entity.component}/daly_bms_{slug}/{entity.key}"
+            "/config": json.dumps(entity.config)
+            for entity in entities(sample, battery, slug, self._settings)
         }
         announced = self._announced.get(battery, {})
         if wanted == announced:

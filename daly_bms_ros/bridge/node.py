@@ -63,17 +63,25 @@ class _Pairing:
         self._cells: DalyCells | None = None
         #: The battery's serial number, as its last BatteryState told (its diagnostics' id).
         self.serial_number = ""
+        #: Its identity, once two BatteryStates in a row told the same (None before).
+        self._identity: str | None = None
 
     def _combine(self) -> None:
         if self._battery is None or self._cells is None:
             return
         if self._battery.header.stamp == self._cells.header.stamp:
-            self._store.update(self._name, sample_from_messages(self._battery, self._cells))
+            self._store.update(
+                self._name, sample_from_messages(self._battery, self._cells), self._identity
+            )
             self._store.set_link(self._name, PUBLISHING)
             self._battery = self._cells = None
 
     def on_battery_state(self, message: BatteryState) -> None:
         self._battery = message
+        # A node tells its BMS's address (a wired one: port and board) until the BMS has told
+        # its own serial number, after the first sample: a passing identity is not taken.
+        if message.serial_number == self.serial_number:
+            self._identity = message.serial_number or self._name
         self.serial_number = message.serial_number
         self._combine()
 

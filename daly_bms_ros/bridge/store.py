@@ -41,6 +41,9 @@ class Reading:
     link: str
     #: None while nobody told them (the ROS bridge learns them from /diagnostics).
     counters: LinkCounters | None = None
+    #: What stays the battery's own (its serial number, else its port and board, its
+    #: address); None while its reader does not know it yet.
+    identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,16 @@ class SampleStore:
         self.version = 0
         self._problems: dict[str, str] = {}
 
-    def update(self, name: str, sample: BmsSample) -> None:
-        """Record a fresh sample of battery ``name``."""
+    def update(self, name: str, sample: BmsSample, identity: str | None = None) -> None:
+        """Record a fresh sample of battery ``name``, and its ``identity`` if it is known."""
         status = sample.status
         with self._lock:
+            reading = self._readings[name]
             self._readings[name] = replace(
-                self._readings[name], sample=sample, updated=self._clock()
+                reading,
+                sample=sample,
+                updated=self._clock(),
+                identity=reading.identity if identity is None else identity,
             )
             self.version += 1
             history = self._history[name]

@@ -118,8 +118,9 @@ def run(arguments: argparse.Namespace) -> int:
         )
         return ExitCode.FAILED
 
-    def keep(_transport: BmsTransport, sample: BmsSample, _status: LinkStatus) -> None:
-        store.update(BATTERY_NAME, sample)
+    def keep(_transport: BmsTransport, sample: BmsSample, status: LinkStatus) -> None:
+        # Its identity (Home Assistant's device): a wired BMS's port and board.
+        store.update(BATTERY_NAME, sample, status.address or BATTERY_NAME)
 
     def track(status: LinkStatus) -> None:
         store.set_link(BATTERY_NAME, status.summary)
