@@ -79,21 +79,11 @@ def pip_install(environment: Path, *arguments: str) -> None:
     assert install.returncode == 0, install.stderr
 
 
-def pip_installed(
-    work: Path, python: Path, *requirements: str, package_requirements: bool = True
-) -> Environment:
-    """A fresh venv of ``python`` with the package (and ``requirements``) pip-installed.
-
-    Without ``package_requirements`` the package comes without the requirements it declares:
-    ``requirements`` alone are what it runs on.
-    """
+def pip_installed(work: Path, python: Path, *requirements: str) -> Environment:
+    """A fresh venv of ``python`` with the package (and ``requirements``) pip-installed."""
     environment = work / f"venv-{python.name}"
     subprocess.run([str(python), "-m", "venv", str(environment)], check=True, timeout=120)
-    if package_requirements:
-        pip_install(environment, *requirements, str(ROOT))
-    else:
-        pip_install(environment, *requirements)
-        pip_install(environment, "--no-deps", str(ROOT))
+    pip_install(environment, *requirements, str(ROOT))
     versions = run([str(environment / "bin" / "python"), "-m", "pip", "list", "--format", "json"])
     installed = {canonical(item["name"]): item["version"] for item in json.loads(versions.stdout)}
     for requirement in requirements:
@@ -128,7 +118,7 @@ def test_pip_install_gives_a_working_cli_without_ros(tmp_path: Path) -> None:
 def lowest(tmp_path_factory: pytest.TempPathFactory) -> Environment:
     """Python 3.10 with the lowest versions supported."""
     work = tmp_path_factory.mktemp("lowest")
-    return pip_installed(work, interpreter("3.10"), *LOWEST, package_requirements=False)
+    return pip_installed(work, interpreter("3.10"), *LOWEST)
 
 
 @pytest.fixture(scope="module")
