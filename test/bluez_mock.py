@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from dbus_fast import BusType
 from dbus_fast.aio import MessageBus
+from installed import program
 from real_frames import SETTINGS, STATUS, frame_bytes
 
 from daly_bms_ros.link.bleak_transport import BleakTransport
@@ -40,7 +41,7 @@ LAUNCHER = Path(__file__).resolve().parents[1] / "tools" / "bluez_mock.py"
 #: The interpreter that runs the mock: bluezoo needs Python 3.11+, so a run of the tests on
 #: Python 3.10 (Humble's) names another environment's Python that has bluezoo.
 MOCK_PYTHON = os.environ.get("DALY_BLUEZ_MOCK_PYTHON", sys.executable)
-SIM = shutil.which("daly-bms-sim", path=str(Path(sys.executable).parent))
+SIM = program("daly-bms-sim")
 
 
 @functools.cache

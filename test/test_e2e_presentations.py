@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from bluez_mock import bluez_mock, peripheral_address, sim_process
+from installed import program
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -47,7 +45,7 @@ A5_MODULE = "DL-SIMA5"
 NAMELESS = "DL-SIMNONAME"
 #: The MAC in that pack's manufacturer data: #806's, not the address of its adapter here.
 MAC_806 = "D1:1A:04:01:59:94"
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 
 
 @pytest.fixture(scope="module")
