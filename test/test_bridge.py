@@ -5,10 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +21,7 @@ from typing import Any
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
 from builtin_interfaces.msg import Time
+from installed import program, ros_executable
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -361,7 +360,7 @@ def test_bridge_node_serves_the_topics_of_two_batteries(
         publisher_node.destroy_node()
 
 
-BRIDGE = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_bridge"
+BRIDGE = Path(ros_executable("daly_bms_bridge"))
 
 
 @pytest.mark.parametrize(
@@ -393,7 +392,7 @@ def test_bridge_refuses_a_bad_parameter(parameter: str, message: str) -> None:
 
 
 def test_serve_without_ros_over_ble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cli = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+    cli = program("daly-bms")
     assert cli
     name = f"{NAME_PREFIX}HTTP1"
     with bluez_mock(tmp_path) as address:

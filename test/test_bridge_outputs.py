@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import yaml
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from installed import program
 from mqtt_broker import Subscriber, broker
 from prometheus_client.parser import text_string_to_metric_families
 from rclpy.context import Context
@@ -288,7 +288,7 @@ def make_certificates(directory: Path) -> None:
             "-out", "server.pem")  # fmt: skip
 
 
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 
 
 def test_serve_publishes_the_virtual_bms_and_its_last_will(

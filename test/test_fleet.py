@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +20,7 @@ import rclpy
 import yaml
 from bluez_mock import NAME_PREFIX, SimProcess, bluez_mock, sim_process
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from installed import ros_executable
 from rclpy.context import Context
 from rclpy.node import Node
 from ros_env import domain_id_for_this_run
@@ -36,7 +36,7 @@ from daly_bms_ros.node.node import make_transport
 from daly_bms_ros.node.parameters import InvalidSettingError, NodeSettings
 
 PACKS = {"/a": 100.0, "/b": 50.0, "/c": 100.0}  # namespace: rated capacity (Ah)
-FLEET = Path(sys.executable).parents[1] / "lib" / "daly_bms_ros" / "daly_bms_fleet"
+FLEET = Path(ros_executable("daly_bms_fleet"))
 
 
 class Yaml(str):

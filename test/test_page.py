@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from bluez_mock import NAME_PREFIX, bluez_mock, sim_process
+from installed import program
 from test_bridge import real_sample, serve_process, serving
 
 from daly_bms_ros.bridge.store import SampleStore
@@ -27,7 +27,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="chromium is installed by scripts/setup.sh"
 )
-CLI = shutil.which("daly-bms", path=str(Path(sys.executable).parent))
+CLI = program("daly-bms")
 
 
 @contextmanager
