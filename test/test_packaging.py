@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_without_ros import pip_installed, run
+from test_without_ros import interpreter, pip_installed, run
 
 HERE = Path(__file__).resolve().parent
 DEV_REQUIREMENTS = HERE.parent / "requirements" / "dev.txt"
@@ -50,6 +50,7 @@ ROS_FREE_TESTS = (
 )
 
 
+@pytest.mark.interpreters
 def test_the_tests_that_need_no_ros_pass_where_rclpy_is_not_installed(tmp_path: Path) -> None:
     tools = [line for line in DEV_REQUIREMENTS.read_text().splitlines() if TEST_TOOL.match(line)]
     environment = pip_installed(tmp_path, Path(sys.executable), *tools)
@@ -147,3 +148,23 @@ def test_the_changelog_is_in_the_ros_format_bloom_reads() -> None:
     assert changelog.get_changelog_from_path(str(path), "daly_bms_ros") is not None
     # What is not released yet stands under "Forthcoming": catkin_prepare_release names it.
     assert path.read_text().splitlines()[4:6] == ["Forthcoming", "-----------"]
+
+
+@pytest.mark.interpreters
+@pytest.mark.parametrize("version", ["3.10", "3.12"])
+def test_the_robot_pip_line_resolves_on_humbles_and_jazzys_python(
+    tmp_path: Path, version: str
+) -> None:
+    python = interpreter(version)
+    environment = tmp_path / "venv"
+    subprocess.run([str(python), "-m", "venv", str(environment)], check=True, timeout=120)
+    result = run(
+        [
+            str(environment / "bin" / "python"),
+            *("-m", "pip", "install", "--dry-run", "--disable-pip-version-check"),
+            *("-r", str(HERE.parent / "requirements" / "robot.txt")),
+        ],
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Would install" in result.stdout and "bleak-" in result.stdout
