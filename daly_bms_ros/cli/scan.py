@@ -21,6 +21,7 @@ from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
 from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
 from daly_bms_ros.protocol.a5 import FRAME_SIZE as A5_FRAME_SIZE
+from daly_bms_ros.text import printable
 
 #: The longest exchange a sample waits for, in bytes: the A5 cell voltages of a BMS that sends
 #: all 16 frames (Daly's document; 48 cells), 13 bytes each, after the 13-byte request. The
@@ -63,7 +64,9 @@ async def scan(adapter: str, timeout: float) -> list[FoundDevice]:
         raise translate_error(error) from error
     found = [
         FoundDevice(
-            device.name or advertisement.local_name or "", device.address, advertisement.rssi
+            printable(device.name or advertisement.local_name or ""),
+            device.address,
+            advertisement.rssi,
         )
         for device, advertisement in seen.values()
         if is_daly(device, advertisement)
