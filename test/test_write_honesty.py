@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bluez_mock import NAME_PREFIX, one_virtual_bms
+from bluez_mock import NAME_PREFIX, client_of, one_virtual_bms
 from installed import program
 from rclpy.context import Context
 from rclpy.parameter import Parameter
@@ -28,8 +28,8 @@ from test_sim_a5 import serial_sim
 
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import BleakTransport
-from daly_bms_ros.link.client import WriteFailedError
-from daly_bms_ros.link.echo import EchoFilter
+from daly_bms_ros.link.client import WriteFailedError, WriteOutcomeUnknownError
+from daly_bms_ros.link.echo import QUIET_ANSWERS, EchoFilter
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkStatus
 from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol import BmsSample
@@ -148,7 +148,7 @@ def test_a_write_whose_link_is_rebuilt_is_never_resent_and_tells_what_the_bms_ho
 @pytest.mark.parametrize(
     ("arguments", "status"),
     [
-        (("restart", "1", "--confirm-power-cut"), ExitCode.NOT_ACKNOWLEDGED),
+        (("restart", "1", "--confirm-power-cut"), ExitCode.OUTCOME_UNKNOWN),
         (("charge-mos", "off"), ExitCode.NOT_ACKNOWLEDGED),
     ],
 )
@@ -185,18 +185,26 @@ def test_the_echo_filter_learns_the_adapter_from_reads_before_it_trusts_a_write(
     # Unknown adapter: a write's copy cannot be told from its acknowledgement, so nothing goes.
     assert echoing.received(CHARGE_OFF) == CHARGE_OFF
     echoing.sent([STATUS_READ], answer_may_equal_request=False)
-    assert echoing.received(STATUS_READ[:3]) == b""  # split across reads
+    # A direction switch's glitch, then the copy split across reads, then the answer.
+    assert echoing.received(b"\x00" + STATUS_READ[:3]) == b"\x00"
     assert echoing.received(STATUS_READ[3:] + STATUS_ANSWER_START) == STATUS_ANSWER_START
     assert echoing.echoes is True
+    echoing.answered()
     echoing.sent([CHARGE_OFF], answer_may_equal_request=True)
     assert echoing.received(CHARGE_OFF) == b""  # the adapter's copy
     assert echoing.received(CHARGE_OFF) == CHARGE_OFF  # the BMS's acknowledgement
+    # The tail of a late answer before the copy passes on; the copy is still taken out.
+    echoing.sent([CHARGE_OFF], answer_may_equal_request=True)
+    assert echoing.received(STATUS_ANSWER_START + CHARGE_OFF) == STATUS_ANSWER_START
 
     quiet = EchoFilter(wired=True)
-    quiet.sent([STATUS_READ], answer_may_equal_request=False)
-    # An answer starting like the request (d2 03) is held until it differs, then passed whole.
-    assert quiet.received(STATUS_ANSWER_START[:2]) == b""
-    assert quiet.received(STATUS_ANSWER_START[2:]) == STATUS_ANSWER_START
+    for _read in range(QUIET_ANSWERS):
+        assert quiet.unknown  # one answer without a copy first could be a stray one
+        quiet.sent([STATUS_READ], answer_may_equal_request=False)
+        # An answer starting like the request (d2 03) is held until it differs, then passed.
+        assert quiet.received(STATUS_ANSWER_START[:2]) == b""
+        assert quiet.received(STATUS_ANSWER_START[2:]) == STATUS_ANSWER_START
+        quiet.answered()
     assert quiet.echoes is False
     quiet.sent([CHARGE_OFF], answer_may_equal_request=True)
     assert quiet.received(CHARGE_OFF) == CHARGE_OFF
@@ -205,6 +213,26 @@ def test_the_echo_filter_learns_the_adapter_from_reads_before_it_trusts_a_write(
     assert not radio.unknown
     radio.sent([STATUS_READ], answer_may_equal_request=False)
     assert radio.received(STATUS_READ) == STATUS_READ
+
+
+def test_a_restart_the_bms_does_not_acknowledge_is_sent_once_and_not_called_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A BMS that restarts before it answers looks like one that never got the command: a
+    # resend could restart it again, and "failed" could be false.
+    with one_virtual_bms(tmp_path, monkeypatch, NAME) as sim:
+
+        async def scenario() -> None:
+            async with client_of(NAME) as client:
+                tap = WritesSent()
+                client.taps.append(tap)
+                await client.read_sample()
+                await asyncio.to_thread(sim.control, {"fault": "no_ack", "count": 3})
+                with pytest.raises(WriteOutcomeUnknownError, match="not known"):
+                    await client.write_register("restart", 1)
+                assert tap.writes == 1
+
+        asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("text", ["inf", "-inf", "nan", "1e308", "65536"])

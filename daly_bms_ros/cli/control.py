@@ -6,9 +6,9 @@ every setting of ``daly-bms settings`` (``sleep-time 3600``, ``rated-capacity 10
 restart also needs ``--confirm-power-cut``. A write whose link drops before it is read back is
 read back over a new connection. Exit status: 0 the BMS holds the value written, 2 a name or
 value not allowed, 7 refused (control not allowed or not confirmed), 8 not acknowledged by the
-BMS and not held, 9 acknowledged but another value read back; 6 the link failed (before the
-write was sent, or, with the message saying so, before the BMS was seen to hold it); else as
-for ``read``.
+BMS and not held, 9 acknowledged but another value read back, 10 sent but not proven (the link
+went and did not come back, or a command was not acknowledged); 6 the link failed before the
+write was sent; else as for ``read``.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ def run(arguments: argparse.Namespace) -> int:
             try:
                 return await client.write_register(name, arguments.value)
             except WriteOutcomeUnknownError as error:
+                if not WRITABLE[name].readable:
+                    raise  # a command: nothing to read back over a new link
                 unknown = error
         # The link went after the write was sent: what the BMS holds, over a new link.
         try:

@@ -12,6 +12,7 @@ from daly_bms_ros.link.client import (
     ReadBackMismatchError,
     RequestTimeoutError,
     WriteNotAcknowledgedError,
+    WriteOutcomeUnknownError,
 )
 from daly_bms_ros.link.transport import (
     AdapterUnavailableError,
@@ -31,8 +32,9 @@ class ExitCode(enum.IntEnum):
     NO_BLUETOOTH = 5  # no adapter, BlueZ or D-Bus not reachable
     LINK_LOST = 6  # the connection failed or dropped
     REFUSED = 7  # a write not allowed (no --allow-control) or not confirmed
-    NOT_ACKNOWLEDGED = 8  # the BMS did not echo a write, or echoed something else
-    READ_BACK_MISMATCH = 9  # the BMS echoed a write but holds another value
+    NOT_ACKNOWLEDGED = 8  # the BMS did not acknowledge a write and does not hold the value
+    READ_BACK_MISMATCH = 9  # the BMS acknowledged a write but holds another value
+    OUTCOME_UNKNOWN = 10  # a write was sent, but whether the BMS holds it could not be read
     OUTPUT_CLOSED = 141  # standard output closed by its reader (| head): 128 + SIGPIPE, as the
     # shell reports a tool that SIGPIPE ended
 
@@ -65,4 +67,6 @@ def exit_code_for(error: TransportError) -> ExitCode:
         return ExitCode.NOT_ACKNOWLEDGED
     if isinstance(error, ControlNotSupportedError):
         return ExitCode.FAILED
+    if isinstance(error, WriteOutcomeUnknownError):
+        return ExitCode.OUTCOME_UNKNOWN
     return ExitCode.LINK_LOST

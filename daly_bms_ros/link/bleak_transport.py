@@ -241,16 +241,20 @@ class BleakTransport:
                 timeout=self._connect_timeout,
                 **self._scanner_options,
             )
-            try:
-                self.layout = await self._subscribe(client)
-            finally:
-                self._client = client  # to be closed on failure, else the link now whole
+        except (*BLE_ERRORS, LinkLostError) as error:
+            raise translate_error(error) from error
+        try:
+            self.layout = await self._subscribe(client)
             if not client.is_connected:
                 raise LinkLostError("the BMS closed the link while it was being subscribed")
-            self._links += 1
-        except (*BLE_ERRORS, LinkLostError) as error:
-            await self.disconnect()
-            raise translate_error(error) from error
+        except BaseException as error:  # a stop (cancellation) included: no half-made link
+            with contextlib.suppress(*BLE_ERRORS, LinkLostError):
+                await bounded(client.disconnect(), "disconnecting")
+            if isinstance(error, (*BLE_ERRORS, LinkLostError)):
+                raise translate_error(error) from error
+            raise
+        self._client = client  # the link is whole: it takes requests from now on
+        self._links += 1
 
     async def _subscribe(self, client: BleakClientWithServiceCache) -> GattLayout:
         """Subscribe to the answers of the first GATT layout the BMS has and accepts."""

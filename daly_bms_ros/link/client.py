@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from daly_bms_ros.link.echo import EchoFilter
+from daly_bms_ros.link.echo import QUIET_ANSWERS, EchoFilter
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import (
     D2,
@@ -182,10 +182,11 @@ class WriteOutcomeUnknownError(LinkLostError):
     """A write was sent, but the link went before the BMS was seen to hold it.
 
     Neither done nor failed: the BMS may hold the value. ``verify_write`` over the next link
-    tells which; ``pending`` is the write (its value before; ``after`` not yet known).
+    tells which; ``pending`` is the write (its value before; ``after`` not yet known), None
+    where even that is not known (the driver stopped during the write).
     """
 
-    def __init__(self, message: str, pending: WriteResult) -> None:
+    def __init__(self, message: str, pending: WriteResult | None) -> None:
         super().__init__(message)
         self.pending = pending
 
@@ -371,6 +372,7 @@ class DalyClient:
                     return None
                 taken = answer(frame)
                 if taken is not None:
+                    self._echo.answered()
                     return taken
 
     async def _ask(
@@ -433,48 +435,56 @@ class DalyClient:
 
         Reads the value before, sends the write and waits for the BMS to echo it (resending
         while unanswered, over the same link only: a write of the same value twice does no
-        harm), then reads it back: done only if the BMS holds what was written, whatever the
-        echo said. A setting of the settings block is read with the whole block, as Daly's
-        app and syssi's component read it (and the settings of the next sample are those);
-        the balancer switch alone. Raises ValueError for a name or value that is not allowed
-        and a TransportError when the link failed before the write was sent (nothing sent);
-        WriteNotAcknowledgedError and ReadBackMismatchError (with what was read back where it
-        could be) when the BMS does not hold the value; ControlNotSupportedError;
-        WriteOutcomeUnknownError when the write was sent but the link went, or the BMS fell
-        silent, before it could be read back (``verify_write`` tells later).
+        harm; a command such as a restart is sent once), then reads it back: done only if
+        the BMS holds what was written, whatever the echo said. A setting of the settings
+        block is read with the whole block, as Daly's app and syssi's component read it (and
+        the settings of the next sample are those); the balancer switch alone. Raises
+        ValueError for a name or value that is not allowed, and a TransportError when the
+        link failed before the write was sent (nothing sent); WriteNotAcknowledgedError and
+        ReadBackMismatchError (with what was read back) when the BMS does not hold the value;
+        ControlNotSupportedError; WriteOutcomeUnknownError when the write was sent but the
+        link went, or the BMS fell silent, before it was proven (``verify_write`` tells
+        later), and for a command the BMS did not acknowledge.
         """
         raw = encode_writable(name, value)
         writable = WRITABLE[name]
-        if not self.protocol or self._echo.unknown:
+        for _sample in range(QUIET_ANSWERS + 1):
             # The protocol, and over a wire whether the adapter echoes: a write's own echo
             # must never pass for the BMS's acknowledgement.
+            if self.protocol and not self._echo.unknown:
+                break
             await self.read_sample()
         if self.variant is not D2:
             raise ControlNotSupportedError(
                 "writes are known for the D2 protocol only; no public source shows how a 0x81 "
                 "pack takes them over Bluetooth, and this driver does not write A5 commands"
             )
+        if self._echo.unknown:
+            raise ControlNotSupportedError(
+                "nothing was written: the reads have not yet told whether the adapter echoes "
+                "what it sends, so its echo could pass for the BMS's acknowledgement"
+            )
         link = self.transport.link
         async with self._write_lock:  # read, write, read back: no other write in between
             before = await self._read_writable(name)
             pending = WriteResult(name, writable.address, raw, before, math.nan, False)
             try:
-                acknowledged = await self._write(pending, link)
+                pending = replace(pending, acknowledged=await self._write(pending, link))
             except _LinkChangedError:
                 raise  # nothing of this write was sent
             except _MaybeSentError as error:
-                raise self._unknown(pending, error) from error
+                raise self._unknown(pending, str(error)) from error
             try:
                 after = await self._read_writable(name)
             except (TransportError, DalyProtocolError) as error:
-                raise self._unknown(pending, error) from error
-        return self._proven(replace(pending, acknowledged=acknowledged), after)
+                raise self._unknown(pending, str(error)) from error
+        return self._proven(pending, after)
 
     @staticmethod
-    def _unknown(pending: WriteResult, error: Exception) -> WriteOutcomeUnknownError:
+    def _unknown(pending: WriteResult, why: str) -> WriteOutcomeUnknownError:
         return WriteOutcomeUnknownError(
-            f"the write of {pending.name} was sent, but {error}: whether the BMS holds it is "
-            "not known",
+            f"the write of {pending.name} was sent, but {why}: whether the BMS holds it is not "
+            "known",
             pending,
         )
 
@@ -485,24 +495,22 @@ class DalyClient:
         command (a restart) cannot be read back: its outcome stays unknown (``unknown``).
         """
         pending = unknown.pending
-        if not WRITABLE[pending.name].readable:
+        if pending is None or not WRITABLE[pending.name].readable:
             raise unknown
         async with self._write_lock:
             after = await self._read_writable(pending.name)
-        return self._proven(replace(pending, acknowledged=False), after)
+        return self._proven(pending, after)
 
-    @staticmethod
-    def _proven(result: WriteResult, after: float | None) -> WriteResult:
+    def _proven(self, result: WriteResult, after: float | None) -> WriteResult:
         """Return ``result`` with the value read back, or raise why the BMS does not hold it.
 
         ``after`` None: a command, which cannot be read back; its acknowledgement is all the
-        proof there is.
+        proof there is, and without one whether it was done is not known.
         """
         if after is None:
             if not result.acknowledged:
-                raise WriteNotAcknowledgedError(
-                    f"the BMS did not acknowledge {result.name}, and a command cannot be read back"
-                )
+                why = "the BMS did not acknowledge it, and a command cannot be read back"
+                raise self._unknown(result, why)
             return replace(result, after=result.register_value)
         result = replace(result, after=after)
         if after == result.register_value:
@@ -530,16 +538,18 @@ class DalyClient:
         """Send the write of ``result`` on ``link`` until the BMS echoes it as sent.
 
         True when echoed as sent, False when no echo came after every try or the echo carried
-        another value (the read-back then tells). _LinkChangedError when the link was gone
-        before the first try (nothing sent); _MaybeSentError when a try reached the transport
-        and the link failed afterwards.
+        another value (the read-back then tells). A command that cannot be read back (a
+        restart) is sent once: a resend could repeat what it does. _LinkChangedError when the
+        link was gone before the first try (nothing sent); _MaybeSentError when a try reached
+        the transport and the link failed afterwards.
         """
         request = build_write_request(result.address, result.written)
 
         def echo(frame: Frame) -> Frame | None:
             return frame if frame.function == WRITE_SINGLE else None
 
-        for attempt in range(self.request_retries + 1):
+        tries = self.request_retries + 1 if WRITABLE[result.name].readable else 1
+        for attempt in range(tries):
             try:
                 answer = await self._exchange((request,), echo, write_link=link)
             except _LinkChangedError as error:

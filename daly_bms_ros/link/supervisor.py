@@ -36,6 +36,8 @@ FAILED_POLLS_BEFORE_RECONNECT = 3
 #: How long a write whose link went waits for a link to read it back over: a reconnect takes
 #: a search, a connection and a subscription, a few seconds with the backoff's first delays.
 WRITE_VERIFY_TIMEOUT_S = 20.0
+#: How often a write of unknown outcome is read again while the link is up but the BMS silent.
+VERIFY_RETRY_INTERVAL_S = 1.0
 
 
 class LinkState(enum.Enum):
@@ -501,21 +503,29 @@ class BmsLink:
         return self._state is LinkState.CONNECTED and self._transport.is_connected
 
     async def _verify(self, unknown: WriteOutcomeUnknownError) -> WriteResult:
-        """Read back a write of unknown outcome over the first link that answers."""
+        """Read back a write of unknown outcome over the first link that answers.
+
+        Asks again every VERIFY_RETRY_INTERVAL_S while the link is up but the BMS does not
+        answer, at once over a link rebuilt meanwhile, never past WRITE_VERIFY_TIMEOUT_S.
+        """
         deadline = time.monotonic() + WRITE_VERIFY_TIMEOUT_S
         while True:
-            if self._is_up():
-                try:
-                    return await self._client.verify_write(unknown)
-                except (WriteOutcomeUnknownError, WriteFailedError):
-                    raise  # a command (nothing to read back), or the BMS does not hold it
-                except (TransportError, DalyProtocolError):
-                    pass  # that link failed too: wait for the next
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop_requested():
                 raise unknown
-            self._link_up.clear()
-            await _wait_any(remaining, *self._stops, self._link_up)
+            if not self._is_up():
+                self._link_up.clear()
+                await _wait_any(remaining, *self._stops, self._link_up)
+                continue
+            self._link_up.clear()  # a link rebuilt during this try ends the wait below at once
+            try:
+                return await asyncio.wait_for(self._client.verify_write(unknown), remaining)
+            except (WriteOutcomeUnknownError, WriteFailedError):
+                raise  # a command (nothing to read back), or the BMS does not hold it
+            except (TransportError, DalyProtocolError, asyncio.TimeoutError):
+                pass  # this link did not tell: again on it, or on the next
+            pause = min(VERIFY_RETRY_INTERVAL_S, deadline - time.monotonic())
+            await _wait_any(pause, *self._stops, self._link_up)
 
     @property
     def client(self) -> DalyClient:

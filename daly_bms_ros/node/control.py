@@ -29,7 +29,7 @@ from daly_bms_ros.control import (
     describe_write,
 )
 from daly_bms_ros.link.client import WriteOutcomeUnknownError, WriteResult
-from daly_bms_ros.link.transport import LinkLostError, TransportError
+from daly_bms_ros.link.transport import TransportError
 from daly_bms_ros.srv import Restart, SetSetting, SetSoc, SetSwitch
 from daly_bms_ros.text import printable
 
@@ -88,7 +88,13 @@ class ControlServices:
             except queue.Empty:
                 return
             if finished.cancelled():  # the driver stopped (deactivated) during the write
-                awaited.set_exception(LinkLostError("the driver stopped during the write"))
+                awaited.set_exception(
+                    WriteOutcomeUnknownError(
+                        "the driver stopped during the write: whether the BMS holds it is not "
+                        "known",
+                        None,
+                    )
+                )
                 continue
             error = finished.exception()
             if isinstance(error, Exception):
@@ -101,7 +107,8 @@ class ControlServices:
     ) -> Any:
         """Check, write and fill ``response`` (success, message; previous/current if it has)."""
         logger = self._node.get_logger()
-        requester = printable(requester)  # it goes into the log: no forged lines
+        # Both go into the log: no forged lines.
+        name, requester = printable(name), printable(requester)
         try:
             check_write(name, value, self._allowed, confirmed, HOW_TO_ALLOW)
             finished = self._write(name, value)
