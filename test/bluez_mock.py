@@ -231,6 +231,28 @@ async def client_of(
         await transport.disconnect()
 
 
+#: The virtual BMS as the 0x81 pack of patman15/BMS_BLE-HA#806 advertised: no name, only
+#: manufacturer data (company id 0x0106, its MAC, "DL").
+NAMELESS_X81_PACK = (
+    *("--protocol", "x81", "--no-name"),
+    *("--manufacturer-data", "0106:00d11a04015994444c"),
+)
+
+
+@contextmanager
+def system_bus(address: str) -> Iterator[None]:
+    """Point bleak at the mock's bus for a block (fixtures wider than one test)."""
+    previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
+        else:
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = previous
+
+
 @contextmanager
 def one_virtual_bms(
     work_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str, *arguments: str

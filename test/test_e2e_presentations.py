@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from bluez_mock import bluez_mock, peripheral_address, sim_process
+from bluez_mock import NAMELESS_X81_PACK, bluez_mock, peripheral_address, sim_process, system_bus
 from installed import program
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -51,9 +50,7 @@ CLI = program("daly-bms")
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("presentations")
-    with bluez_mock(work, peripherals=6) as address, ExitStack() as sims:
-        previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
-        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
+    with bluez_mock(work, peripherals=6) as address, system_bus(address), ExitStack() as sims:
         sims.enter_context(sim_process(JHB, work, "hci1", "--gatt", "ff00"))
         sims.enter_context(sim_process(X81_PACK, work, "hci2", "--protocol", "x81", "--mtu", "23"))
         sims.enter_context(
@@ -65,21 +62,8 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sims.enter_context(sim_process(BALANCING, work, "hci4", "--load-period", "4"))
         a5_module = ("--protocol", "a5", "--a5-all-frames", "--mtu", "203", "--capacity", "40")
         sims.enter_context(sim_process(A5_MODULE, work, "hci5", *a5_module))
-        nameless = (
-            "--protocol",
-            "x81",
-            "--no-name",
-            "--manufacturer-data",
-            "0106:00d11a04015994444c",
-        )
-        sims.enter_context(sim_process(NAMELESS, work, "hci6", *nameless))
-        try:
-            yield address
-        finally:
-            if previous is None:
-                del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
-            else:
-                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = previous
+        sims.enter_context(sim_process(NAMELESS, work, "hci6", *NAMELESS_X81_PACK))
+        yield address
 
 
 def read(transport: BleakTransport) -> tuple[BmsSample, DalyClient, dict[str, str]]:

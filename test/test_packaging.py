@@ -40,13 +40,17 @@ def test_a_wired_robot_needs_no_bluetooth_libraries() -> None:
     assert result.stdout.strip() == "SerialTransport"
 
 
-#: The tests of what runs without ROS: the protocol core, the decoder, the real frames.
+#: The tests of what runs without ROS: the protocol core, the decoder, the real frames, the
+#: capture files and hostile input to both.
 ROS_FREE_TESTS = (
     "test_protocol_frames.py",
     "test_protocol_decoding.py",
     "test_protocol_a5.py",
+    "test_protocol_hostile.py",
     "test_field_frames.py",
     "test_cli_decode.py",
+    "test_hostile_files.py",
+    "test_text.py",
 )
 
 

@@ -9,13 +9,12 @@ takes StartNotify and refuses AcquireNotify, which bleak 2.0 to 3.0.1 use by def
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDBusError
-from bluez_mock import bluez_mock, peripheral_address, sim_process
+from bluez_mock import NAMELESS_X81_PACK, bluez_mock, peripheral_address, sim_process, system_bus
 
 from daly_bms_ros.protocol.gatt import FFF0
 
@@ -28,26 +27,13 @@ DATA_806 = {0x0106: bytes.fromhex("00d11a04015994444c")}
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("advertisement")
-    previous = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
-    with bluez_mock(work, peripherals=2) as address:
-        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
-        try:
-            with (
-                sim_process(NAMED, work, "hci1"),
-                sim_process(
-                    NAMELESS,
-                    work,
-                    "hci2",
-                    *("--protocol", "x81", "--no-name"),
-                    *("--manufacturer-data", "0106:00d11a04015994444c"),
-                ),
-            ):
-                yield address
-        finally:
-            if previous is None:
-                del os.environ["DBUS_SYSTEM_BUS_ADDRESS"]
-            else:
-                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = previous
+    with (
+        bluez_mock(work, peripherals=2) as address,
+        system_bus(address),
+        sim_process(NAMED, work, "hci1"),
+        sim_process(NAMELESS, work, "hci2", *NAMELESS_X81_PACK),
+    ):
+        yield address
 
 
 def test_a_nameless_pack_advertises_its_manufacturer_data_alone(bus: str) -> None:
