@@ -20,13 +20,13 @@ from daly_bms_ros.cli.device import (
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
 from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
+from daly_bms_ros.protocol.a5 import ALL_CELL_FRAMES as A5_ALL_CELL_FRAMES
 from daly_bms_ros.protocol.a5 import FRAME_SIZE as A5_FRAME_SIZE
 from daly_bms_ros.text import printable
 
 #: The longest exchange a sample waits for, in bytes: the A5 cell voltages of a BMS that sends
 #: all 16 frames (Daly's document; 48 cells), 13 bytes each, after the 13-byte request. The
 #: longest Modbus exchange (the 80-register status: 8 + 165 bytes) is shorter.
-A5_ALL_CELL_FRAMES = 16
 LONGEST_EXCHANGE_BYTES = (A5_ALL_CELL_FRAMES + 1) * A5_FRAME_SIZE
 #: Bits on the wire per byte at 8N1: a start bit, 8 data bits, a stop bit.
 BITS_PER_BYTE = 10

@@ -241,12 +241,15 @@ def _u16(data: bytes, index: int) -> int:
     return int.from_bytes(data[index : index + 2], "big")
 
 
-#: The most cells and temperature sensors an answer carries, after Daly's document ([G] in
-#: ``registers``): 0x95 "Cell voltage 1~48 ... the maximum 96 byte, is sent in 16 frames",
-#: 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the maximum 21 byte, send in 3 frames". A count in
-#: 0x94 beyond them is no Daly answer: it is refused before any frame or bit is looked up by it.
-MAX_CELLS = 48
-MAX_SENSORS = 21
+#: What a BMS sending every frame sends, and so the most cells and temperature sensors an
+#: answer carries, after Daly's document ([G] in ``registers``): 0x95 "Cell voltage 1~48 ...
+#: the maximum 96 byte, is sent in 16 frames", 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the
+#: maximum 21 byte, send in 3 frames". A count in 0x94 beyond them is no Daly answer: it is
+#: refused before any frame or bit is looked up by it.
+ALL_CELL_FRAMES = 16
+ALL_TEMPERATURE_FRAMES = 3
+MAX_CELLS = ALL_CELL_FRAMES * A5_CELLS_PER_FRAME
+MAX_SENSORS = ALL_TEMPERATURE_FRAMES * A5_TEMPERATURES_PER_FRAME
 
 _D2 = D2_STATUS.registers
 #: Each A5 field is checked by the D2 register of the same meaning and scale ([G][H] in

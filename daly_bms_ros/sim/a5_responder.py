@@ -30,8 +30,11 @@ from dataclasses import replace
 
 from daly_bms_ros.protocol import BmsStatus
 from daly_bms_ros.protocol.a5 import (
+    ALL_CELL_FRAMES,
+    ALL_TEMPERATURE_FRAMES,
     DATA_SIZE,
     MAX_BOARD,
+    MAX_CELLS,
     WIRED_HOST_ADDRESSES,
     build_a5_answer,
     frames_expected,
@@ -56,12 +59,6 @@ from daly_bms_ros.protocol.registers import (
 )
 from daly_bms_ros.sim.battery import BatteryModel
 
-#: What a BMS sending every frame sends: Daly's document, "is sent in 16 frames" (0x95) and
-#: "send in 3 frames" (0x96).
-ALL_CELL_FRAMES = 16
-ALL_TEMPERATURE_FRAMES = 3
-#: The most cells the A5 protocol carries: 16 frames of 3.
-MAX_CELLS = ALL_CELL_FRAMES * A5_CELLS_PER_FRAME
 #: Steps of the 0x93 "BMS life" counter a second (its real rate is not known).
 HEARTBEAT_PER_SECOND = 1.0
 

@@ -27,9 +27,9 @@ from daly_bms_ros.capture.files import MAX_KEPT_BYTES, InputFileError
 from daly_bms_ros.capture.format import CONNECTION, read_events
 from daly_bms_ros.protocol import D2, VARIANTS, X81
 from daly_bms_ros.protocol.a5 import MAX_BOARD as A5_MAX_BOARD
+from daly_bms_ros.protocol.a5 import MAX_CELLS as A5_MAX_CELLS
 from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
-from daly_bms_ros.sim.a5_responder import MAX_CELLS as A5_MAX_CELLS
 from daly_bms_ros.sim.a5_responder import A5Bus, A5Responder
 from daly_bms_ros.sim.battery import BatteryModel
 from daly_bms_ros.sim.faults import Fault, FaultInjector
