@@ -9,6 +9,10 @@
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/environment.sh"
+# One set-up of an environment at a time: two builds installing into one venv at once leave
+# message libraries that do not match (Python then crashes loading them).
+exec 9>"$VENV.setup-lock"
+flock 9
 BUILD="$ROOT/build/$(basename "$VENV" | sed "s/^\\.//")/daly_bms_ros"
 REQUIREMENTS=("$ROOT/requirements/ros-$DISTRO.txt" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/dev.txt")
 
