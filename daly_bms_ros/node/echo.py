@@ -69,11 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Best effort matches both reliable and best-effort publishers.
     for message_type, topic in ((BatteryState, "battery_state"), (DalyCells, "cells")):
         node.create_subscription(message_type, topic, printer(topic), qos_profile_sensor_data)
-    try:
-        spin_until_signal(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_signal(node, close=node.destroy_node)
     return 0
 
 

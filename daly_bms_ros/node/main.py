@@ -64,13 +64,15 @@ def run_node(
         rclpy.try_shutdown()
         return EXIT_START_FAILED
     assert isinstance(node, Node)
-    try:
-        # A node may serve others in the same process (daly_bms_fleet: one per pack).
-        spin_until_signal(node, *getattr(node, "children", ()))
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+    def close() -> None:
+        try:
+            node.close()
+        finally:
+            node.destroy_node()
+
+    # A node may serve others in the same process (daly_bms_fleet: one per pack).
+    spin_until_signal(node, *getattr(node, "children", ()), close=close)
     return 0
 
 
