@@ -34,7 +34,7 @@ from daly_bms_ros.protocol import (
     encode_status,
     encode_x81_status,
 )
-from daly_bms_ros.protocol.decoding import FLOWING_CURRENT_A
+from daly_bms_ros.protocol.fields import FLOWING_CURRENT_A
 from daly_bms_ros.protocol.registers import CHARGE_STATES
 from daly_bms_ros.sim.battery import BatteryModel
 

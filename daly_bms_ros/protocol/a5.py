@@ -5,9 +5,9 @@ A request is ``A5 <host address> <command> 08 <8 data bytes> <checksum>``, the a
 byte of the sum of the 12 before it, multi-byte fields big-endian (Daly "UART/485
 Communications Protocol" V1.2, 2020-12-22, sections 2.2 and 2.3; the same in V1.0). Commands
 0x95 (cell voltages) and 0x96 (temperatures) answer with several frames, each numbered in its
-first data byte (from 1 in every real capture, although the document says 0). The meaning of
-each command's bytes is in ``registers.A5_COMMANDS``; the decoders below turn frames into the
-``BmsStatus`` every other protocol gives.
+first data byte (from 1 in every real capture, although the document says 0). Where each value
+sits in a command's answer is one row of ``COMMANDS``, which drives both the decoders below
+(frames into the ``BmsStatus`` every other protocol gives) and the virtual BMS's answers.
 
 The A5 assembler is a byte-stream reassembler, as the field needs: a Bluetooth notification
 carries many frames and splits one across two (dreadnought/python-daly-bms#28: 200 + 8 bytes),
@@ -25,16 +25,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from daly_bms_ros.protocol.decoding import (
+from daly_bms_ros.protocol.decoding import check_plausible, decode_alarms
+from daly_bms_ros.protocol.errors import FrameDecodeError
+from daly_bms_ros.protocol.fields import (
+    Field,
     RangeChecker,
-    cell_indices,
-    cell_statistics,
     charge_state,
     check_count,
-    check_plausible,
-    decode_alarms,
+    derive,
+    raw_of,
+    read_fields,
 )
-from daly_bms_ros.protocol.errors import FrameDecodeError
 from daly_bms_ros.protocol.frames import RejectReason
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus
 from daly_bms_ros.protocol.registers import (
@@ -53,6 +54,7 @@ from daly_bms_ros.protocol.registers import (
     A5_TEMPERATURES_PER_FRAME,
     D2_STATUS,
     SETTINGS_REGISTERS,
+    Register,
 )
 
 START = 0xA5
@@ -224,6 +226,145 @@ class A5Assembler:
         return frames
 
 
+#: What a BMS sending every frame sends, and so the most cells and temperature sensors an
+#: answer carries, after Daly's document ([G] in ``registers``): 0x95 "Cell voltage 1~48 ...
+#: the maximum 96 byte, is sent in 16 frames", 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the
+#: maximum 21 byte, send in 3 frames". A count in 0x94 beyond them is no Daly answer: it is
+#: refused before any frame or bit is looked up by it.
+ALL_CELL_FRAMES = 16
+ALL_TEMPERATURE_FRAMES = 3
+MAX_CELLS = ALL_CELL_FRAMES * A5_CELLS_PER_FRAME
+MAX_SENSORS = ALL_TEMPERATURE_FRAMES * A5_TEMPERATURES_PER_FRAME
+
+
+class Series(NamedTuple):
+    """The values of a numbered multi-frame answer (0x95, 0x96).
+
+    ``per_frame`` values of ``width`` bytes each after the frame number, checked by
+    ``register`` (its name numbers each value); ``every_frame`` frames carry the most values.
+    """
+
+    register: Register
+    per_frame: int
+    width: int
+    every_frame: int
+
+
+class A5Command(NamedTuple):
+    """One A5 command: where each value sits in its answer's 8 data bytes.
+
+    ``fields`` for an answer of one frame; ``series`` for the numbered answers of 0x95 and
+    0x96. The bit maps of 0x97 and 0x98 have neither: their plugin functions read them.
+    Bytes no field covers are reserved: a BMS leaves in them what an earlier answer wrote.
+    """
+
+    code: int
+    name: str
+    fields: tuple[Field, ...] = ()
+    series: Series | None = None
+
+
+def _field(offset: int, size: int, like: Register, name: str = "", divisor: int = 0) -> Field:
+    """Describe a field checked and scaled like ``like`` (``divisor`` where its unit is finer)."""
+    register = replace(like, name=name or like.name, index=0, divisor=divisor or like.divisor)
+    return Field(register, offset, size)
+
+
+def _number(offset: int, name: str, size: int = 1) -> Field:
+    """Describe a plain number (a count, a flag, a cell's or sensor's number)."""
+    return Field(Register(name, 0), offset, size)
+
+
+_D2 = D2_STATUS.registers
+#: Each A5 field is checked by the D2 register of the same meaning and scale ([G][H] in
+#: ``registers``), so that an impossible or unknown value reads as it does in a D2 status:
+#: raw 0 of the current (-3000 A) is an empty field, temperatures of raw 0 and 255 a sensor the
+#: pack lacks. Where A5 counts in a finer unit (mAh, mV) the divisor says so.
+COMMANDS: dict[int, A5Command] = {
+    command.code: command
+    for command in (
+        # 0x90's current counts a discharge as positive, D2's a charge: it is read as D2's
+        # register reads it (and named so where impossible), its sign turned round after
+        # (``decode_a5_pack``).
+        A5Command(
+            A5_SOC,
+            "pack",
+            (
+                _field(0, 2, _D2["pack_voltage"]),
+                _number(2, "acquisition_voltage", 2),  # always 0 in real answers
+                _field(4, 2, _D2["current"]),
+                _field(6, 2, _D2["soc"]),
+            ),
+        ),
+        A5Command(
+            A5_CELL_RANGE,
+            "cell_range",
+            (
+                _field(0, 2, _D2["max_cell_voltage"]),
+                _number(2, "max_cell_index"),
+                _field(3, 2, _D2["min_cell_voltage"]),
+                _number(5, "min_cell_index"),
+            ),
+        ),
+        A5Command(
+            A5_TEMPERATURE_RANGE,
+            "temperature_range",
+            (
+                _field(0, 1, _D2["max_temperature"]),
+                _number(1, "max_sensor"),
+                _field(2, 1, _D2["min_temperature"]),
+                _number(3, "min_sensor"),
+            ),
+        ),
+        A5Command(
+            A5_MOS,
+            "mos",
+            (
+                _number(0, "charge_state"),
+                _number(1, "charge_mos"),
+                _number(2, "discharge_mos"),
+                _number(3, "life"),  # a free-running counter, not cycles (``decode_a5_mos``)
+                _field(4, 4, _D2["remaining_capacity"], divisor=1000),  # mAh
+            ),
+        ),
+        A5Command(
+            A5_STATUS,
+            "counts",
+            (
+                _number(0, "cell_count"),
+                _number(1, "sensor_count"),
+                _number(2, "charger"),
+                _number(3, "load"),
+                _number(4, "dio"),
+                _number(5, "cycles", 2),  # [G] V1.0; V1.2 calls them reserved; every peer
+            ),
+        ),
+        A5Command(
+            A5_CELL_VOLTAGES,
+            "cell_voltages",
+            series=Series(D2_STATUS.cell_voltages, A5_CELLS_PER_FRAME, 2, ALL_CELL_FRAMES),
+        ),
+        A5Command(
+            A5_TEMPERATURES,
+            "temperatures",
+            series=Series(
+                D2_STATUS.temperatures, A5_TEMPERATURES_PER_FRAME, 1, ALL_TEMPERATURE_FRAMES
+            ),
+        ),
+        A5Command(A5_BALANCING, "balancing"),
+        A5Command(A5_FAILURES, "failures"),
+        A5Command(
+            A5_RATED_VALUES,
+            "rated",
+            (
+                _field(0, 4, SETTINGS_REGISTERS["rated_capacity"], divisor=1000),  # mAh
+                _field(4, 4, SETTINGS_REGISTERS["nominal_cell_voltage"], divisor=1000),  # mV
+            ),
+        ),
+    )
+}
+
+
 def frames_expected(command: int, cell_count: int, sensor_count: int) -> int:
     """Return how many frames answer ``command`` with data.
 
@@ -237,43 +378,10 @@ def frames_expected(command: int, cell_count: int, sensor_count: int) -> int:
     return 1
 
 
-def _u16(data: bytes, index: int) -> int:
-    return int.from_bytes(data[index : index + 2], "big")
-
-
-#: What a BMS sending every frame sends, and so the most cells and temperature sensors an
-#: answer carries, after Daly's document ([G] in ``registers``): 0x95 "Cell voltage 1~48 ...
-#: the maximum 96 byte, is sent in 16 frames", 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the
-#: maximum 21 byte, send in 3 frames". A count in 0x94 beyond them is no Daly answer: it is
-#: refused before any frame or bit is looked up by it.
-ALL_CELL_FRAMES = 16
-ALL_TEMPERATURE_FRAMES = 3
-MAX_CELLS = ALL_CELL_FRAMES * A5_CELLS_PER_FRAME
-MAX_SENSORS = ALL_TEMPERATURE_FRAMES * A5_TEMPERATURES_PER_FRAME
-
-_D2 = D2_STATUS.registers
-#: Each A5 field is checked by the D2 register of the same meaning and scale ([G][H] in
-#: ``registers``), so that an impossible or unknown value reads as it does in a D2 status.
-#: 0x90: pack voltage (0.1 V), current, SOC (0.1 %), by their 16-bit words.
-_PACK_VOLTAGE = replace(_D2["pack_voltage"], index=0)
-#: 0x90's current counts a discharge as positive, D2's a charge: D2's register reads the word
-#: (raw 0, what an empty field holds, refused alike) and the sign is turned round after it.
-_DISCHARGE_CURRENT = replace(_D2["current"], index=2)
-_SOC = replace(_D2["soc"], index=3)
-#: 0x91: highest and lowest cell (mV), as raw values (mV, number, mV, number).
-_MAX_CELL = replace(_D2["max_cell_voltage"], index=0)
-_MIN_CELL = replace(_D2["min_cell_voltage"], index=2)
-#: 0x92: highest and lowest temperature (degC + 40: raw 0 and 255 are no sensor, as in D2).
-_MAX_TEMPERATURE = replace(_D2["max_temperature"], index=0)
-_MIN_TEMPERATURE = replace(_D2["min_temperature"], index=2)
-#: 0x93: remaining capacity, mAh where D2 counts 0.1 Ah.
-_REMAINING_CAPACITY = replace(_D2["remaining_capacity"], index=0, divisor=1000)
-#: 0x95 and 0x96: every cell and sensor of one answer, from the first.
-_CELL = replace(D2_STATUS.cell_voltages, index=0)
-_TEMPERATURE = replace(D2_STATUS.temperatures, index=0)
-#: 0x50: rated capacity (mAh) and nominal cell voltage (mV), four bytes each.
-_RATED_CAPACITY = replace(SETTINGS_REGISTERS["rated_capacity"], index=0, divisor=1000)
-_NOMINAL_CELL_VOLTAGE = replace(SETTINGS_REGISTERS["nominal_cell_voltage"], index=1, divisor=1000)
+def _values(frame: A5Frame, code: int, invalid: list[str] | None = None) -> dict[str, float]:
+    """Check ``frame`` answers ``code``; return its fields' values by name."""
+    _check(frame, code)
+    return read_fields(COMMANDS[code].fields, frame.data, invalid)
 
 
 class A5Pack(NamedTuple):
@@ -291,11 +399,9 @@ def decode_a5_pack(frame: A5Frame, invalid: list[str] | None = None) -> A5Pack:
     (the discharging state of 0x93 comes with raw > 30000: tomatensaus/bms ``test_daly.py``,
     mpp-solar#83); this driver's convention is the opposite (BatteryState's).
     """
-    _check(frame, A5_SOC)
-    checker = RangeChecker(struct.unpack(">4H", frame.data), invalid)
+    values = _values(frame, A5_SOC, invalid)
     # 0.0 - I rather than -I: no "-0.0 A" for a pack at rest.
-    current = 0.0 - checker.value(_DISCHARGE_CURRENT)
-    return A5Pack(checker.value(_PACK_VOLTAGE), current, checker.value(_SOC))
+    return A5Pack(values["pack_voltage"], 0.0 - values["current"], values["soc"])
 
 
 class A5CellRange(NamedTuple):
@@ -309,10 +415,13 @@ class A5CellRange(NamedTuple):
 
 def decode_a5_cell_range(frame: A5Frame, invalid: list[str] | None = None) -> A5CellRange:
     """Decode 0x91 (bytes 6..7 are reserved: they hold stale bytes of the previous answer)."""
-    _check(frame, A5_CELL_RANGE)
-    data = frame.data
-    checker = RangeChecker((_u16(data, 0), data[2], _u16(data, 3), data[5]), invalid)
-    return A5CellRange(checker.value(_MAX_CELL), data[2], checker.value(_MIN_CELL), data[5])
+    values = _values(frame, A5_CELL_RANGE, invalid)
+    return A5CellRange(
+        values["max_cell_voltage"],
+        int(values["max_cell_index"]),
+        values["min_cell_voltage"],
+        int(values["min_cell_index"]),
+    )
 
 
 class A5TemperatureRange(NamedTuple):
@@ -328,11 +437,12 @@ def decode_a5_temperature_range(
     frame: A5Frame, invalid: list[str] | None = None
 ) -> A5TemperatureRange:
     """Decode 0x92: unsigned bytes, degC + 40."""
-    _check(frame, A5_TEMPERATURE_RANGE)
-    data = frame.data
-    checker = RangeChecker(data[:4], invalid)
+    values = _values(frame, A5_TEMPERATURE_RANGE, invalid)
     return A5TemperatureRange(
-        checker.value(_MAX_TEMPERATURE), data[1], checker.value(_MIN_TEMPERATURE), data[3]
+        values["max_temperature"],
+        int(values["max_sensor"]),
+        values["min_temperature"],
+        int(values["min_sensor"]),
     )
 
 
@@ -351,14 +461,12 @@ def decode_a5_mos(frame: A5Frame, current: float = 0.0, invalid: list[str] | Non
     Byte 3, "BMS life", is a free-running counter, not cycles (it runs 0x71, 0x95, 0xad, 0x91,
     0xa8 in minutes in tomatensaus' captures): not decoded.
     """
-    _check(frame, A5_MOS)
-    data = frame.data
-    capacity = RangeChecker((int.from_bytes(data[4:8], "big"),), invalid)
+    values = _values(frame, A5_MOS, invalid)
     return A5Mos(
-        charge_state(data[0], current, A5_CHARGE_STATES),
-        bool(data[1]),
-        bool(data[2]),
-        capacity.value(_REMAINING_CAPACITY),
+        charge_state(int(values["charge_state"]), current, A5_CHARGE_STATES),
+        bool(values["charge_mos"]),
+        bool(values["discharge_mos"]),
+        values["remaining_capacity"],
     )
 
 
@@ -374,20 +482,19 @@ class A5Counts(NamedTuple):
 
 
 def decode_a5_counts(frame: A5Frame) -> A5Counts:
-    """Decode 0x94; the cycles are bytes 5..6 (V1.0; V1.2 calls them reserved; every peer).
+    """Decode 0x94.
 
     Counts beyond ``MAX_CELLS`` and ``MAX_SENSORS`` are refused (FrameDecodeError): they would
     ask for frames no BMS sends.
     """
-    _check(frame, A5_STATUS)
-    data = frame.data
+    values = {name: int(value) for name, value in _values(frame, A5_STATUS).items()}
     return A5Counts(
-        check_count("cell_count", data[0], MAX_CELLS),
-        check_count("sensor_count", data[1], MAX_SENSORS),
-        bool(data[2]),
-        bool(data[3]),
-        data[4],
-        _u16(data, 5),
+        check_count("cell_count", values["cell_count"], MAX_CELLS),
+        check_count("sensor_count", values["sensor_count"], MAX_SENSORS),
+        bool(values["charger"]),
+        bool(values["load"]),
+        values["dio"],
+        values["cycles"],
     )
 
 
@@ -402,8 +509,7 @@ def decode_a5_cell_voltages(
     D2's range (0 mV among them) is NaN, named in ``invalid``.
     """
     check_count("cell_count", cell_count, MAX_CELLS)
-    raws = _raw_series(frames, A5_CELL_VOLTAGES, cell_count, A5_CELLS_PER_FRAME, 2, "cell voltage")
-    return RangeChecker(raws, invalid).series(_CELL, cell_count)
+    return _series(frames, A5_CELL_VOLTAGES, cell_count, "cell voltage", invalid)
 
 
 def decode_a5_temperatures(
@@ -414,16 +520,16 @@ def decode_a5_temperatures(
     Raw 0 and 255 are a sensor the pack lacks, as in D2's registers: NaN, unknown.
     """
     check_count("sensor_count", sensor_count, MAX_SENSORS)
-    raws = _raw_series(
-        frames, A5_TEMPERATURES, sensor_count, A5_TEMPERATURES_PER_FRAME, 1, "temperature"
-    )
-    return RangeChecker(raws, invalid).series(_TEMPERATURE, sensor_count)
+    return _series(frames, A5_TEMPERATURES, sensor_count, "temperature", invalid)
 
 
-def _raw_series(
-    frames: Iterable[A5Frame], command: int, count: int, per_frame: int, width: int, what: str
-) -> Sequence[int]:
-    """Return the raw values 1..``count`` of a numbered multi-frame answer."""
+def _series(
+    frames: Iterable[A5Frame], command: int, count: int, what: str, invalid: list[str] | None
+) -> tuple[float, ...]:
+    """Return values 1..``count`` of a numbered multi-frame answer, checked by its row."""
+    series = COMMANDS[command].series
+    assert series is not None
+    per_frame, width = series.per_frame, series.width
     by_number: dict[int, bytes] = {}
     for address, frame_command, data in frames:
         if frame_command != command or len(data) != DATA_SIZE:
@@ -438,7 +544,24 @@ def _raw_series(
             raise FrameDecodeError(f"{what} {first}: frame {number} of {command:#04x} missing")
         chunks.append(chunk)
     joined = b"".join(chunks)
-    return struct.unpack(f">{count}H", joined[: 2 * count]) if width == 2 else joined[:count]
+    raws = struct.unpack(f">{count}H", joined[: 2 * count]) if width == 2 else joined[:count]
+    return RangeChecker(raws, invalid).series(replace(series.register, index=0), count)
+
+
+def encode_a5_series(command: int, values: Sequence[float], frames: int) -> list[bytes]:
+    """Return the data of ``frames`` numbered answers to ``command`` carrying ``values``.
+
+    Zeros past the last value, as real answers pad them (the virtual BMS's encoder).
+    """
+    series = COMMANDS[command].series
+    assert series is not None
+    register, width = series.register, series.width
+    raw = b"".join(raw_of(register, value).to_bytes(width, "big") for value in values)
+    size = series.per_frame * width
+    return [
+        bytes((number + 1,)) + raw[number * size : (number + 1) * size].ljust(size, b"\0")
+        for number in range(frames)
+    ]
 
 
 def decode_a5_balancing(frame: A5Frame, cell_count: int) -> tuple[bool, ...]:
@@ -452,6 +575,12 @@ def decode_a5_balancing(frame: A5Frame, cell_count: int) -> tuple[bool, ...]:
     return tuple(bool(frame.data[cell // 8] >> (cell % 8) & 1) for cell in range(cell_count))
 
 
+def encode_a5_balancing(cells: Sequence[bool]) -> bytes:
+    """Return 0x97's bytes 0..5 (cells 1..48) for ``cells``; 6..7 are reserved."""
+    bits = sum(1 << index for index, on in enumerate(cells) if on)
+    return bits.to_bytes(MAX_CELLS // 8, "little")
+
+
 def decode_a5_failures(frame: A5Frame) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """Decode 0x98: the raw words and the alarm names.
 
@@ -461,25 +590,70 @@ def decode_a5_failures(frame: A5Frame) -> tuple[tuple[int, ...], tuple[str, ...]
     """
     _check(frame, A5_FAILURES)
     data = frame.data
-    words = (
-        data[0] | data[1] << 8,
-        data[2] | data[3] << 8,
-        data[4] | data[5] << 8,
-        data[6] | data[7] << 8,
-    )
+    words = tuple(data[i] | data[i + 1] << 8 for i in range(0, DATA_SIZE, 2))
     alarms = decode_alarms((*words[:3], data[6]))
     return words, alarms + ((f"fault_code_{data[7]}",) if data[7] else ())
 
 
+def encode_a5_failures(alarm_words: Sequence[int], fault_code: int = 0) -> bytes:
+    """Return 0x98's data for D2-style fault words (the fourth's low byte only) and a code."""
+    words = (*alarm_words, 0, 0, 0, 0)[:4]
+    low_high = b"".join(word.to_bytes(2, "little") for word in words[:3])
+    return low_high + bytes((words[3] & 0xFF, fault_code))
+
+
 def decode_a5_rated(frame: A5Frame) -> BmsSettings:
     """Decode 0x50: rated capacity (Ah) and nominal cell voltage (V), the settings A5 tells."""
-    _check(frame, A5_RATED_VALUES)
-    checker = RangeChecker(struct.unpack(">2I", frame.data))
+    invalid: list[str] = []
+    values = _values(frame, A5_RATED_VALUES, invalid)
     return BmsSettings(
-        rated_capacity=checker.value(_RATED_CAPACITY),
-        nominal_cell_voltage=checker.value(_NOMINAL_CELL_VOLTAGE),
-        invalid=tuple(checker.invalid),
+        rated_capacity=values["rated_capacity"],
+        nominal_cell_voltage=values["nominal_cell_voltage"],
+        invalid=tuple(invalid),
     )
+
+
+def answer_values(status: BmsStatus, settings: BmsSettings, life: int) -> dict[str, float]:
+    """Return the value of every single-frame field that answers ``status`` (virtual BMS).
+
+    The inverse of the decoders above: what a BMS in ``status`` writes into its answers;
+    ``life`` is 0x93's free-running counter. The charger and load flags and the DIO bits stay
+    0, as they read in real answers while the pack carries 50 A (tomatensaus, mpp-solar#83).
+    """
+    temperatures = status.temperatures
+    extremes = derive(status.cell_voltages, temperatures, {})
+    return {
+        "pack_voltage": status.pack_voltage,
+        "acquisition_voltage": 0,
+        "current": -status.current,  # discharging counts positive
+        "soc": status.soc,
+        "max_cell_voltage": status.max_cell_voltage,
+        "max_cell_index": status.max_cell_index,
+        "min_cell_voltage": status.min_cell_voltage,
+        "min_cell_index": status.min_cell_index,
+        "max_temperature": extremes.max_temperature,
+        "max_sensor": _number_of(temperatures, extremes.max_temperature),
+        "min_temperature": extremes.min_temperature,
+        "min_sensor": _number_of(temperatures, extremes.min_temperature),
+        "charge_state": A5_CHARGE_STATES.index(status.charge_state),
+        "charge_mos": status.charge_mos,
+        "discharge_mos": status.discharge_mos,
+        "life": life & 0xFF,
+        "remaining_capacity": status.remaining_capacity,
+        "cell_count": len(status.cell_voltages),
+        "sensor_count": len(temperatures),
+        "charger": 0,
+        "load": 0,
+        "dio": 0,
+        "cycles": status.cycles,
+        "rated_capacity": settings.rated_capacity,
+        "nominal_cell_voltage": settings.nominal_cell_voltage,
+    }
+
+
+def _number_of(values: Sequence[float], value: float) -> int:
+    """Return the 1-based number of ``value`` in ``values``, 0 where it is not there (NaN)."""
+    return values.index(value) + 1 if value in values else 0
 
 
 def _check(frame: A5Frame, command: int) -> None:
@@ -495,8 +669,8 @@ def _check(frame: A5Frame, command: int) -> None:
 def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
     """Build a status from one poll's answers, by command.
 
-    0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91/0x92 add the
-    BMS's own extremes, 0x96 the temperatures, 0x97 the balancing cells, 0x98 the alarms.
+    0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91 adds the BMS's
+    own cell extremes, 0x96 the temperatures, 0x97 the balancing cells, 0x98 the alarms.
     The checks are D2's: a value out of its range is NaN and named in ``invalid``, an unknown
     one NaN; a status no pack can be in (0 cells, 0 V while the cells hold voltage) and counts
     beyond what A5 carries are refused with FrameDecodeError, the only error raised.
@@ -524,23 +698,11 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
         decode_a5_failures(answers[A5_FAILURES][0]) if answers.get(A5_FAILURES) else ((), ())
     )
     told = (
-        decode_a5_cell_range(answers[A5_CELL_RANGE][0], invalid)
+        decode_a5_cell_range(answers[A5_CELL_RANGE][0], invalid)._asdict()
         if answers.get(A5_CELL_RANGE)
-        else None
+        else {}
     )
-    statistics = cell_statistics(
-        cells,
-        {"min_cell_voltage": told.min_cell_voltage, "max_cell_voltage": told.max_cell_voltage}
-        if told
-        else {},
-    )
-    indices = cell_indices(
-        cells,
-        {"min_cell_index": told.min_cell_index, "max_cell_index": told.max_cell_index}
-        if told
-        else {},
-    )
-    measured = [value for value in temperatures if not math.isnan(value)]
+    derived = derive(cells, temperatures, told)
     return BmsStatus(
         cell_voltages=cells,
         temperatures=temperatures,
@@ -553,17 +715,17 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
         discharge_mos=mos.discharge_mos,
         balancing=any(balancing_cells or ()),
         balancing_cells=balancing_cells,
-        min_cell_voltage=statistics["min_cell_voltage"],
-        max_cell_voltage=statistics["max_cell_voltage"],
-        average_cell_voltage=statistics["average_cell_voltage"],
-        cell_delta=statistics["cell_delta"],
-        min_cell_index=indices["min_cell_index"],
-        max_cell_index=indices["max_cell_index"],
+        min_cell_voltage=derived.min_cell_voltage,
+        max_cell_voltage=derived.max_cell_voltage,
+        average_cell_voltage=derived.average_cell_voltage,
+        cell_delta=derived.cell_delta,
+        min_cell_index=derived.min_cell_index,
+        max_cell_index=derived.max_cell_index,
         alarm_words=words,
         alarms=alarms,
         power=round(pack.pack_voltage * pack.current, 1),
         charge_state=mos.charge_state,
-        max_temperature=max(measured, default=math.nan),
-        min_temperature=min(measured, default=math.nan),
+        max_temperature=derived.max_temperature,
+        min_temperature=derived.min_temperature,
         invalid=tuple(invalid),
     )

@@ -7,6 +7,16 @@ import re
 from collections.abc import Mapping, Sequence
 
 from daly_bms_ros.protocol.errors import FrameDecodeError
+from daly_bms_ros.protocol.fields import (
+    CELL_INDICES,
+    CELL_STATISTICS,
+    TEMPERATURE_EXTREMES,
+    RangeChecker,
+    charge_state,
+    check_count,
+    derive,
+    raw_of,
+)
 from daly_bms_ros.protocol.frames import D2, X81, Frame, Variant
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus, DeviceInfo, MosTemperature
 from daly_bms_ros.protocol.registers import (
@@ -45,48 +55,6 @@ def _registers(frame: Frame, block: Block) -> tuple[int, ...]:
             f"{len(frame.payload)}"
         )
     return frame.registers
-
-
-class RangeChecker:
-    """Scale raw values; NaN for what is unknown, NaN and a noted name for the impossible.
-
-    A register the read did not cover, or holding the value a pack answers for a sensor it
-    lacks, is unknown; a value out of its physical range is impossible. The A5 decoder checks
-    its fields with the same registers, each answer's raw values a checker of their own that
-    notes impossible names in one shared ``invalid`` list.
-    """
-
-    def __init__(self, registers: Sequence[int], invalid: list[str] | None = None) -> None:
-        self.registers = registers
-        self.invalid: list[str] = [] if invalid is None else invalid
-
-    def value(self, register: Register, index: int | None = None, name: str = "") -> float:
-        """Return the value of ``register`` (raw at ``index``); ``name`` notes it if impossible."""
-        index = register.index if index is None else index
-        if index >= len(self.registers) or self.registers[index] in register.absent:
-            return math.nan
-        value = register.decode(self.registers[index])
-        if register.minimum <= value <= register.maximum:
-            return value
-        self.invalid.append(name or register.name)
-        return math.nan
-
-    def series(self, first: Register, count: int) -> tuple[float, ...]:
-        """``count`` registers from ``first`` on; the hot path of decoding, hence inlined."""
-        raws = self.registers[first.index : first.index + count]
-        values = [first.decode(raw) for raw in raws]
-        for i, value in enumerate(values):
-            if raws[i] in first.absent:
-                values[i] = math.nan
-            elif not first.minimum <= value <= first.maximum:
-                self.invalid.append(f"{first.name}_{i + 1}")
-                values[i] = math.nan
-        return tuple(values)
-
-    def optional(self, layout: StatusLayout, name: str) -> float:
-        """Return the value of a register some layouts lack: NaN where this one does."""
-        register = layout.registers.get(name)
-        return math.nan if register is None else self.value(register)
 
 
 def decode_alarms(words: Sequence[int]) -> tuple[str, ...]:
@@ -135,61 +103,6 @@ def encode_x81_alarms(names: Sequence[str], word_count: int) -> list[int]:
     return [codes[i + 1] << 8 | codes[i] for i in range(0, len(codes), 2)]
 
 
-def check_count(name: str, count: int, limit: int) -> int:
-    """Return ``count``; refuse more than the protocol carries (no decoder indexes past it)."""
-    if count > limit:
-        raise FrameDecodeError(f"{name} is {count}, at most {limit} is possible")
-    return count
-
-
-#: The cell statistics a status holds, in the order their registers are checked.
-CELL_STATISTICS = ("min_cell_voltage", "max_cell_voltage", "average_cell_voltage", "cell_delta")
-
-
-def cell_statistics(cells: Sequence[float], told: Mapping[str, float]) -> dict[str, float]:
-    """Min, max, average and delta: those the BMS tells (``told``), else from the valid cells.
-
-    A told value the checks refused stays NaN: an impossible register is not replaced by a
-    computed guess. A delta told as 0 between cells that differ is a register the pack leaves
-    at 0: the cells' delta is given.
-    """
-    valid = [voltage for voltage in cells if not math.isnan(voltage)]
-    if valid:
-        lowest, highest = min(valid), max(valid)
-        statistics = {
-            "min_cell_voltage": lowest,
-            "max_cell_voltage": highest,
-            "average_cell_voltage": sum(valid) / len(valid),
-            "cell_delta": highest - lowest,
-        }
-    else:
-        statistics = dict.fromkeys(CELL_STATISTICS, math.nan)
-    delta = statistics["cell_delta"]
-    statistics.update(told)
-    if statistics["cell_delta"] == 0 and delta >= 0.001:
-        statistics["cell_delta"] = delta
-    return statistics
-
-
-_CELL_INDICES = ("min_cell_index", "max_cell_index")
-
-
-def cell_indices(cells: Sequence[float], told: Mapping[str, int]) -> dict[str, int]:
-    """1-based numbers of the lowest and highest cell: the BMS's (``told``), else the first such.
-
-    0 when unknown (no valid cell, or a told number naming a cell the pack does not have).
-    """
-    indices = {name: number if 1 <= number <= len(cells) else 0 for name, number in told.items()}
-    if len(indices) < len(_CELL_INDICES):
-        valid = [voltage for voltage in cells if not math.isnan(voltage)]
-        # NaN equals nothing: index() finds the first valid cell of that voltage.
-        if "min_cell_index" not in indices:
-            indices["min_cell_index"] = cells.index(min(valid)) + 1 if valid else 0
-        if "max_cell_index" not in indices:
-            indices["max_cell_index"] = cells.index(max(valid)) + 1 if valid else 0
-    return indices
-
-
 def _balancing_cells(
     registers: Sequence[int], layout: StatusLayout, cell_count: int
 ) -> tuple[bool, ...] | None:
@@ -199,22 +112,6 @@ def _balancing_cells(
         return None
     bits = sum(registers[index] << (16 * n) for n, index in enumerate(needed))
     return tuple(bool(bits >> i & 1) for i in range(cell_count))
-
-
-#: A current at least this large (A) is a pack charging or discharging, whatever a register
-#: left at 0 says.
-FLOWING_CURRENT_A = 1.0
-
-
-def charge_state(raw: int, current: float, states: Sequence[str] = CHARGE_STATES) -> str:
-    """Return the charge state the BMS tells, "unknown" where its raw value cannot be right.
-
-    Out of range, or idle (0, what a pack that does not fill the register answers) while a
-    current flows (aiobmsble's test frame: 3.0 A and 0).
-    """
-    if raw >= len(states) or (raw == 0 and abs(current) >= FLOWING_CURRENT_A):
-        return "unknown"
-    return states[raw]
 
 
 def _power(checker: RangeChecker, layout: StatusLayout, voltage: float, current: float) -> float:
@@ -251,6 +148,19 @@ def check_plausible(cell_count: int, pack_voltage: float, cells: Sequence[float]
         raise FrameDecodeError("the status reports 0 V for a pack whose cells hold voltage")
 
 
+def _optional(checker: RangeChecker, layout: StatusLayout, name: str) -> float:
+    """Return the value of a register some layouts lack: NaN where this one does."""
+    register = layout.registers.get(name)
+    return math.nan if register is None else checker.value(register)
+
+
+def _told(checker: RangeChecker, registers: Sequence[int], register: Register) -> float:
+    """Return what the BMS tells in ``register``: a statistic checked, a cell number as is."""
+    if register.name in CELL_INDICES:
+        return registers[register.index]
+    return checker.value(register)
+
+
 def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     """Decode the status of any variant from its registers and its layout."""
     by_name = layout.registers
@@ -265,18 +175,15 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
     pack_voltage = checker.value(by_name["pack_voltage"])
     check_plausible(cell_count, pack_voltage, cells)
     current = checker.value(by_name["current"])
-    statistics = cell_statistics(
-        cells, {name: checker.value(by_name[name]) for name in CELL_STATISTICS if name in by_name}
-    )
-    indices = cell_indices(
-        cells,
-        {name: registers[by_name[name].index] for name in _CELL_INDICES if name in by_name},
-    )
+    names = (*CELL_STATISTICS, *CELL_INDICES, *TEMPERATURE_EXTREMES)
+    told = {name: _told(checker, registers, by_name[name]) for name in names if name in by_name}
+    temperatures = checker.series(layout.temperatures, sensor_count)
+    derived = derive(cells, temperatures, told)
     first_word, word_count = layout.fault_words
     words = registers[first_word : first_word + word_count]
     return BmsStatus(
         cell_voltages=cells,
-        temperatures=checker.series(layout.temperatures, sensor_count),
+        temperatures=temperatures,
         pack_voltage=pack_voltage,
         current=current,
         soc=checker.value(by_name["soc"]),
@@ -286,21 +193,21 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         discharge_mos=bool(registers[by_name["discharge_mos"].index]),
         balancing=bool(registers[by_name["balancing"].index]),
         balancing_cells=_balancing_told(registers, layout, cell_count),
-        min_cell_voltage=statistics["min_cell_voltage"],
-        max_cell_voltage=statistics["max_cell_voltage"],
-        average_cell_voltage=statistics["average_cell_voltage"],
-        cell_delta=statistics["cell_delta"],
-        min_cell_index=indices["min_cell_index"],
-        max_cell_index=indices["max_cell_index"],
+        min_cell_voltage=derived.min_cell_voltage,
+        max_cell_voltage=derived.max_cell_voltage,
+        average_cell_voltage=derived.average_cell_voltage,
+        cell_delta=derived.cell_delta,
+        min_cell_index=derived.min_cell_index,
+        max_cell_index=derived.max_cell_index,
         alarm_words=tuple(words),
         alarms=decode_x81_alarms(words) if layout is X81_STATUS else decode_alarms(words),
         power=_power(checker, layout, pack_voltage, current),
         charge_state=charge_state(registers[by_name["charge_state"].index], current),
-        max_temperature=checker.value(by_name["max_temperature"]),
-        min_temperature=checker.value(by_name["min_temperature"]),
-        balance_current=checker.optional(layout, "balance_current"),
-        mos_temperature=checker.optional(layout, "mos_temperature"),
-        board_temperature=checker.optional(layout, "board_temperature"),
+        max_temperature=derived.max_temperature,
+        min_temperature=derived.min_temperature,
+        balance_current=_optional(checker, layout, "balance_current"),
+        mos_temperature=_optional(checker, layout, "mos_temperature"),
+        board_temperature=_optional(checker, layout, "board_temperature"),
         invalid=tuple(checker.invalid),
     )
 
@@ -461,13 +368,6 @@ def encode_device_info(
     return list(Frame(bytes(payload)).registers)
 
 
-def _raw(register: Register, value: float) -> int:
-    """Return the raw value of ``value``; for an unknown one the "absent" value, else 0."""
-    if math.isnan(value):
-        return register.absent[0] if register.absent else 0
-    return register.encode(value)
-
-
 def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[int]:
     """Return registers 0..size-1 of ``layout`` that decode to ``status`` (virtual BMS).
 
@@ -480,7 +380,7 @@ def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[i
         (layout.temperatures, status.temperatures, MAX_TEMPERATURE_SENSORS),
     ):
         for i in range(max(len(values), slots)):
-            registers[first.index + i] = _raw(first, values[i] if i < len(values) else math.nan)
+            registers[first.index + i] = raw_of(first, values[i] if i < len(values) else math.nan)
     flags = {
         "cell_count": len(status.cell_voltages),
         "temperature_sensor_count": len(status.temperatures),
@@ -501,7 +401,7 @@ def _encode_layout(status: BmsStatus, layout: StatusLayout, size: int) -> list[i
         if name in flags:
             registers[register.index] = flags[name]
         else:
-            registers[register.index] = _raw(register, getattr(status, name))
+            registers[register.index] = raw_of(register, getattr(status, name))
     bits = sum(1 << i for i, on in enumerate(status.balancing_cells or ()) if on)
     for n, index in enumerate(layout.balancing_bitmaps):
         if index < size:
@@ -535,5 +435,5 @@ def encode_settings(settings: BmsSettings) -> list[int]:
     }
     registers = [0] * SETTINGS_BLOCK.count
     for name, register in SETTINGS_REGISTERS.items():
-        registers[register.index] = _raw(register, values.get(name, math.nan))
+        registers[register.index] = raw_of(register, values.get(name, math.nan))
     return registers

@@ -25,38 +25,24 @@ Requests for other commands or host addresses, or that are not valid requests, g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import replace
 
-from daly_bms_ros.protocol import BmsStatus
 from daly_bms_ros.protocol.a5 import (
-    ALL_CELL_FRAMES,
-    ALL_TEMPERATURE_FRAMES,
+    COMMANDS,
     DATA_SIZE,
     MAX_BOARD,
-    MAX_CELLS,
     WIRED_HOST_ADDRESSES,
+    answer_values,
     build_a5_answer,
+    encode_a5_balancing,
+    encode_a5_failures,
+    encode_a5_series,
     frames_expected,
     parse_a5_request,
 )
-from daly_bms_ros.protocol.registers import (
-    A5_BALANCING,
-    A5_CELL_RANGE,
-    A5_CELL_VOLTAGES,
-    A5_CELLS_PER_FRAME,
-    A5_CHARGE_STATES,
-    A5_CURRENT_OFFSET,
-    A5_FAILURES,
-    A5_MOS,
-    A5_RATED_VALUES,
-    A5_SOC,
-    A5_STATUS,
-    A5_TEMPERATURE_OFFSET,
-    A5_TEMPERATURE_RANGE,
-    A5_TEMPERATURES,
-    A5_TEMPERATURES_PER_FRAME,
-)
+from daly_bms_ros.protocol.fields import write_fields
+from daly_bms_ros.protocol.registers import A5_BALANCING, A5_CELL_VOLTAGES, A5_FAILURES
 from daly_bms_ros.sim.battery import BatteryModel
 
 #: Steps of the 0x93 "BMS life" counter a second (its real rate is not known).
@@ -69,15 +55,13 @@ def default_host_addresses(board: int) -> tuple[int, ...]:
     return (upper_computer + board - 1, bluetooth_app)
 
 
-def _u16(value: float) -> bytes:
-    return round(value).to_bytes(2, "big")
-
-
 class A5Responder:
     """Answer A5 requests with the model's state at the time of the request.
 
-    ``host_addresses`` are the request addresses answered (default: ``default_host_addresses``);
-    ``all_frames`` sends every frame of 0x95 and 0x96, padded with zeros.
+    Every answer is encoded from the rows of ``protocol.a5.COMMANDS`` that the driver decodes
+    with. ``host_addresses`` are the request addresses answered (default:
+    ``default_host_addresses``); ``all_frames`` sends every frame of 0x95 and 0x96, padded
+    with zeros.
     """
 
     def __init__(
@@ -95,18 +79,6 @@ class A5Responder:
         self.all_frames = all_frames
         self.started = time.monotonic()
         self._transmit = bytearray(DATA_SIZE)
-        self._encoders: dict[int, Callable[[BmsStatus, float], list[bytes]]] = {
-            A5_SOC: self._pack,
-            A5_CELL_RANGE: self._cell_range,
-            A5_TEMPERATURE_RANGE: self._temperature_range,
-            A5_MOS: self._mos,
-            A5_STATUS: self._counts,
-            A5_CELL_VOLTAGES: self._cell_voltages,
-            A5_TEMPERATURES: self._temperatures,
-            A5_BALANCING: self._balancing,
-            A5_FAILURES: self._failures,
-            A5_RATED_VALUES: self._rated_values,
-        }
 
     def __call__(self, request: bytes) -> bytes | None:
         """Return the answer frames to ``request`` now, or None for one this BMS ignores."""
@@ -117,115 +89,39 @@ class A5Responder:
         frame = parse_a5_request(request)
         if frame is None or frame.address not in self.host_addresses:
             return None
-        encode = self._encoders.get(frame.command)
-        if encode is None:
+        command = COMMANDS.get(frame.command)
+        if command is None:
             return None
-        fields = encode(self.model.status(elapsed), elapsed)
-        return b"".join(self._frame(frame.command, data) for data in fields)
+        status = self.model.status(elapsed)
+        if command.series is not None:
+            values = (
+                status.cell_voltages if command.code == A5_CELL_VOLTAGES else status.temperatures
+            )
+            frames = (
+                command.series.every_frame
+                if self.all_frames
+                else frames_expected(command.code, self.model.cells, self.model.sensors)
+            )
+            data = encode_a5_series(command.code, values, frames)
+        elif command.code == A5_BALANCING:
+            data = [encode_a5_balancing(status.balancing_cells or ())]
+        elif command.code == A5_FAILURES:
+            data = [encode_a5_failures(status.alarm_words)]
+        else:
+            life = int(elapsed * HEARTBEAT_PER_SECOND)
+            values_by_name = answer_values(status, self.model.settings(), life)
+            write_fields(command.fields, values_by_name, self._transmit)
+            data = [bytes(self._transmit)]
+        return b"".join(self._frame(command.code, fields) for fields in data)
 
     def _frame(self, command: int, fields: bytes) -> bytes:
-        """Write ``fields`` over the start of the transmit buffer and send the buffer."""
+        """Write ``fields`` over the start of the transmit buffer and send the buffer.
+
+        The BMS builds every answer in one 8-byte buffer: bytes past what it writes hold what
+        an earlier answer left there.
+        """
         self._transmit[: len(fields)] = fields
         return build_a5_answer(command, bytes(self._transmit), self.board)
-
-    @staticmethod
-    def _pack(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x90: the acquisition voltage (bytes 2..3) is 0, as in every real answer."""
-        current = A5_CURRENT_OFFSET - status.current * 10
-        return [_u16(status.pack_voltage * 10) + _u16(0) + _u16(current) + _u16(status.soc * 10)]
-
-    @staticmethod
-    def _cell_range(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x91: bytes 6..7 are reserved (stale)."""
-        return [
-            _u16(status.max_cell_voltage * 1000)
-            + bytes((status.max_cell_index,))
-            + _u16(status.min_cell_voltage * 1000)
-            + bytes((status.min_cell_index,))
-        ]
-
-    @staticmethod
-    def _temperature_range(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x92: bytes 4..7 are reserved (stale)."""
-        temperatures = status.temperatures
-        highest, lowest = max(temperatures), min(temperatures)
-        return [
-            bytes(
-                (
-                    round(highest) + A5_TEMPERATURE_OFFSET,
-                    temperatures.index(highest) + 1,
-                    round(lowest) + A5_TEMPERATURE_OFFSET,
-                    temperatures.index(lowest) + 1,
-                )
-            )
-        ]
-
-    @staticmethod
-    def _mos(status: BmsStatus, elapsed: float) -> list[bytes]:
-        """0x93: state, MOS switches, the free-running counter, remaining capacity in mAh."""
-        heartbeat = int(elapsed * HEARTBEAT_PER_SECOND) & 0xFF
-        state = A5_CHARGE_STATES.index(status.charge_state)
-        switches = bytes((state, status.charge_mos, status.discharge_mos, heartbeat))
-        return [switches + round(status.remaining_capacity * 1000).to_bytes(4, "big")]
-
-    @staticmethod
-    def _counts(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x94: counts, flags, cycles; byte 7 is stale.
-
-        The charger and load flags and the DIO bits stay 0, as they read in real answers while
-        the pack carries 50 A (tomatensaus, mpp-solar#83).
-        """
-        counts = (len(status.cell_voltages), len(status.temperatures), 0, 0, 0)
-        return [bytes(counts) + _u16(status.cycles)]
-
-    def _cell_voltages(self, status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x95: frame number, three cells of mV, zeros past the last cell; byte 7 is stale."""
-        millivolts = b"".join(_u16(voltage * 1000) for voltage in status.cell_voltages)
-        return self._series(A5_CELL_VOLTAGES, ALL_CELL_FRAMES, millivolts, A5_CELLS_PER_FRAME * 2)
-
-    def _temperatures(self, status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x96: frame number, seven sensors of degC + 40, zeros past the last sensor."""
-        raw = bytes(round(t) + A5_TEMPERATURE_OFFSET for t in status.temperatures)
-        return self._series(A5_TEMPERATURES, ALL_TEMPERATURE_FRAMES, raw, A5_TEMPERATURES_PER_FRAME)
-
-    def _series(self, command: int, every_frame: int, values: bytes, width: int) -> list[bytes]:
-        """Cut ``values`` into frames of ``width`` bytes after the frame number, zero-padded."""
-        model = self.model
-        count = (
-            every_frame if self.all_frames else frames_expected(command, model.cells, model.sensors)
-        )
-        return [
-            bytes((number + 1,)) + values[number * width : (number + 1) * width].ljust(width, b"\0")
-            for number in range(count)
-        ]
-
-    @staticmethod
-    def _balancing(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x97: byte i, bit j (least significant first) is cell 8i + j + 1, for 48 cells.
-
-        Bits 48..63 (bytes 6..7) are reserved in Daly's document, so stale here; no real answer
-        with a cell balancing has been published to show either.
-        """
-        bits = sum(1 << index for index, on in enumerate(status.balancing_cells or ()) if on)
-        return [bits.to_bytes(MAX_CELLS // 8, "little")]
-
-    @staticmethod
-    def _failures(status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x98: the model's alarm words, then fault code 0.
-
-        The first three words low byte first, the fourth's low byte only (its bits end at 3).
-        """
-        words = (*status.alarm_words, 0, 0, 0, 0)[:4]
-        low_high = b"".join(word.to_bytes(2, "little") for word in words[:3])
-        return [low_high + bytes((words[3] & 0xFF, 0))]
-
-    def _rated_values(self, _status: BmsStatus, _elapsed: float) -> list[bytes]:
-        """0x50: rated capacity in mAh and nominal cell voltage in mV, four bytes each."""
-        settings = self.model.settings()
-        return [
-            round(settings.rated_capacity * 1000).to_bytes(4, "big")
-            + round(settings.nominal_cell_voltage * 1000).to_bytes(4, "big")
-        ]
 
 
 class A5Bus:
