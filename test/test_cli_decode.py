@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 from installed import program
 from real_frames import BAD_CRC, SETTINGS, STATUS, field_bytes, frame_bytes
+from test_protocol_a5 import FIREMEN027_SESSION
 
 from daly_bms_ros.capture.format import CaptureError, event_line, header_line
 from daly_bms_ros.cli.decode import decode_capture
-from daly_bms_ros.protocol import X81, build_response, encode_x81_status
+from daly_bms_ros.protocol import (
+    STATUS_BLOCK,
+    X81,
+    Block,
+    build_read_request,
+    build_response,
+    encode_x81_status,
+)
+from daly_bms_ros.protocol.a5 import build_a5_request
 from daly_bms_ros.sim.battery import BatteryModel
 
 COMMAND = program("daly-bms")
@@ -180,3 +190,105 @@ def test_a_capture_is_decoded_as_it_is_read(tmp_path: Path) -> None:
     assert next(objects)["block"] == "status"
     with pytest.raises(CaptureError, match=r"c\.jsonl:4: not JSON"):
         next(objects)
+
+
+#: Daly's app reading a Daly active balancer: requests and answers (data/README.md).
+APP_SESSION = json.loads(
+    (Path(__file__).resolve().parent / "data" / "daly_app_balancer_session.json").read_text()
+)
+
+
+def test_a_capture_decodes_each_answer_as_the_block_its_request_asked(tmp_path: Path) -> None:
+    capture = tmp_path / "app.jsonl"
+    lines = [header_line()] + [
+        event_line(event["kind"], bytes.fromhex(event["hex"]), at=(event["t"], event["t"]))
+        for event in APP_SESSION["events"]
+    ]
+    capture.write_text("\n".join(lines) + "\n")
+    status, objects = decode("--capture", str(capture))
+    assert status == 0
+    assert [o["block"] for o in objects] == ["settings", "status", "device_info", "registers"]
+    settings, pack, info, password = objects
+    # Daly's register sheet: 0x80 rated capacity 0.1 Ah (0x01F4), 0x81 nominal cell mV (0x0C80).
+    assert (settings["rated_capacity"], settings["nominal_cell_voltage"]) == (50.0, 3.2)
+    # Registers 0..15 cells in mV (0x0D07 = 3335), 40 the pack voltage in 0.1 V (0x0215).
+    assert len(pack["cell_voltages"]) == 16 and pack["cell_voltages"][0] == 3.335
+    assert (pack["pack_voltage"], pack["current"]) == (53.3, 0.0)
+    assert info["hardware_version"] == "BMS-GD230-303E"  # what the app shows (field_frames)
+    # 0x00C9..0x00CB, the settings password, is no block the driver reads: given as it is,
+    # "123456" in ASCII.
+    assert (password["start"], password["registers"]) == (0xC9, [0x3132, 0x3334, 0x3536])
+    assert [o["t"] for o in objects] == [e["t"] for e in APP_SESSION["events"][1::2]]
+
+
+def test_a_read_of_62_registers_from_0x0080_is_not_taken_for_a_status(tmp_path: Path) -> None:
+    """Its answer is as long as a status: only the request tells them apart."""
+    answer = frame_bytes(STATUS)
+    registers = list(struct.unpack(">62H", answer[3:-2]))
+    capture = tmp_path / "long.jsonl"
+    capture.write_text(
+        "\n".join(
+            [
+                header_line(),
+                event_line("request", build_read_request(Block("long", 0x0080, 62)), at=(0.1, 0.1)),
+                event_line("notification", answer, at=(0.2, 0.2)),
+                event_line("request", build_read_request(STATUS_BLOCK), at=(0.3, 0.3)),
+                event_line("notification", answer, at=(0.4, 0.4)),
+            ]
+        )
+        + "\n"
+    )
+    status, objects = decode("--capture", str(capture))
+    assert status == 0
+    assert objects[0]["block"] == "registers" and objects[0]["start"] == 0x80
+    assert objects[0]["registers"] == registers
+    assert objects[1]["block"] == "status"
+    # Without requests the length alone speaks: a status.
+    _, alone = decode(answer.hex())
+    assert alone[0]["block"] == "status"
+
+
+def test_a5_frames_decode_one_by_one_and_a_whole_poll_as_one_status() -> None:
+    status, objects = decode("".join(FIREMEN027_SESSION))
+    assert status == 0
+    blocks = [o["block"] for o in objects]
+    assert blocks[:5] == ["a5_pack", "a5_cell_range", "a5_temperature_range", "a5_mos", "a5_counts"]
+    assert blocks.count("a5_cell_voltages") == 16 and blocks.count("a5_temperatures") == 2
+    assert blocks[-1] == "a5_status"
+    pack = objects[0]
+    # mpp-solar#83's decode of this session: "Battery Bank Voltage 53.2 V ... Current 2.1 A,
+    # SOC 88.8 %", discharging: negative in the driver's sign.
+    assert (pack["pack_voltage"], pack["current"], pack["soc"]) == (53.2, -2.1, 88.8)
+    assert objects[blocks.index("a5_cell_voltages")]["values"] == [3.325, 3.326, 3.326]
+    assert objects[3]["charge_state"] == "discharging"
+    whole = objects[-1]
+    assert len(whole["cell_voltages"]) == 16 and whole["cycles"] == 3
+    assert (whole["max_cell_voltage"], whole["max_cell_index"]) == (3.328, 15)
+    assert whole["temperatures"] == [15.0]
+
+
+def test_two_a5_polls_give_two_statuses_and_a_lone_answer_none() -> None:
+    poll = "".join(FIREMEN027_SESSION)
+    status, objects = decode(poll + poll)
+    assert status == 0
+    assert [o["block"] for o in objects].count("a5_status") == 2
+    status, objects = decode(FIREMEN027_SESSION[0])
+    assert status == 0
+    assert [o["block"] for o in objects] == ["a5_pack"]
+
+
+def test_an_a5_capture_decodes_its_answers_and_its_poll(tmp_path: Path) -> None:
+    """A UART recording: each request A5, the chunks as the port read them (mpp-solar#83)."""
+    # A chunk each; 0x95's answer came in two reads of one request (None: no request).
+    commands = (0x90, 0x91, 0x92, 0x93, 0x94, 0x95, None, 0x96)
+    lines = [header_line()]
+    for n, (command, chunk) in enumerate(zip(commands, FIREMEN027_SESSION, strict=True)):
+        if command is not None:
+            lines.append(event_line("request", build_a5_request(command, 0x80), at=(n, n)))
+        lines.append(event_line("notification", bytes.fromhex(chunk), at=(n + 0.5, n + 0.5)))
+    capture = tmp_path / "uart.jsonl"
+    capture.write_text("\n".join(lines) + "\n")
+    status, objects = decode("--capture", str(capture))
+    assert status == 0
+    assert objects[0]["block"] == "a5_pack" and objects[0]["t"] == 0.5
+    assert objects[-1]["block"] == "a5_status" and objects[-1]["soc"] == 88.8

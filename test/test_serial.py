@@ -240,3 +240,29 @@ def test_a_board_on_a_shared_rs485_bus_is_asked_by_its_number(tmp_path: Path) ->
         assert (record["mac_address"], record["serial_port"]) == (None, f"{port} board 3")
         assert (record["protocol"], record["software_version"]) == ("a5", None)
         assert record["rated_capacity"] == 100.0  # 0x50
+
+
+def test_a_bms_swapped_behind_the_same_port_is_found_anew(tmp_path: Path) -> None:
+    """The protocol is found at each connection: another BMS on the port is read as what it is."""
+    port_link = tmp_path / "ttyBMS"  # the port's name stays; the BMS behind it changes
+    transport = SerialTransport(str(port_link))
+    client = DalyClient(transport, 0.3, 0)
+    transport.set_callbacks(client.on_notify, lambda: None)
+
+    async def connect_and_read() -> tuple[BmsSample, str]:
+        await transport.connect()
+        client.attach()
+        try:
+            return await client.read_sample(), client.protocol
+        finally:
+            await transport.disconnect()
+
+    found = []
+    for protocol, cells in (("x81", "8"), ("a5", "4")):
+        (tmp_path / protocol).mkdir()
+        with serial_sim(tmp_path / protocol, "--protocol", protocol, "--cells", cells) as (_, port):
+            port_link.unlink(missing_ok=True)
+            port_link.symlink_to(port)
+            sample, protocol_found = asyncio.run(connect_and_read())
+            found.append((protocol_found, len(sample.status.cell_voltages)))
+    assert found == [("x81", 8), ("a5", 4)]

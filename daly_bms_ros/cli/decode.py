@@ -1,10 +1,13 @@
 """``daly-bms decode HEX ...``: decode captured frames to JSON, one object per frame found.
 
-Without the request that asked for it, a frame's block is told by its address and data length:
-from 0xD2, 124 bytes is the status block, 160 the 80-register status read, 82 the settings
-block, 64 the device-information block, 18 the MOS temperature block; from 0x51 (the 0x81
-variant), 128 bytes then 124 bytes are the two halves of one status, 148 bytes the
-device-information block.
+Hex input starting with A5's start byte is A5 frames: each answer is decoded alone, and the
+answers of a whole poll together as one status (``decode_a5``). Else it is D2/0x81 frames;
+without the request that asked for it, a frame's block is told by its address and data
+length: from 0xD2, 124 bytes is the status block, 160 the 80-register status read, 82 the
+settings block, 64 the device-information block, 18 the MOS temperature block; from 0x51 (the
+0x81 variant), 128 bytes then 124 bytes are the two halves of one status, 148 bytes the
+device-information block. A capture (``--capture``) has the requests: each answer is decoded
+as the block its request asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from daly_bms_ros.capture.format import (
     CaptureEvent,
     read_events,
 )
+from daly_bms_ros.cli.decode_a5 import A5Poll, decode_a5_frames
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.protocol import (
     D2,
@@ -39,32 +43,41 @@ from daly_bms_ros.protocol import (
     X81_DEVICE_INFO_BLOCK,
     X81_PACK_BLOCK,
     X81_STATE_BLOCK,
+    Block,
     DalyProtocolError,
     Frame,
     FrameAssembler,
     HexInputError,
     RejectReason,
+    Variant,
     decode_device_info,
     decode_mos_temperature,
     decode_settings,
     decode_status,
     decode_x81_status,
 )
-from daly_bms_ros.protocol.frames import READ
+from daly_bms_ros.protocol.a5 import START as A5_START
+from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame
+from daly_bms_ros.protocol.frames import READ, parse_read_request
 
+#: Every block a frame is decoded as: by the variant that answers, the registers asked.
+BLOCKS: tuple[tuple[Variant, Block, Callable[[Frame], Any]], ...] = (
+    (D2, STATUS_BLOCK, decode_status),
+    (D2, STATUS_80_BLOCK, decode_status),
+    (D2, SETTINGS_BLOCK, decode_settings),
+    (D2, MOS_BLOCK, decode_mos_temperature),
+    (D2, DEVICE_INFO_BLOCK, decode_device_info),
+    (X81, X81_DEVICE_INFO_BLOCK, lambda frame: decode_device_info(frame, X81)),
+)
+#: Without the request: a block told by the address and the data length.
 DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
-    (D2.response_address, STATUS_BLOCK.byte_count): (STATUS_BLOCK.name, decode_status),
-    (D2.response_address, STATUS_80_BLOCK.byte_count): (STATUS_80_BLOCK.name, decode_status),
-    (D2.response_address, SETTINGS_BLOCK.byte_count): (SETTINGS_BLOCK.name, decode_settings),
-    (D2.response_address, MOS_BLOCK.byte_count): (MOS_BLOCK.name, decode_mos_temperature),
-    (D2.response_address, DEVICE_INFO_BLOCK.byte_count): (
-        DEVICE_INFO_BLOCK.name,
-        decode_device_info,
-    ),
-    (X81.response_address, X81_DEVICE_INFO_BLOCK.byte_count): (
-        X81_DEVICE_INFO_BLOCK.name,
-        lambda frame: decode_device_info(frame, X81),
-    ),
+    (variant.response_address, block.byte_count): (block.name, decoder)
+    for variant, block, decoder in BLOCKS
+}
+#: With the request: a block told by the address and the registers asked.
+ASKED: dict[tuple[int, int, int], tuple[str, Callable[[Frame], Any]]] = {
+    (variant.response_address, block.start, block.count): (block.name, decoder)
+    for variant, block, decoder in BLOCKS
 }
 X81_PACK = (X81.response_address, X81_PACK_BLOCK.byte_count)
 X81_STATE = (X81.response_address, X81_STATE_BLOCK.byte_count)
@@ -114,12 +127,23 @@ def _kind(frame: Frame) -> tuple[int, int]:
     return frame.address, len(frame.payload)
 
 
-def decode_frame(frame: Frame) -> dict[str, Any]:
-    """JSON object for one valid frame, or an ``error`` object when its block is unknown."""
+def decode_frame(frame: Frame, asked: Block | None = None) -> dict[str, Any]:
+    """JSON object for one valid frame, or an ``error`` object when its block is unknown.
+
+    ``asked``: the registers of the read it answers, where known (a capture's request): a
+    block is then told by them, not by its length alone; registers of no known block are
+    given as they are.
+    """
     if frame.function != READ:  # the echo of a write: register and value (or count)
         register, value = frame.registers
         return {"block": "write_answer", "register": register, "value": value}
-    block = DECODERS.get(_kind(frame))
+    if asked is not None and asked.byte_count == len(frame.payload):
+        block = ASKED.get((frame.address, asked.start, asked.count))
+        if block is None:
+            registers = list(frame.registers)
+            return {"block": "registers", "start": asked.start, "registers": registers}
+    else:
+        block = DECODERS.get(_kind(frame))
     if block is None:
         return {"error": "unknown_block", "data_bytes": len(frame.payload)}
     name, decoder = block
@@ -154,8 +178,10 @@ class X81Pairing(Generic[Tag]):
         """Whether half a 0x81 status waits for the next frame."""
         return self._pending is not None
 
-    def push(self, tag: Tag, frame: Frame) -> list[tuple[Tag, dict[str, Any]]]:
-        """Take the next frame; return the objects it completed."""
+    def push(
+        self, tag: Tag, frame: Frame, asked: Block | None = None
+    ) -> list[tuple[Tag, dict[str, Any]]]:
+        """Take the next frame (``asked``: see ``decode_frame``); return what it completed."""
         decoded: list[tuple[Tag, dict[str, Any]]] = []
         kind = _kind(frame)
         if self._pending is not None:
@@ -168,7 +194,7 @@ class X81Pairing(Generic[Tag]):
         if kind in _X81_HALVES:
             self._pending = tag, frame
         else:
-            decoded.append((tag, decode_frame(frame)))
+            decoded.append((tag, decode_frame(frame, asked)))
         return decoded
 
     def finish(self) -> list[tuple[Tag, dict[str, Any]]]:
@@ -198,43 +224,66 @@ def decode_frames(frames: Iterable[Frame]) -> Iterator[tuple[int, dict[str, Any]
     yield from pairing.finish()
 
 
-def _rejections(assembler: FrameAssembler, before: Counter[RejectReason]) -> list[dict[str, Any]]:
-    """Return an error object per piece the assembler rejected since ``before``."""
+def _rejections(
+    rejected: Counter[RejectReason], before: Counter[RejectReason]
+) -> list[dict[str, Any]]:
+    """Return an error object per piece rejected (``rejected``) since ``before``."""
     return [
         {"error": "truncated" if reason is RejectReason.TIMEOUT else reason.value}
         for reason in RejectReason
-        for _ in range(assembler.rejected[reason] - before[reason])
+        for _ in range(rejected[reason] - before[reason])
     ]
+
+
+def _asked(request: bytes) -> Block | None:
+    """Return the registers a D2 or 0x81 read request asks for, None for any other request."""
+    return parse_read_request(request, D2) or parse_read_request(request, X81)
 
 
 def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
     """Yield an object per frame and per rejected piece of a capture, with its time, as read.
 
-    Notifications are assembled as the driver assembles them; an answer still unfinished when
-    the next request is sent, or when the link goes down, is cut short (``truncated``). The
-    objects come in the order of time, at one time the rejected pieces first; a capture is read
-    as it goes, one event at a time: held back are only the objects after half a 0x81 status,
-    until the next frame tells whether it pairs.
+    Notifications are assembled as the driver assembles them, in the protocol of the request
+    before them (A5, else D2/0x81), and a D2/0x81 answer is decoded as the block its request
+    asked for; an answer still unfinished when the next request is sent, or when the link goes
+    down, is cut short (``truncated``). The objects come in the order of time, at one time the
+    rejected pieces first; a capture is read as it goes, one event at a time: held back are
+    only the objects after half a 0x81 status, until the next frame tells whether it pairs.
     """
-    assembler = FrameAssembler()
+    modbus, a5 = FrameAssembler(), A5Assembler()
     pairing: X81Pairing[CaptureEvent] = X81Pairing()
+    poll = A5Poll()
+    a5_listening = False
+    asked: Block | None = None
     held: list[tuple[tuple[float, int, int], CaptureEvent, dict[str, Any]]] = []
     count = itertools.count()
+    last: CaptureEvent | None = None
     for event in read_events(path):
-        before = Counter(assembler.rejected)
-        if event.kind == NOTIFICATION:
-            frames = assembler.feed(event.data)
-        elif event.kind in (REQUEST, DISCONNECT) and assembler.pending:
-            frames = assembler.expire()
-        else:
-            frames = []
-        held += [((event.t, 0, next(count)), event, e) for e in _rejections(assembler, before)]
+        last = event
+        before = modbus.rejected + a5.rejected
+        objects: list[dict[str, Any]] = []
+        frames: list[Frame] = []
+        if event.kind == NOTIFICATION and a5_listening:
+            objects = [o for frame in a5.feed(event.data) for o in poll.push(frame)]
+        elif event.kind == NOTIFICATION:
+            frames = modbus.feed(event.data)
+        elif event.kind in (REQUEST, DISCONNECT):
+            frames = modbus.expire() if modbus.pending else []
+            objects = [o for frame in a5.expire() for o in poll.push(frame)] if a5.pending else []
+            if event.kind == REQUEST:
+                a5_listening = event.data[:1] == bytes((A5_START,))
+                asked = _asked(event.data)
+        rejected = _rejections(modbus.rejected + a5.rejected, before)
+        held += [((event.t, 0, next(count)), event, e) for e in rejected]
+        held += [((event.t, 1, next(count)), event, o) for o in objects]
         for frame in frames:
-            held += [((e.t, 1, next(count)), e, o) for e, o in pairing.push(event, frame)]
+            held += [((e.t, 1, next(count)), e, o) for e, o in pairing.push(event, frame, asked)]
         if not pairing.pending:
             yield from _timed(held)
             held = []
     held += [((e.t, 1, next(count)), e, o) for e, o in pairing.finish()]
+    if last is not None:
+        held += [((last.t, 1, next(count)), last, o) for o in poll.finish()]
     yield from _timed(held)
 
 
@@ -248,9 +297,19 @@ def _timed(
 def decode_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     """Yield an object per valid frame, in order, then one ``error`` object per rejected piece.
 
-    The bytes come in chunks, each assembled as it comes. A frame cut short at the end of the
-    input is ``truncated``; frames after a cut-short one are still found.
+    The bytes come in chunks, each assembled as it comes; they are A5 frames where the first
+    byte is A5's start, else D2/0x81 frames. A frame cut short at the end of the input is
+    ``truncated``; frames after a cut-short one are still found.
     """
+    pieces = iter(chunks)
+    first = next((chunk for chunk in pieces if chunk), b"")
+    every = itertools.chain((first,), pieces)
+    if first[:1] == bytes((A5_START,)):
+        return _decode_a5_chunks(every)
+    return _decode_modbus_chunks(every)
+
+
+def _decode_modbus_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     assembler = FrameAssembler()
 
     def frames() -> Iterator[Frame]:
@@ -260,7 +319,19 @@ def decode_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
 
     for _, decoded in decode_frames(frames()):
         yield decoded
-    yield from _rejections(assembler, Counter())
+    yield from _rejections(assembler.rejected, Counter())
+
+
+def _decode_a5_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    assembler = A5Assembler()
+
+    def frames() -> Iterator[A5Frame]:
+        for chunk in chunks:
+            yield from assembler.feed(chunk)
+        yield from assembler.expire()
+
+    yield from decode_a5_frames(frames())
+    yield from _rejections(assembler.rejected, Counter())
 
 
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
@@ -322,13 +393,11 @@ def run(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return ExitCode.USAGE
-    if arguments.capture:
-        results = decode_capture(arguments.capture)
-    else:
-        texts = _hex_texts(arguments)
-        results = decode_chunks(data for text in texts for data in parse_hex(text))
     try:
-        return _print_all(results)
+        if arguments.capture:
+            return _print_all(decode_capture(arguments.capture))
+        texts = _hex_texts(arguments)
+        return _print_all(decode_chunks(data for text in texts for data in parse_hex(text)))
     except InputFileError as error:
         print(f"daly-bms decode: cannot read: {error}", file=sys.stderr)
         return ExitCode.USAGE

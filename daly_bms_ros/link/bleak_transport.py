@@ -296,8 +296,9 @@ class BleakTransport:
     async def read_device_information(self) -> dict[str, str]:
         """Model, versions and serial from the GATT Device Information Service, where present.
 
-        Daly publishes no register for its firmware version in the D2 protocol, so this standard
-        service is the one place a BMS can tell it; a field the device lacks is left out.
+        What a Bluetooth module tells of itself, beside the versions the BMS's own
+        device-information block holds (``DalyClient.device_information``); a field the
+        device lacks is left out.
         """
         client = self._client
         if client is None or not client.is_connected:

@@ -1,9 +1,11 @@
 """Request/response over a transport: one request at a time, each answered by its frames.
 
 The client finds out which Daly protocol the BMS speaks (D2, its 0x81 variant, A5) and which
-D2 status read it answers (80 registers, else 62), the first time it reads a sample, and keeps
-to it. Over a wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81
-variant), over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol
+D2 status read it answers (80 registers, else 62) with the first sample of each connection: a
+BMS swapped behind the same adapter, or one whose firmware was updated, is read as what it is
+now. A pack's turn on a shared adapter is no new connection to it: what was found is kept.
+Over a wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81 variant),
+over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol
 named by the user is the only one asked: no time goes to probes the BMS cannot answer.
 """
 
@@ -288,6 +290,9 @@ class DalyClient:
             self._settings = None
             self.read_mos_temperature = True
             self._a5_unanswered.clear()
+            self.variant = None
+            self.a5_host = None
+            self.status_block = STATUS_80_BLOCK
 
     @property
     def rejected(self) -> Counter[RejectReason]:

@@ -1,4 +1,9 @@
-"""The Daly D2 BLE protocol, sans I/O: bytes in, typed values out. No ROS, no bleak, no asyncio."""
+"""The Daly protocols (D2, its 0x81 variant, A5), sans I/O: bytes in, typed values out.
+
+No ROS, no bleak, no asyncio. ``registers`` holds the D2 and 0x81 register tables, ``a5`` the
+A5 command table; ``fields`` reads values by those rows and derives what every family's status
+holds the same way.
+"""
 
 from daly_bms_ros.protocol.crc import crc16_modbus
 from daly_bms_ros.protocol.decoding import (

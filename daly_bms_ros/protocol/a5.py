@@ -227,7 +227,7 @@ class A5Assembler:
 
 
 #: What a BMS sending every frame sends, and so the most cells and temperature sensors an
-#: answer carries, after Daly's document ([G] in ``registers``): 0x95 "Cell voltage 1~48 ...
+#: answer carries, after Daly's document ([M] in ``registers``): 0x95 "Cell voltage 1~48 ...
 #: the maximum 96 byte, is sent in 16 frames", 0x97 "Bit0~Bit47" for cells 1..48, 0x96 "the
 #: maximum 21 byte, send in 3 frames". A count in 0x94 beyond them is no Daly answer: it is
 #: refused before any frame or bit is looked up by it.
@@ -276,7 +276,7 @@ def _number(offset: int, name: str, size: int = 1) -> Field:
 
 
 _D2 = D2_STATUS.registers
-#: Each A5 field is checked by the D2 register of the same meaning and scale ([G][H] in
+#: Each A5 field is checked by the D2 register of the same meaning and scale ([M][N] in
 #: ``registers``), so that an impossible or unknown value reads as it does in a D2 status:
 #: raw 0 of the current (-3000 A) is an empty field, temperatures of raw 0 and 255 a sensor the
 #: pack lacks. Where A5 counts in a finer unit (mAh, mV) the divisor says so.
@@ -336,7 +336,7 @@ COMMANDS: dict[int, A5Command] = {
                 _number(2, "charger"),
                 _number(3, "load"),
                 _number(4, "dio"),
-                _number(5, "cycles", 2),  # [G] V1.0; V1.2 calls them reserved; every peer
+                _number(5, "cycles", 2),  # [M] V1.0; V1.2 calls them reserved; every peer
             ),
         ),
         A5Command(
@@ -543,9 +543,29 @@ def _series(
             first = (number - 1) * per_frame + 1
             raise FrameDecodeError(f"{what} {first}: frame {number} of {command:#04x} missing")
         chunks.append(chunk)
-    joined = b"".join(chunks)
-    raws = struct.unpack(f">{count}H", joined[: 2 * count]) if width == 2 else joined[:count]
+    raws = _raws(series, b"".join(chunks), count)
     return RangeChecker(raws, invalid).series(replace(series.register, index=0), count)
+
+
+def _raws(series: Series, data: bytes, count: int) -> Sequence[int]:
+    """Return the first ``count`` raw values of ``series`` in ``data``."""
+    return struct.unpack(f">{count}H", data[: 2 * count]) if series.width == 2 else data[:count]
+
+
+def decode_a5_series_frame(
+    frame: A5Frame, invalid: list[str] | None = None
+) -> tuple[int, tuple[float, ...]]:
+    """Decode one frame of 0x95 or 0x96 alone: its number and every value it carries.
+
+    Without 0x94's counts, padding is not told from values: a padded slot reads as what it
+    holds (0 mV is no cell voltage: NaN, named).
+    """
+    series = COMMANDS[frame.command].series
+    if series is None:
+        raise FrameDecodeError(f"{frame.command:#04x} is not an answer of numbered frames")
+    _check(frame, frame.command)
+    checker = RangeChecker(_raws(series, frame.data[1:], series.per_frame), invalid)
+    return frame.number, checker.series(replace(series.register, index=0), series.per_frame)
 
 
 def encode_a5_series(command: int, values: Sequence[float], frames: int) -> list[bytes]:

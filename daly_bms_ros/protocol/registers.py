@@ -1,6 +1,7 @@
-"""The Daly BLE register map: the one place that says what each register means.
+"""The Daly register maps: the one place that says what each register and command means.
 
-Sources of the meanings (cited per entry as [A] to [E]):
+Sources of the D2 and 0x81 meanings (cited per entry as [A] to [L]; the A5 commands at the
+end cite [M] and [N]):
 - [A] aiobmsble, Daly plugin ``aiobmsble/bms/daly_bms.py`` (patman15): status block 0x00 x 62 with
   pack voltage at register 40, current 41 (30000 offset, 0.1 A), SOC 42, remaining capacity 48,
   cell count 49, sensor count 50, cycles 51, cell delta 56, problem code 58..61; MOS temperature
@@ -531,33 +532,33 @@ FAULT_BITS: dict[tuple[int, int], str] = {
 
 # The A5 protocol (UART/RS485 ports, older Bluetooth modules): one command per value group, each
 # answered by 8 data bytes (``protocol.a5``). Sources:
-# - [G] Daly "UART/485 Communications Protocol" V1.2 (2020-12-22), section 3, and its V1.0
+# - [M] Daly "UART/485 Communications Protocol" V1.2 (2020-12-22), section 3, and its V1.0
 #   (2019-06-11), as kept in maland16/daly-bms-uart ``docs/``;
-# - [H] the peers that read them: dreadnought/python-daly-bms ``dalybms/daly_bms.py``, the
+# - [N] the peers that read them: dreadnought/python-daly-bms ``dalybms/daly_bms.py``, the
 #   ESPHome ``daly_bms`` component, mr-manuel/venus-os_dbus-serialbattery ``bms/daly.py``,
 #   fl4p/batmon-ha ``bmslib/models/daly.py``, whose layouts agree for these commands.
-#: 0x90 [G][H]: pack voltage (0.1 V), acquisition voltage (always 0), current (30000 + 0.1 A,
+#: 0x90 [M][N]: pack voltage (0.1 V), acquisition voltage (always 0), current (30000 + 0.1 A,
 #: discharging above 30000), SOC (0.1 %).
 A5_SOC = 0x90
-#: 0x91 [G][H]: highest cell mV and its number, lowest cell mV and its number.
+#: 0x91 [M][N]: highest cell mV and its number, lowest cell mV and its number.
 A5_CELL_RANGE = 0x91
-#: 0x92 [G][H]: highest temperature (degC + 40) and its sensor, lowest and its sensor.
+#: 0x92 [M][N]: highest temperature (degC + 40) and its sensor, lowest and its sensor.
 A5_TEMPERATURE_RANGE = 0x92
-#: 0x93 [G][H]: state (A5_CHARGE_STATES), charge MOS, discharge MOS, "BMS life" (a counter),
+#: 0x93 [M][N]: state (A5_CHARGE_STATES), charge MOS, discharge MOS, "BMS life" (a counter),
 #: remaining capacity in mAh (4 bytes).
 A5_MOS = 0x93
-#: 0x94 [G][H]: cells, temperature sensors, charger, load, DIO bits, cycles (2 bytes; [G] V1.0).
+#: 0x94 [M][N]: cells, temperature sensors, charger, load, DIO bits, cycles (2 bytes; [M] V1.0).
 A5_STATUS = 0x94
-#: 0x95 [G][H]: cell voltages, mV, three a frame after the frame number.
+#: 0x95 [M][N]: cell voltages, mV, three a frame after the frame number.
 A5_CELL_VOLTAGES = 0x95
 A5_CELLS_PER_FRAME = 3
-#: 0x96 [G][H]: temperatures, degC + 40, seven a frame after the frame number.
+#: 0x96 [M][N]: temperatures, degC + 40, seven a frame after the frame number.
 A5_TEMPERATURES = 0x96
 A5_TEMPERATURES_PER_FRAME = 7
-#: 0x97 [G]: balancing, one bit a cell (bit 0 cell 1), as maland16/daly-bms-uart,
+#: 0x97 [M]: balancing, one bit a cell (bit 0 cell 1), as maland16/daly-bms-uart,
 #: softwarecrash/Daly2MQTT and acpiccolo/Daly-BMS read it; no capture confirms the order.
 A5_BALANCING = 0x97
-#: 0x98 [G]: failure bits, bytes 0..6 as FAULT_BITS, byte 7 a fault code.
+#: 0x98 [M]: failure bits, bytes 0..6 as FAULT_BITS, byte 7 a fault code.
 A5_FAILURES = 0x98
 #: 0x50, which Daly's document leaves out: rated capacity (mAh, 4 bytes), nominal cell voltage
 #: (mV, 4 bytes) (mr-manuel/venus-os_dbus-serialbattery ``read_capacity``, matthewgream/
@@ -580,5 +581,5 @@ A5_SAMPLE_COMMANDS = (
 )
 A5_CURRENT_OFFSET = 30000
 A5_TEMPERATURE_OFFSET = 40
-#: 0x93 byte 0 [G]: 0 stationary, 1 charging, 2 discharging.
+#: 0x93 byte 0 [M]: 0 stationary, 1 charging, 2 discharging.
 A5_CHARGE_STATES = ("idle", "charging", "discharging")

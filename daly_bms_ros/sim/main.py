@@ -93,7 +93,7 @@ def manufacturer_entry(text: str) -> tuple[int, bytes]:
     return entry
 
 
-def host_addresses(text: str) -> tuple[int, ...]:
+def a5_host_addresses_argument(text: str) -> tuple[int, ...]:
     """Parse ``--a5-hosts``: addresses such as 0x40,0x80, each a host's (0x20..0xFF)."""
     try:
         addresses = tuple(int(part, 0) for part in text.split(","))
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--a5-hosts",
-        type=host_addresses,
+        type=a5_host_addresses_argument,
         metavar="ADDRESSES",
         help="a5: the request addresses answered, e.g. 0x40 as an RS485 port (default: "
         "0x40 + board - 1 and 0x80, as a UART port)",
