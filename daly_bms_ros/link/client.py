@@ -1,12 +1,13 @@
-"""Request/response over a transport: one request at a time, each answered by its frames.
+"""Request/response over a transport: the I/O loop under the protocol's sessions.
 
-The client finds out which Daly protocol the BMS speaks (D2, its 0x81 variant, A5) and which
-D2 status read it answers (80 registers, else 62) with the first sample of each connection: a
-BMS swapped behind the same adapter, or one whose firmware was updated, is read as what it is
-now. A pack's turn on a shared adapter is no new connection to it: what was found is kept.
-Over a wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81 variant),
-over Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol
-named by the user is the only one asked: no time goes to probes the BMS cannot answer.
+What to ask and what an answer means is the sans-I/O ``protocol.session``'s (detection, each
+family's sample, retries, multi-frame answers); the client sends what a session asks, feeds it
+the frames that arrive, applies the timeouts, and binds each write to the link it began on.
+
+The protocol (D2, its 0x81 variant, A5) and the D2 status read (80 registers, else 62) are
+found with the first sample of each connection: a BMS swapped behind the same adapter, or one
+whose firmware was updated, is read as what it is now. A pack's turn on a shared adapter is no
+new connection to it: what was found is kept.
 """
 
 from __future__ import annotations
@@ -24,73 +25,35 @@ from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportEr
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,
-    MOS_BLOCK,
     SETTINGS_BLOCK,
-    STATUS_80_BLOCK,
-    STATUS_BLOCK,
     X81,
     X81_DEVICE_INFO_BLOCK,
-    X81_PACK_BLOCK,
-    X81_STATE_BLOCK,
     Block,
     BmsSample,
-    BmsSettings,
     DalyProtocolError,
     Frame,
     FrameAssembler,
     Variant,
-    build_read_request,
     decode_device_info,
     decode_settings,
-    decode_status,
-    decode_status_with_mos,
-    decode_x81_status,
 )
-from daly_bms_ros.protocol.a5 import (
-    A5Assembler,
-    A5Frame,
-    build_a5_request,
-    decode_a5_counts,
-    decode_a5_rated,
-    decode_a5_status,
-    frames_expected,
-    host_addresses,
-)
-from daly_bms_ros.protocol.frames import READ, WRITE_SINGLE, RejectReason, build_write_request
-from daly_bms_ros.protocol.registers import (
-    A5_CELL_VOLTAGES,
-    A5_MOS,
-    A5_RATED_VALUES,
-    A5_SAMPLE_COMMANDS,
-    A5_SOC,
-    A5_STATUS,
-    A5_TEMPERATURES,
-    SETTINGS_REGISTERS,
-    WRITABLE,
-    encode_writable,
+from daly_bms_ros.protocol.a5 import A5Assembler, host_addresses
+from daly_bms_ros.protocol.frames import RejectReason, build_write_request
+from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS, WRITABLE, encode_writable
+from daly_bms_ros.protocol.session import (
+    A5,
+    MODBUS,
+    Ask,
+    DetectionPlan,
+    NoAnswerError,
+    PackMemory,
+    Session,
+    read_block,
+    sample,
+    write_echo,
 )
 from daly_bms_ros.text import printable
 
-#: What a BMS of unknown protocol is asked first, all at once: the D2 status of 80 registers
-#: and the first 0x81 status block. A BMS answers its own protocol only, so the answer tells
-#: the protocol in one round trip.
-DETECTION_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_80_BLOCK, D2), (X81_PACK_BLOCK, X81))
-#: Asked when the probes go unanswered: D2 firmware that answers only the 62-register status.
-FALLBACK_PROBES: tuple[tuple[Block, Variant], ...] = ((STATUS_BLOCK, D2),)
-#: What ``protocol`` may name: "auto" finds it out; the others are the only one asked.
-PROTOCOLS = ("auto", "d2", "x81", "a5")
-#: The Modbus-style probe rounds of each choice (A5 has none).
-_MODBUS_PROBES: Mapping[str, tuple[tuple[tuple[Block, Variant], ...], ...]] = {
-    "auto": (DETECTION_PROBES, FALLBACK_PROBES),
-    "d2": (((STATUS_80_BLOCK, D2),), FALLBACK_PROBES),
-    "x81": (((X81_PACK_BLOCK, X81),),),
-    "a5": (),
-}
-
-
-#: The A5 commands a sample cannot do without; the others (extremes, balancing, alarms) are
-#: asked once without a retry and left out for the connection when unanswered.
-A5_NEEDED = frozenset((A5_SOC, A5_MOS, A5_STATUS, A5_CELL_VOLTAGES))
 #: Seconds between A5 requests: a Daly UART is not ready for the next one at once
 #: (mr-manuel/venus-os_dbus-serialbattery: "else the Daly is not ready and throws a lot of no
 #: reply errors").
@@ -240,38 +203,30 @@ class DalyClient:
         protocol: str = "auto",
         board: int = 1,
     ) -> None:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"protocol {protocol!r} is not known: allowed are {PROTOCOLS}")
-        self._a5_hosts = host_addresses(transport.wired, board)  # ValueError: no such board
-        self._pinned = protocol
         self.board = board
         self.transport = transport
         self.request_timeout = request_timeout
         self.request_retries = request_retries
         self.invert_current = invert_current
+        #: How the protocol is found (ValueError: no such protocol or board).
+        hosts = host_addresses(transport.wired, board)
+        self._plan = DetectionPlan(protocol, transport.wired, request_retries, hosts, board)
+        #: What this connection learned about the BMS.
+        self.memory = PackMemory()
         #: An RS485 adapter's copy of each request, taken out before the assemblers.
         self._echo = EchoFilter(transport.wired)
-        self._modbus: _Stream[Frame] = _Stream(FrameAssembler())
-        self._a5: _Stream[A5Frame] = _Stream(A5Assembler())
+        self._streams: dict[str, _Stream[Any]] = {
+            MODBUS: _Stream(FrameAssembler()),
+            A5: _Stream(A5Assembler()),
+        }
         #: The stream the bytes received now belong to: that of the request last sent.
-        self._listening: _Stream[Any] = self._modbus
+        self._listening: _Stream[Any] = self._streams[MODBUS]
         self.requests = 0
         self.notifications = 0
         self.timeouts = 0
         #: One request on the link at a time (polls and writes come from different tasks).
         self._link_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
-        self._settings: BmsSettings | None = None
-        #: Cleared on a connection whose BMS does not answer the MOS temperature block.
-        self.read_mos_temperature = True
-        #: The protocol the BMS answered; None until the first sample (and for A5).
-        self.variant: Variant | None = None
-        #: The host address an A5 BMS answers (0x40, 0x80); None when not found to speak A5.
-        self.a5_host: int | None = None
-        #: The optional A5 commands this connection's BMS does not answer.
-        self._a5_unanswered: set[int] = set()
-        #: The D2 status read the BMS answers: 80 registers (one request a sample) or 62.
-        self.status_block: Block = STATUS_80_BLOCK
         #: What sees the raw conversation (captures, the raw-frames topic).
         self.taps: list[Tap] = []
 
@@ -284,27 +239,40 @@ class DalyClient:
         for tap in self.taps:
             tap.connected(self.transport.details)
         self._echo.reset()
-        self._modbus.reset()
-        self._a5.reset()
+        for stream in self._streams.values():
+            stream.reset()
         if not same_device:
-            self._settings = None
-            self.read_mos_temperature = True
-            self._a5_unanswered.clear()
-            self.variant = None
-            self.a5_host = None
-            self.status_block = STATUS_80_BLOCK
+            self.memory.forget()
 
     @property
     def rejected(self) -> Counter[RejectReason]:
         """Received bytes that did not become frames, by reason, of every protocol."""
-        return self._modbus.assembler.rejected + self._a5.assembler.rejected
+        return sum((stream.assembler.rejected for stream in self._streams.values()), Counter())
 
     @property
     def protocol(self) -> str:
         """The protocol the BMS speaks: "d2", "x81", "a5", or "" before the first sample."""
-        if self.a5_host is not None:
-            return "a5"
-        return self.variant.name if self.variant is not None else ""
+        return self.memory.protocol
+
+    @property
+    def variant(self) -> Variant | None:
+        """The D2/0x81 variant the BMS answered; None before the first sample and for A5."""
+        return self.memory.variant
+
+    @property
+    def status_block(self) -> Block:
+        """The D2 status read the BMS answers: 80 registers (one request a sample) or 62."""
+        return self.memory.status_block
+
+    @property
+    def read_mos_temperature(self) -> bool:
+        """Whether the BMS answers the MOS block (asked after a 62-register status read)."""
+        return self.memory.read_mos_temperature
+
+    @property
+    def a5_host(self) -> int | None:
+        """The host address an A5 BMS answers (0x40, 0x80); None when it does not speak A5."""
+        return self.memory.a5_host
 
     @property
     def address(self) -> str:
@@ -325,15 +293,6 @@ class DalyClient:
         data = self._echo.received(data)
         if data:
             self._listening.feed(data)
-
-    async def _exchange(
-        self,
-        requests: Sequence[bytes],
-        answer: Callable[[Frame], _Answer | None],
-        write_link: int | None = None,
-    ) -> _Answer | None:
-        """Send Modbus-style ``requests``; return what ``answer`` takes of the frames, else None."""
-        return await self._converse(self._modbus, requests, answer, write_link)
 
     async def _converse(
         self,
@@ -380,23 +339,28 @@ class DalyClient:
                     self._echo.answered()
                     return taken
 
-    async def _ask(
-        self, probes: tuple[tuple[Block, Variant], ...]
-    ) -> tuple[Block, Variant, Frame] | None:
-        """Send each probe's read request, return the first answer to any of them, else None."""
+    async def run(self, session: Session) -> Any:
+        """Carry out ``session``: send what it asks, feed it what arrives, time out silence.
 
-        def answer(frame: Frame) -> tuple[Block, Variant, Frame] | None:
-            for block, variant in probes:
-                if (
-                    frame.function == READ
-                    and len(frame.payload) == block.byte_count
-                    and frame.address == variant.response_address
-                ):
-                    return block, variant, frame
-            return None
+        What it returns is returned; its ``NoAnswerError`` is a RequestTimeoutError.
+        """
+        answer = None
+        try:
+            while True:
+                ask = session.send(answer)
+                if ask.paced and self.transport.wired:
+                    await asyncio.sleep(A5_REQUEST_GAP)
+                answer = await self._ask(ask)
+        except StopIteration as done:
+            return done.value
+        except NoAnswerError as error:
+            raise RequestTimeoutError(str(error)) from None
+        finally:
+            session.close()
 
-        requests = [build_read_request(block, variant) for block, variant in probes]
-        return await self._exchange(requests, answer)
+    async def _ask(self, ask: Ask, write_link: int | None = None) -> Any:
+        """Send ``ask``'s requests; return what its ``accept`` takes of the frames, else None."""
+        return await self._converse(self._streams[ask.family], ask.requests, ask.accept, write_link)
 
     async def read_block(
         self, block: Block, retries: int | None = None, variant: Variant = D2
@@ -405,12 +369,9 @@ class DalyClient:
 
         ``retries`` overrides ``request_retries`` (0 for a block some firmware never answers).
         """
-        attempts = (self.request_retries if retries is None else retries) + 1
-        for _attempt in range(attempts):
-            answer = await self._ask(((block, variant),))
-            if answer is not None:
-                return answer[2]
-        raise RequestTimeoutError(f"no answer to the {block.name} request after {attempts} tries")
+        retries = self.request_retries if retries is None else retries
+        frame: Frame = await self.run(read_block(block, retries, variant))
+        return frame
 
     async def device_information(self) -> dict[str, str]:
         """Versions, production date, model... from the BMS's block and the GATT service.
@@ -534,8 +495,8 @@ class DalyClient:
         if not writable.readable:
             return None
         if name in SETTINGS_REGISTERS:
-            self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
-            return self._settings.by_name()[name]
+            self.memory.settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
+            return self.memory.settings.by_name()[name]
         frame = await self.read_block(Block(name, writable.address, 1))
         return writable.register.decode(frame.registers[0])
 
@@ -548,15 +509,11 @@ class DalyClient:
         link was gone before the first try (nothing sent); _MaybeSentError when a try reached
         the transport and the link failed afterwards.
         """
-        request = build_write_request(result.address, result.written)
-
-        def echo(frame: Frame) -> Frame | None:
-            return frame if frame.function == WRITE_SINGLE else None
-
+        ask = Ask(MODBUS, (build_write_request(result.address, result.written),), write_echo)
         tries = self.request_retries + 1 if WRITABLE[result.name].readable else 1
         for attempt in range(tries):
             try:
-                answer = await self._exchange((request,), echo, write_link=link)
+                answer = await self._ask(ask, write_link=link)
             except _LinkChangedError as error:
                 if attempt == 0:
                     raise
@@ -564,180 +521,19 @@ class DalyClient:
             except TransportError as error:  # the send itself failed: it may have gone out
                 raise _MaybeSentError(str(error)) from error
             if answer is not None:
-                return answer.payload == request[2:6]
+                return bool(answer.payload == ask.requests[0][2:6])
         return False
 
-    async def _detect(self) -> Frame | None:
-        """Find the protocol the BMS speaks; return its first D2/0x81 status frame (None: A5).
-
-        Modbus-style probes ask the D2 80-register status and the 0x81 status at once (a BMS
-        answers its own protocol only: one round trip tells which), then the D2 62-register
-        status alone; A5 probes ask 0x90 from each host address. Over a wire each round asks
-        A5 then the Modbus-style probes (UART/RS485 ports speak A5, wired D2 boards 0x81);
-        over Bluetooth the rounds ask the Modbus-style probes, and A5 is asked once at the end
-        (Daly's "DL-" modules speak D2; the older ones A5). A pinned protocol's probes alone
-        make each round.
-        """
-        rounds = self.request_retries + 1
-        if self._pinned == "a5":
-            plan = [self._probe_a5] * rounds
-        elif self._pinned != "auto":
-            plan = [self._probe_modbus] * rounds
-        elif self.transport.wired:
-            plan = [self._probe_a5, self._probe_modbus] * rounds
-        else:
-            plan = [self._probe_modbus] * rounds + [self._probe_a5]
-        for probe in plan:
-            found, frame = await probe()
-            if found:
-                for tap in self.taps:
-                    tap.detected(self.protocol, 0 if frame is None else self.status_block.count)
-                return frame
-        asked = "any protocol (D2, 0x81, A5)" if self._pinned == "auto" else self._pinned
-        raise RequestTimeoutError(
-            f"no answer to the status request of {asked} after {rounds} rounds"
-        )
-
-    async def _probe_modbus(self) -> tuple[bool, Frame | None]:
-        for probes in _MODBUS_PROBES[self._pinned]:
-            answer = await self._ask(probes)
-            if answer is not None:
-                self.status_block, self.variant, frame = answer
-                return True, frame
-        return False, None
-
-    async def _probe_a5(self) -> tuple[bool, Frame | None]:
-        for host in self._a5_hosts:
-            if await self._ask_a5(A5_SOC, host) is not None:
-                self.a5_host = host
-                return True, None
-        return False, None
-
-    async def _ask_a5(self, command: int, host: int, expected: int = 1) -> list[A5Frame] | None:
-        """Send one A5 request; return its ``expected`` frames (by number, from 1), else None.
-
-        Frames numbered beyond ``expected`` (the padding some BMS send) are not waited for; on
-        a shared bus (board above 1) only the asked board's frames count.
-        """
-        got: dict[int, A5Frame] = {}
-
-        def answer(frame: A5Frame) -> list[A5Frame] | None:
-            if frame.command != command:
-                return None  # the tail of an earlier answer
-            if self.board > 1 and frame.address != self.board:
-                return None  # another board on the bus
-            if expected == 1:
-                return [frame]
-            if 1 <= frame.number <= expected:
-                got[frame.number] = frame
-            return [got[number] for number in sorted(got)] if len(got) == expected else None
-
-        if self.transport.wired:
-            await asyncio.sleep(A5_REQUEST_GAP)
-        return await self._converse(self._a5, (build_a5_request(command, host),), answer)
-
-    async def read_a5(
-        self, command: int, host: int, expected: int = 1, retries: int | None = None
-    ) -> list[A5Frame]:
-        """Send the A5 request of ``command`` and return its frames, resending on timeout.
-
-        The A5 twin of ``read_block``; ``retries`` overrides ``request_retries``.
-        """
-        attempts = (self.request_retries if retries is None else retries) + 1
-        for _attempt in range(attempts):
-            frames = await self._ask_a5(command, host, expected)
-            if frames is not None:
-                return frames
-        raise RequestTimeoutError(f"no answer to A5 command {command:#04x} after {attempts} tries")
-
     async def read_sample(self) -> BmsSample:
-        """Read a complete sample of whichever protocol the BMS speaks."""
-        first_frame = await self._detect() if not self.protocol else None
-        if self.a5_host is not None:
-            sample = await self._read_a5_sample(self.a5_host)
-        elif self.variant is X81:
-            pack = first_frame or await self.read_block(X81_PACK_BLOCK, variant=X81)
-            sample = await self._read_x81_sample(pack)
-        else:
-            status = first_frame or await self.read_block(self.status_block)
-            sample = await self._read_d2_sample(status)
-        if self.invert_current:
-            return replace(sample, status=sample.status.with_current_inverted())
-        return sample
-
-    async def _read_a5_sample(self, host: int) -> BmsSample:
-        """Ask each A5 command of a sample, 0x94 first: its counts say how many frames follow.
-
-        A needed command unanswered after the retries fails the sample; an optional one is
-        left out for the rest of the connection.
-        """
-        answers: dict[int, list[A5Frame]] = {}
-        cells = sensors = 0
-        for command in A5_SAMPLE_COMMANDS:
-            if command in self._a5_unanswered or (command == A5_TEMPERATURES and not sensors):
-                continue
-            expected = frames_expected(command, cells, sensors)
-            if command in A5_NEEDED:
-                answers[command] = await self.read_a5(command, host, expected)
-            else:
-                try:
-                    answers[command] = await self.read_a5(command, host, expected, retries=0)
-                except RequestTimeoutError:
-                    self._a5_unanswered.add(command)
-            if command == A5_STATUS:
-                counts = decode_a5_counts(answers[A5_STATUS][0])
-                cells, sensors = counts.cell_count, counts.sensor_count
-        status = decode_a5_status(answers)
+        """Read a complete sample of whichever protocol the BMS speaks (found first if new)."""
+        detecting = not self.protocol
+        plan = replace(self._plan, retries=self.request_retries)
+        reading = await self.run(sample(self.memory, plan))
+        if detecting:
+            status_registers = 0 if self.memory.a5_host is not None else self.status_block.count
+            for tap in self.taps:
+                tap.detected(self.protocol, status_registers)
+        status = reading.status.with_current_inverted() if self.invert_current else reading.status
         return BmsSample(
-            status,
-            await self._a5_settings(host),
-            time.time(),
-            answers[A5_SOC][0].to_bytes(),
-            self.transport.description,
-        )
-
-    async def _a5_settings(self, host: int) -> BmsSettings | None:
-        """Return the rated capacity and nominal cell voltage (0x50), asked once a connection.
-
-        Not asked again when unanswered: Daly's document leaves the command out, so not every
-        board may know it.
-        """
-        if self._settings is None and A5_RATED_VALUES not in self._a5_unanswered:
-            try:
-                [frame] = await self.read_a5(A5_RATED_VALUES, host, retries=0)
-                self._settings = decode_a5_rated(frame)
-            except RequestTimeoutError:
-                self._a5_unanswered.add(A5_RATED_VALUES)
-        return self._settings
-
-    async def _read_x81_sample(self, pack: Frame) -> BmsSample:
-        """Complete a 0x81 sample with its second block (it has no block with the capacity)."""
-        state = await self.read_block(X81_STATE_BLOCK, variant=X81)
-        return BmsSample(
-            decode_x81_status(pack, state),
-            None,
-            time.time(),
-            pack.to_bytes(),
-            self.transport.description,
-        )
-
-    async def _read_d2_sample(self, status_frame: Frame) -> BmsSample:
-        """Complete a D2 sample: settings once per connection; the MOS block after a 62 read.
-
-        The MOS block (0x3E x 9) is registers 62..70 of the 80-register read: after a
-        62-register read it brings the per-cell balancing bits, the balance current, the MOS
-        and the board temperature, where the BMS answers it.
-        """
-        status = decode_status(status_frame)
-        if self._settings is None:
-            self._settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
-        if self.status_block is STATUS_BLOCK and self.read_mos_temperature:
-            try:
-                mos = await self.read_block(MOS_BLOCK)
-                status = decode_status_with_mos(status_frame, mos)
-            except (RequestTimeoutError, DalyProtocolError):
-                # Some firmware never answers this block: stop asking on this connection.
-                self.read_mos_temperature = False
-        return BmsSample(
-            status, self._settings, time.time(), status_frame.to_bytes(), self.transport.description
+            status, reading.settings, time.time(), reading.status_frame, self.transport.description
         )

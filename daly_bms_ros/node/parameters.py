@@ -19,10 +19,10 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # rclpy's own dependency, without stubs
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from daly_bms_ros.link.client import PROTOCOLS
 from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
 from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
 from daly_bms_ros.protocol.a5 import MAX_BOARD
+from daly_bms_ros.protocol.session import PROTOCOLS
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {
