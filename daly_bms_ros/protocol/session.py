@@ -311,7 +311,7 @@ def detect(plan: DetectionPlan) -> Session:
 A5_NEEDED = frozenset((A5_SOC, A5_MOS, A5_STATUS, A5_CELL_VOLTAGES))
 
 
-def a5_sample(memory: PackMemory, board: int, retries: int) -> Session:
+def a5_sample(memory: PackMemory, _first_frame: Frame | None, plan: DetectionPlan) -> Session:
     """Ask each A5 command of a sample, 0x94 first: its counts say how many frames follow.
 
     A needed command unanswered after the retries fails the sample; an optional one is left
@@ -319,7 +319,7 @@ def a5_sample(memory: PackMemory, board: int, retries: int) -> Session:
     once a connection and not again when unanswered: Daly's document leaves the command out,
     so not every board may know it.
     """
-    host = memory.a5_host
+    host, board, retries = memory.a5_host, plan.board, plan.retries
     assert host is not None, "a5_sample needs the host address detection found"
     answers: dict[int, list[A5Frame]] = {}
     cells = sensors = 0
@@ -347,15 +347,15 @@ def a5_sample(memory: PackMemory, board: int, retries: int) -> Session:
     return Reading(status, memory.settings, answers[A5_SOC][0].to_bytes())
 
 
-def x81_sample(pack: Frame | None, retries: int) -> Session:
+def x81_sample(_memory: PackMemory, pack: Frame | None, plan: DetectionPlan) -> Session:
     """Read a 0x81 sample: its two blocks (it has no block with the capacity)."""
     if pack is None:
-        pack = yield from read_block(X81_PACK_BLOCK, retries, X81)
-    state = yield from read_block(X81_STATE_BLOCK, retries, X81)
+        pack = yield from read_block(X81_PACK_BLOCK, plan.retries, X81)
+    state = yield from read_block(X81_STATE_BLOCK, plan.retries, X81)
     return Reading(decode_x81_status(pack, state), None, pack.to_bytes())
 
 
-def d2_sample(memory: PackMemory, status_frame: Frame | None, retries: int) -> Session:
+def d2_sample(memory: PackMemory, status_frame: Frame | None, plan: DetectionPlan) -> Session:
     """Read a D2 sample: settings once per connection; the MOS block after a 62 read.
 
     The MOS block (0x3E x 9) is registers 62..70 of the 80-register read: after a
@@ -363,6 +363,7 @@ def d2_sample(memory: PackMemory, status_frame: Frame | None, retries: int) -> S
     and the board temperature, where the BMS answers it; a BMS that does not is not asked
     again on this connection.
     """
+    retries = plan.retries
     if status_frame is None:
         status_frame = yield from read_block(memory.status_block, retries)
     status = decode_status(status_frame)
@@ -377,6 +378,15 @@ def d2_sample(memory: PackMemory, status_frame: Frame | None, retries: int) -> S
     return Reading(status, memory.settings, status_frame.to_bytes())
 
 
+#: Each family's sample session, by the protocol name detection finds: called with what the
+#: connection learned, the status frame detection brought (None if it brought none), the plan.
+FAMILY_SAMPLES: dict[str, Callable[[PackMemory, Frame | None, DetectionPlan], Session]] = {
+    "d2": d2_sample,
+    "x81": x81_sample,
+    "a5": a5_sample,
+}
+
+
 def sample(memory: PackMemory, plan: DetectionPlan) -> Session:
     """Read a complete sample of whichever protocol the BMS speaks, found first if not known.
 
@@ -386,8 +396,4 @@ def sample(memory: PackMemory, plan: DetectionPlan) -> Session:
     if not memory.protocol:
         found = yield from detect(plan)
         memory.variant, memory.status_block, memory.a5_host, first_frame = found
-    if memory.a5_host is not None:
-        return (yield from a5_sample(memory, plan.board, plan.retries))
-    if memory.variant is X81:
-        return (yield from x81_sample(first_frame, plan.retries))
-    return (yield from d2_sample(memory, first_frame, plan.retries))
+    return (yield from FAMILY_SAMPLES[memory.protocol](memory, first_frame, plan))
