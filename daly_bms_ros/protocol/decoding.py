@@ -193,22 +193,15 @@ def _decode_layout(registers: Sequence[int], layout: StatusLayout) -> BmsStatus:
         discharge_mos=bool(registers[by_name["discharge_mos"].index]),
         balancing=bool(registers[by_name["balancing"].index]),
         balancing_cells=_balancing_told(registers, layout, cell_count),
-        min_cell_voltage=derived.min_cell_voltage,
-        max_cell_voltage=derived.max_cell_voltage,
-        average_cell_voltage=derived.average_cell_voltage,
-        cell_delta=derived.cell_delta,
-        min_cell_index=derived.min_cell_index,
-        max_cell_index=derived.max_cell_index,
         alarm_words=tuple(words),
         alarms=decode_x81_alarms(words) if layout is X81_STATUS else decode_alarms(words),
         power=_power(checker, layout, pack_voltage, current),
         charge_state=charge_state(registers[by_name["charge_state"].index], current),
-        max_temperature=derived.max_temperature,
-        min_temperature=derived.min_temperature,
         balance_current=_optional(checker, layout, "balance_current"),
         mos_temperature=_optional(checker, layout, "mos_temperature"),
         board_temperature=_optional(checker, layout, "board_temperature"),
         invalid=tuple(checker.invalid),
+        **derived._asdict(),
     )
 
 
