@@ -57,7 +57,7 @@ from daly_bms_ros.protocol import (
     decode_x81_status,
 )
 from daly_bms_ros.protocol.a5 import START as A5_START
-from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame
+from daly_bms_ros.protocol.a5 import A5Assembler
 from daly_bms_ros.protocol.frames import READ, parse_read_request
 
 #: Every block a frame is decoded as: by the variant that answers, the registers asked.
@@ -311,27 +311,29 @@ def decode_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
 
 def _decode_modbus_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     assembler = FrameAssembler()
-
-    def frames() -> Iterator[Frame]:
-        for chunk in chunks:
-            yield from assembler.feed(chunk)
-        yield from assembler.expire()
-
-    for _, decoded in decode_frames(frames()):
-        yield decoded
+    frames = _assembled(assembler.feed, assembler.expire, chunks)
+    yield from (decoded for _, decoded in decode_frames(frames))
     yield from _rejections(assembler.rejected, Counter())
 
 
 def _decode_a5_chunks(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     assembler = A5Assembler()
-
-    def frames() -> Iterator[A5Frame]:
-        for chunk in chunks:
-            yield from assembler.feed(chunk)
-        yield from assembler.expire()
-
-    yield from decode_a5_frames(frames())
+    yield from decode_a5_frames(_assembled(assembler.feed, assembler.expire, chunks))
     yield from _rejections(assembler.rejected, Counter())
+
+
+AnyFrame = TypeVar("AnyFrame")
+
+
+def _assembled(
+    feed: Callable[[bytes], list[AnyFrame]],
+    expire: Callable[[], list[AnyFrame]],
+    chunks: Iterable[bytes],
+) -> Iterator[AnyFrame]:
+    """Yield the frames an assembler finds in ``chunks``, and after them what it gives up on."""
+    for chunk in chunks:
+        yield from feed(chunk)
+    yield from expire()
 
 
 def decode_stream(data: bytes) -> Iterator[dict[str, Any]]:
