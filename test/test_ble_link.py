@@ -10,7 +10,14 @@ from bms_double import BmsDouble
 
 from daly_bms_ros.link import bleak_transport
 from daly_bms_ros.link.client import DalyClient, RequestTimeoutError
-from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus, backoff_delay
+from daly_bms_ros.link.supervisor import (
+    BmsLink,
+    LinkConfig,
+    LinkState,
+    LinkStatus,
+    LinkTurns,
+    backoff_delay,
+)
 from daly_bms_ros.link.transport import AdapterUnavailableError, LinkLostError
 from daly_bms_ros.protocol import D2, BmsSample
 
@@ -153,18 +160,39 @@ def test_link_reconnects_after_drop_and_delivers_nothing_while_asleep() -> None:
     assert not double.is_connected
 
 
-def test_poll_interval_change_slows_polling() -> None:
+def test_a_new_poll_interval_takes_effect_at_once() -> None:
+    """With a clock the test holds still, the next poll's time is exact: no sleep measures it."""
     double = BmsDouble()
+    clock = FrozenClock()
 
-    async def scenario(link: BmsLink, recorder: Recorder) -> None:
-        await until(lambda: len(recorder.samples) >= 1)
-        link.set_poll_interval(10.0)
-        await asyncio.sleep(0.1)
-        count = len(recorder.samples)
-        await asyncio.sleep(0.5)
-        assert len(recorder.samples) == count
+    async def scenario() -> None:
+        recorder = Recorder()
+        link = BmsLink(double, FAST, recorder.samples.append, recorder.statuses.append, clock=clock)
+        task = asyncio.create_task(link.run())
+        try:
+            await until(lambda: len(recorder.samples) >= 1)
+            link.set_poll_interval(10.0)
+            assert link.schedule.interval == 10.0
+            # Due ten seconds after the last poll began: the clock has not moved since.
+            assert link.schedule.wait() == pytest.approx(10.0, abs=FAST.poll_interval * 3)
+            clock.now += 10.0
+            link.set_poll_interval(10.0)  # the wait ends and counts again: due now
+            await until(lambda: len(recorder.samples) >= 2)
+        finally:
+            await link.stop()
+            await asyncio.wait_for(task, 5)
 
-    asyncio.run(run_link(double, scenario))
+    asyncio.run(scenario())
+
+
+class FrozenClock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class UnavailableAdapter(BmsDouble):
@@ -223,3 +251,30 @@ def test_a_closed_d_bus_connection_means_bluez_is_unreachable() -> None:
     error = bleak_transport.translate_error(EOFError())
     assert isinstance(error, AdapterUnavailableError)
     assert str(error) == "BlueZ/D-Bus not reachable: the D-Bus connection closed"
+
+
+def test_a_battery_read_in_turns_retries_as_connecting_and_refuses_writes_saying_why() -> None:
+    """One loop for both: after a backoff the link shows it is connecting, as a held one does."""
+    double = BmsDouble()
+    double.asleep = True  # not found: the turns fail, and after a few the link backs off
+
+    async def scenario() -> list[LinkState]:
+        recorder = Recorder()
+        turns = LinkTurns("adapter hci0", limit=1, batteries=2)
+        link = BmsLink(double, FAST, recorder.samples.append, recorder.statuses.append, turns)
+        task = asyncio.create_task(link.run())
+        try:
+            await until(lambda: link.status().state is LinkState.BACKOFF)
+            double.asleep = False
+            await until(lambda: link.status().state is LinkState.IN_TURN)  # its turn ended
+            with pytest.raises(LinkLostError, match=r"read in turns \(adapter hci0 shared"):
+                await link.write("charge_switch", 0)
+        finally:
+            await link.stop()
+            await asyncio.wait_for(task, 5)
+        return [status.state for status in recorder.statuses]
+
+    states = asyncio.run(scenario())
+    after_backoff = states[states.index(LinkState.BACKOFF) + 1 :]
+    assert after_backoff[0] is LinkState.CONNECTING
+    assert LinkState.CONNECTED not in states  # a turn holds no link between samples

@@ -26,6 +26,7 @@ from daly_bms_ros.link.client import (
     WriteOutcomeUnknownError,
     WriteResult,
 )
+from daly_bms_ros.link.schedule import PollSchedule
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 
@@ -50,6 +51,21 @@ class LinkState(enum.Enum):
     #: Between two turns on an adapter shared by more batteries than it holds links: no link
     #: is held, by design, and the last sample came at its turn.
     IN_TURN = "in_turn"
+
+
+#: Every move the link makes, in one place. A link held for polling goes CONNECTING ->
+#: CONNECTED until it is lost, then BACKOFF -> CONNECTING again; a link taken in turns goes
+#: CONNECTING -> IN_TURN with its first sample and stays IN_TURN from turn to turn, until a few
+#: turns in a row fail (BACKOFF). A stop ends any state.
+TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
+    LinkState.CONNECTING: frozenset(
+        (LinkState.CONNECTED, LinkState.IN_TURN, LinkState.BACKOFF, LinkState.STOPPED)
+    ),
+    LinkState.CONNECTED: frozenset((LinkState.BACKOFF, LinkState.STOPPED)),
+    LinkState.IN_TURN: frozenset((LinkState.BACKOFF, LinkState.STOPPED)),
+    LinkState.BACKOFF: frozenset((LinkState.CONNECTING, LinkState.STOPPED)),
+    LinkState.STOPPED: frozenset(),
+}
 
 
 #: Seconds between two collections after turns, at the least: a turn a second per battery
@@ -203,12 +219,14 @@ class BmsLink:
         on_status: Callable[[LinkStatus], None],
         turns: LinkTurns | None = None,
         search_lock: SearchLock | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._turns = turns
+        self._clock = clock
+        self._schedule = PollSchedule(config.poll_interval, clock)
         #: Shared with the other packs on the adapter: their searches one at a time.
         self._search_lock = search_lock
-        self._stretched: float | None = None
         self._config = config
         self._on_sample = on_sample
         self._on_status = on_status
@@ -233,10 +251,11 @@ class BmsLink:
         #: Set each time a link comes up (a write of unknown outcome waits for it).
         self._link_up = asyncio.Event()
         self._reconnects = 0
+        #: Failed attempts in a row (connections, polls, turns): the backoff grows with them.
         self._failures = 0
         self._last_error = ""
-        self._missed_polls = 0
         self._last_sample_at: float | None = None
+        #: Polls (or turns) that failed in a row: a few make the link count as down.
         self._failed_polls = 0
         self._connected_once = False
         self._device_information: dict[str, str] = {}
@@ -254,13 +273,13 @@ class BmsLink:
             requests=self._client.requests,
             notifications=self._client.notifications,
             timeouts=self._client.timeouts,
-            missed_polls=self._missed_polls,
+            missed_polls=self._schedule.missed,
             last_sample_at=self._last_sample_at,
             device_information=self._device_information,
             failed_polls=self._failed_polls,
             address=self._client.address,
             schedule="" if self._turns is None else self._turns.description,
-            stretched_interval=self._stretched,
+            stretched_interval=self._schedule.stretched if self._turns is not None else None,
         )
 
     def set_poll_interval(self, seconds: float) -> None:
@@ -270,40 +289,83 @@ class BmsLink:
         Call in the loop thread.
         """
         self._config = dataclasses.replace(self._config, poll_interval=seconds)
+        self._schedule.reschedule(seconds)
         self._rescheduled.set()
 
     def _enter(self, state: LinkState) -> None:
+        """Move to ``state`` (one of TRANSITIONS) and tell the owner."""
+        if state is not self._state and state not in TRANSITIONS[self._state]:
+            raise RuntimeError(f"the link cannot go from {self._state.value} to {state.value}")
         self._state = state
         if state is LinkState.CONNECTED:
             self._link_up.set()
         self._on_status(self.status())
 
     async def run(self) -> None:
-        """Connect, poll, reconnect, until ``stop`` (each sample in turn on a shared adapter)."""
-        if self._turns is not None:
-            await self._run_in_turn(self._turns)
-            return
+        """Connect, poll, reconnect, until ``stop``: one loop, held link or turns alike.
+
+        Each attempt is a connection polled until it is lost (a link of its own) or one turn
+        (an adapter or bus shared by more batteries than it holds links: ``LinkTurns``). A
+        failed or lost link waits a growing backoff; turns wait for the next poll, and back off
+        only after a few failed turns in a row.
+        """
         while not self._stop_requested():
-            self._enter(LinkState.CONNECTING)
+            if self._state is not LinkState.IN_TURN:
+                self._enter(LinkState.CONNECTING)
             try:
-                await self._unless_stopped(self._connect_and_poll())
+                await self._unless_stopped(self._attempt())
             except LinkStoppedError:
                 pass
             except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
-                self._failures += 1
-                self._last_error = str(error) or type(error).__name__
+                self._failed(str(error) or f"the turn took over {self._config.turn_timeout} s")
             except Exception as error:
-                self._failures += 1
-                self._last_error = f"unexpected {type(error).__name__}: {error}"
+                self._failed(f"unexpected {type(error).__name__}: {error}")
                 LOG.exception("BMS link failure")
-            await self._transport.disconnect()
-            self._client.detach("stopped" if self._stop_requested() else self._last_error)
+            if self._turns is None:
+                await self._transport.disconnect()
+                self._client.detach("stopped" if self._stop_requested() else self._last_error)
             if self._stop_requested():
                 break
-            CONNECTION_GARBAGE.collect()
-            self._enter(LinkState.BACKOFF)
-            await self._sleep(backoff_delay(self._failures, self._config))
+            if self._turns is None or self._failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
+                CONNECTION_GARBAGE.collect()
+                self._enter(LinkState.BACKOFF)
+                await self._sleep(backoff_delay(self._failures, self._config))
+                self._schedule.restart()
+            else:
+                self._schedule.polled(skip_missed=False)
+                await self._wait_for_next_poll()
         self._enter(LinkState.STOPPED)
+
+    async def _attempt(self) -> None:
+        """One attempt: a connection polled until lost, or one turn on a shared medium."""
+        if self._turns is None:
+            await self._connect()
+            await self._poll_until_lost()
+        else:
+            self._schedule.begin()
+            await self._find()  # holding no link: an absent pack never keeps the others waiting
+            async with self._turns.turn():
+                if self._stop_requested():
+                    raise LinkStoppedError
+                await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
+            self._failures = self._failed_polls = 0
+            self._enter(LinkState.IN_TURN)
+
+    def _failed(self, error: str) -> None:
+        """Count a failed attempt; a turn's failure is also a failed poll (a few: link down)."""
+        self._failures += 1
+        self._last_error = error
+        if self._turns is not None:
+            self._failed_polls += 1
+            self._on_status(self.status())
+
+    async def _wait_for_next_poll(self) -> None:
+        """Wait until the next poll is due; a new interval takes effect at once."""
+        while True:
+            self._rescheduled.clear()
+            await self._sleep(self._schedule.wait(), self._rescheduled)
+            if not self._rescheduled.is_set():
+                return
 
     def _stop_requested(self) -> bool:
         return any(stop.is_set() for stop in self._stops)
@@ -338,10 +400,6 @@ class BmsLink:
                 raise LinkStoppedError
             await self._transport.find()
 
-    async def _connect_and_poll(self) -> None:
-        await self._connect()
-        await self._poll_until_lost()
-
     async def _connect(self) -> None:
         self._lost.clear()
         if self._search_lock is not None:
@@ -352,53 +410,6 @@ class BmsLink:
             self._reconnects += 1
         self._connected_once = True
         self._enter(LinkState.CONNECTED)
-
-    async def _run_in_turn(self, turns: LinkTurns) -> None:
-        """Each poll: find the BMS, wait for a free link, connect, read one sample, disconnect.
-
-        The search holds no link, so an absent pack never keeps the others waiting; a turn
-        holds its link for at most ``turn_timeout``. The poll interval stretches when the
-        turns take longer (told in diagnostics). A few failed turns in a row are a link down.
-        """
-        next_poll = time.monotonic()
-        last_sample_at: float | None = None
-        self._enter(LinkState.CONNECTING)
-        while not self._stop_requested():
-            try:
-                await self._unless_stopped(self._search_and_take_turn(turns))
-            except LinkStoppedError:
-                break
-            except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
-                self._turn_failed(str(error) or f"the turn took over {self._config.turn_timeout} s")
-            except Exception as error:
-                self._turn_failed(f"unexpected {type(error).__name__}: {error}")
-                LOG.exception("BMS turn failure")
-            else:
-                now = time.monotonic()
-                interval = self._config.poll_interval
-                if last_sample_at is not None:
-                    taken = now - last_sample_at
-                    self._stretched = taken if taken > interval * 1.5 else None
-                last_sample_at = now
-                self._failures = self._failed_polls = 0
-                self._enter(LinkState.IN_TURN)
-            if self._state is LinkState.BACKOFF:
-                await self._sleep(backoff_delay(self._failures, self._config))
-                next_poll = time.monotonic()
-                continue
-            now = time.monotonic()
-            next_poll = max(next_poll + self._config.poll_interval, now)
-            self._rescheduled.clear()
-            await self._sleep(next_poll - now, self._rescheduled)
-        self._enter(LinkState.STOPPED)
-
-    async def _search_and_take_turn(self, turns: LinkTurns) -> None:
-        """Find the BMS (holding no link), then wait for a free link and take one turn."""
-        await self._find()
-        async with turns.turn():
-            if self._stop_requested():
-                raise LinkStoppedError
-            await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
 
     async def _take_turn(self) -> None:
         """Connect, read one sample (handed on at once), the device information once, disconnect.
@@ -411,9 +422,7 @@ class BmsLink:
             await self._transport.connect()
             self._client.attach(same_device=self._connected_once)
             self._connected_once = True
-            sample = await self._client.read_sample()
-            self._last_sample_at = time.monotonic()
-            self._on_sample(sample)
+            self._sampled(await self._client.read_sample())
             if not self._device_information:
                 self._device_information = await self._client.device_information()
         finally:
@@ -422,24 +431,15 @@ class BmsLink:
             self._lost.clear()  # the end of its own turn, not a loss
             CONNECTION_GARBAGE.collect(TURN_COLLECTION_INTERVAL)
 
-    def _turn_failed(self, error: str) -> None:
-        """Count a failed turn; after a few in a row the link counts as down (backoff)."""
-        self._failures += 1
-        self._failed_polls += 1
-        self._last_error = error
-        if self._failed_polls >= FAILED_POLLS_BEFORE_RECONNECT:
-            self._enter(LinkState.BACKOFF)
-        else:
-            self._on_status(self.status())
-
     async def _poll_until_lost(self) -> None:
-        """Poll at a fixed rate; a poll that overruns skips the ticks it covered."""
-        next_poll = time.monotonic()
+        """Poll at a fixed rate (``PollSchedule``) until the link is lost or polls keep failing."""
         self._failed_polls = 0
+        self._schedule.restart()
         information_read = False
         while not self._stop_requested():
             if self._lost.is_set() or not self._transport.is_connected:
                 raise LinkLostError("the BMS closed the link")
+            self._schedule.begin()
             try:
                 sample = await self._client.read_sample()
             except LinkLostError:
@@ -455,29 +455,21 @@ class BmsLink:
                     raise LinkLostError("the BMS closed the link during a read")
                 self._failed_polls = 0
                 self._failures = 0
-                self._last_sample_at = time.monotonic()
-                self._on_sample(sample)
+                self._sampled(sample)
                 if not information_read:
                     # Once per connection (firmware may change while away), once the variant
                     # is known, and after the first sample so that it never delays one.
                     self._device_information = await self._client.device_information()
                     information_read = True
                 self._on_status(self.status())
-            last_poll = next_poll
-            interval = self._config.poll_interval
-            next_poll += interval
-            now = time.monotonic()
-            if next_poll < now:
-                skipped = int((now - next_poll) // interval) + 1
-                self._missed_polls += skipped
-                next_poll += skipped * interval
-            while True:
-                self._rescheduled.clear()
-                await self._sleep(next_poll - time.monotonic(), self._rescheduled)
-                if not self._rescheduled.is_set():
-                    break
-                # A new interval counts from the last poll: a shorter one may be due now.
-                next_poll = max(last_poll + self._config.poll_interval, time.monotonic())
+            self._schedule.polled()
+            await self._wait_for_next_poll()
+
+    def _sampled(self, sample: BmsSample) -> None:
+        """Hand a fresh sample on and note when it came."""
+        self._last_sample_at = self._clock()
+        self._schedule.sampled()
+        self._on_sample(sample)
 
     async def _sleep(self, seconds: float, *wake_on: asyncio.Event) -> None:
         """Wait, but wake at once on stop, link loss or any of ``wake_on``."""
@@ -487,11 +479,18 @@ class BmsLink:
         """Write a setting over the link (see ``DalyClient.write_register``) while connected.
 
         The write takes its turn between the poll's requests; LinkLostError when the link is
-        not up (the write is not queued for later: a robot must not be switched by surprise).
+        not up (the write is not queued for later: a robot must not be switched by surprise),
+        and for a battery read in turns, which holds no link to prove a write over.
         A write whose link went before it was proven is read back over the rebuilt link
         (``verify_write``), waiting for it up to WRITE_VERIFY_TIMEOUT_S: the answer says
         what the BMS holds, or WriteOutcomeUnknownError when no link came back to tell.
         """
+        if self._turns is not None:
+            raise LinkLostError(
+                f"not written: this battery is read in turns ({self._turns.description}), "
+                "holding no link between its samples to prove a write over; give it a link of "
+                "its own to write to it"
+            )
         if not self._is_up():
             raise LinkLostError(f"not connected to the BMS (link {self.status().summary})")
         try:
@@ -526,6 +525,11 @@ class BmsLink:
                 pass  # this link did not tell: again on it, or on the next
             pause = min(VERIFY_RETRY_INTERVAL_S, deadline - time.monotonic())
             await _wait_any(pause, *self._stops, self._link_up)
+
+    @property
+    def schedule(self) -> PollSchedule:
+        """When the next poll is due (read it in the loop thread)."""
+        return self._schedule
 
     @property
     def client(self) -> DalyClient:
