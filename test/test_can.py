@@ -137,9 +137,7 @@ def test_two_packs_share_one_bus_and_a_bus_off_ends_both_links() -> None:
         for address in (1, 2):
             transport = CanTransport("virtual", "can-test", 250_000, address, buses)
             client = DalyClient(transport, 1.0, protocol="a5", board=address)
-            transport.set_callbacks(
-                client.on_notify, lambda address=address: lost.append(address)
-            )
+            transport.set_callbacks(client.on_notify, lambda address=address: lost.append(address))
             await transport.connect()
             client.attach()
             clients.append(client)
@@ -300,14 +298,18 @@ def test_two_boards_on_one_bus_in_the_fleet(tmp_path: Path) -> None:
                     wait_until(lambda topic=topic: listener.count(topic) >= 3, f"{topic} states")
                 c1, c2 = listener.latest("/c1"), listener.latest("/c2")
                 assert c1.percentage - c2.percentage == pytest.approx(0.1, abs=0.02)
-                assert c2.serial_number == f"slcan:{port}#2"
+                assert (c1.serial_number, c2.serial_number) == (
+                    f"slcan:{port}",
+                    f"slcan:{port} board 2",
+                )
             finally:
                 stop()
                 fleet.close()
         mixed = {"/c1": bus, "/c2": {**bus, "board": 2, "can_bitrate": 500000}}
         with (
-            fleet_context(parameters_file(tmp_path / "mixed.yaml", mixed, batteries=list(mixed)))
-            as context,
+            fleet_context(
+                parameters_file(tmp_path / "mixed.yaml", mixed, batteries=list(mixed))
+            ) as context,
             pytest.raises(InvalidSettingError, match="one bus runs at one bitrate"),
         ):
             DalyBmsFleet(context=context)

@@ -74,8 +74,8 @@ class CanTransport:
 
     @property
     def address(self) -> str:
-        """The channel and the BMS address: the battery's identity on this robot."""
-        return f"{self.name}#{self._address}"
+        """The channel: with the board the client adds, the battery's identity on this robot."""
+        return self.name
 
     @property
     def details(self) -> Mapping[str, object]:
