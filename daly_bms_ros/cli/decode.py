@@ -5,6 +5,9 @@ from 0xD2, 124 bytes is the status block, 160 the 80-register status read, 82 th
 block, 64 the device-information block, 18 the MOS temperature block; from 0x51 (the 0x81
 variant), 128 bytes then 124 bytes are the two halves of one status, 148 bytes the
 device-information block.
+
+A capture of a CAN bus holds each answer's CAN frames: each is decoded as the A5 frame it
+carries (its command, the BMS address it came from, the fields of that one frame).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from daly_bms_ros.capture.files import CHUNK_BYTES, InputFileError, read_chunks
 from daly_bms_ros.capture.format import (
@@ -25,6 +28,7 @@ from daly_bms_ros.capture.format import (
     NOTIFICATION,
     REQUEST,
     CaptureEvent,
+    can_frames,
     read_events,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
@@ -50,7 +54,25 @@ from daly_bms_ros.protocol import (
     decode_status,
     decode_x81_status,
 )
+from daly_bms_ros.protocol.a5 import (
+    A5Frame,
+    decode_a5_cell_range,
+    decode_a5_counts,
+    decode_a5_mos,
+    decode_a5_pack,
+    decode_a5_temperature_range,
+)
+from daly_bms_ros.protocol.can_id import a5_answer
 from daly_bms_ros.protocol.frames import READ
+from daly_bms_ros.protocol.registers import (
+    A5_CELL_RANGE,
+    A5_CELL_VOLTAGES,
+    A5_MOS,
+    A5_SOC,
+    A5_STATUS,
+    A5_TEMPERATURE_RANGE,
+    A5_TEMPERATURES,
+)
 
 DECODERS: dict[tuple[int, int], tuple[str, Callable[[Frame], Any]]] = {
     (D2.response_address, STATUS_BLOCK.byte_count): (STATUS_BLOCK.name, decode_status),
@@ -222,7 +244,11 @@ def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
     count = itertools.count()
     for event in read_events(path):
         before = Counter(assembler.rejected)
-        if event.kind == NOTIFICATION:
+        carried = can_frames(event)
+        if event.kind == NOTIFICATION and carried is not None:
+            held += [((event.t, 1, next(count)), event, decode_can_frame(*f)) for f in carried]
+            frames = []
+        elif event.kind == NOTIFICATION:
             frames = assembler.feed(event.data)
         elif event.kind in (REQUEST, DISCONNECT) and assembler.pending:
             frames = assembler.expire()
@@ -236,6 +262,45 @@ def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
             held = []
     held += [((e.t, 1, next(count)), e, o) for e, o in pairing.finish()]
     yield from _timed(held)
+
+
+class _Fields(Protocol):
+    """A decoded A5 answer: a named tuple."""
+
+    def _asdict(self) -> dict[str, Any]: ...
+
+
+#: The A5 answers one frame tells by itself, and how to decode it.
+A5_FRAME_DECODERS: dict[int, Callable[[A5Frame], _Fields]] = {
+    A5_SOC: decode_a5_pack,
+    A5_CELL_RANGE: decode_a5_cell_range,
+    A5_TEMPERATURE_RANGE: decode_a5_temperature_range,
+    A5_MOS: decode_a5_mos,
+    A5_STATUS: decode_a5_counts,
+}
+
+
+def decode_can_frame(identifier: int, data: bytes) -> dict[str, Any]:
+    """Decode one CAN frame of a Daly answer as the A5 frame it carries."""
+    raw = a5_answer(identifier, data)
+    if raw is None:
+        return {"error": "not_daly", "can_id": f"{identifier:08x}", "data": data.hex()}
+    frame = A5Frame(raw[1], raw[2], raw[4:12])
+    decoded: dict[str, Any] = {
+        "can_id": f"{identifier:08x}",
+        "bms_address": frame.address,
+        "command": f"{frame.command:#04x}",
+        "data": data.hex(),
+    }
+    decode = A5_FRAME_DECODERS.get(frame.command)
+    if decode is not None:
+        try:
+            decoded |= decode(frame)._asdict()
+        except DalyProtocolError as error:
+            decoded["error"] = str(error)
+    elif frame.command in (A5_CELL_VOLTAGES, A5_TEMPERATURES):
+        decoded["frame"] = frame.number
+    return decoded
 
 
 def _timed(

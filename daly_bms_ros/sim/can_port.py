@@ -12,6 +12,9 @@ goes back as CAN frames; a frame whose checksum the fault spoiled is never sent,
 controller drops a frame whose CRC fails. ``other_traffic`` puts frames of other devices on the
 bus before each answer, as a robot's motor controllers and chargers would.
 
+A replay (``--replay`` of a CAN capture) answers each request with the recorded answers, at
+their recorded delays, as CAN frames; a recorded disconnect is not played (a bus stays).
+
 Link events: those of the serial port (unplug, sleep, wake), and "bus_off": the controller goes
 bus-off, refuses to send (the adapter answers BEL) and hears nothing, until "recover".
 """
@@ -21,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from daly_bms_ros.protocol.can_id import a5_request, can_answers
-from daly_bms_ros.sim.request_stream import Measure
+from daly_bms_ros.sim.peripheral import Recorded, Responder
 from daly_bms_ros.sim.serial_port import READ_SIZE, SerialBms
 
 #: What an slcan adapter answers: CR for a command done, BEL for one refused.
@@ -50,17 +54,23 @@ def _no_measure(_data: bytes) -> int | None:
     return None
 
 
+def _no_answer(_request: bytes) -> bytes | None:
+    return None
+
+
 class SlcanBms(SerialBms):
-    """Serve A5 boards on a CAN bus behind an slcan adapter on a pseudo-terminal."""
+    """Serve A5 boards on a CAN bus behind an slcan adapter on a pseudo-terminal.
+
+    The serial port's terminal and link events are reused; its request stream is not: slcan
+    lines are split here, and each request is answered by ``responder`` (A5 bytes, or a
+    recorded answer).
+    """
 
     def __init__(
-        self,
-        responder: Callable[[bytes], bytes | None],
-        announce: Callable[[str], None],
-        other_traffic: bool = False,
+        self, responder: Responder, announce: Callable[[str], None], other_traffic: bool = False
     ) -> None:
-        measure: Measure = _no_measure  # slcan lines are split here, not as A5 requests
-        super().__init__(responder, measure, announce)
+        super().__init__(_no_answer, _no_measure, announce)
+        self._answer = responder
         self._other_traffic = other_traffic
         self._line = bytearray()
         self._bus_off = False
@@ -115,19 +125,36 @@ class SlcanBms(SerialBms):
         request = a5_request(identifier, data)
         if request is None or self._asleep:
             return
-        answer, _restarts = self.faults.answer(request, self._responder)
-        if isinstance(answer, bytes) and answer:
-            task = asyncio.get_running_loop().create_task(self._send_frames(answer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        answer, _restarts = self.faults.answer(request, self._answer)
+        if isinstance(answer, Recorded):
+            self._start(self._play(answer))
+        elif answer:
+            self._start(self._send_spoiled(answer))
 
-    async def _send_frames(self, answer: bytes) -> None:
+    def _start(self, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(sending)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_spoiled(self, answer: bytes) -> None:
         sent = await self.faults.apply(answer)
-        if not sent or self._bus_off:
+        if sent:
+            self._send_frames(sent)
+
+    async def _play(self, recorded: Recorded) -> None:
+        """Send the recorded answers at their delays after the request."""
+        start = asyncio.get_running_loop().time()
+        for delay, data in recorded.notifications:
+            await asyncio.sleep(max(0.0, start + delay - asyncio.get_running_loop().time()))
+            self._send_frames(data)
+
+    def _send_frames(self, answer: bytes) -> None:
+        """Put the whole A5 frames of ``answer`` on the bus, after other traffic if asked."""
+        if self._bus_off:
             return
         lines = b""
         if self._other_traffic:
             lines = b"".join(slcan_frame(i, data, extended) for i, extended, data in OTHER_TRAFFIC)
-        lines += b"".join(slcan_frame(identifier, data) for identifier, data in can_answers(sent))
+        lines += b"".join(slcan_frame(identifier, data) for identifier, data in can_answers(answer))
         with contextlib.suppress(OSError):
             self._write(lines)

@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="CAPTURE",
         help="answer as the BMS of a capture (daly-bms record) did, request by request, with "
-        "its timing, name and GATT layout",
+        "its timing, name and GATT layout; with --can, a capture of a CAN bus, as CAN frames",
     )
     parser.add_argument(
         "--fast", action="store_true", help="with --replay: answer at once, not at recorded delays"
@@ -510,8 +510,6 @@ def check_can(parser: argparse.ArgumentParser, arguments: argparse.Namespace) ->
         )
     if not 1 <= arguments.boards <= A5_MAX_BOARD:
         parser.error(f"--boards is 1..{A5_MAX_BOARD}, not {arguments.boards}")
-    if arguments.replay:
-        parser.error("--replay plays Bluetooth notifications: not with --can")
     if arguments.boards > 1:
         if arguments.a5_board is not None:
             parser.error("--boards numbers the boards itself: not with --a5-board")
