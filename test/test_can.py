@@ -313,3 +313,45 @@ def test_two_boards_on_one_bus_in_the_fleet(tmp_path: Path) -> None:
             pytest.raises(InvalidSettingError, match="one bus runs at one bitrate"),
         ):
             DalyBmsFleet(context=context)
+
+
+def test_a_capture_of_the_bus_holds_its_frames_decodes_and_replays(tmp_path: Path) -> None:
+    capture = tmp_path / "can.jsonl"
+    with can_sim(tmp_path, "--cells", "8") as (_sim, port):
+        bus = ("--transport", "can", "--can-interface", "slcan", "--can-channel", port)
+        recorded = daly_bms("record", *bus, "--count", "1", str(capture))
+        assert recorded.returncode == 0, recorded.stderr
+        original = json.loads(recorded.stdout.splitlines()[-1])
+    events = [json.loads(line) for line in capture.read_text().splitlines()[1:]]
+    (connection,) = [event for event in events if event["type"] == "connection"]
+    assert connection["device"]["transport"] == "can"
+    first_request = next(event for event in events if event["type"] == "request")
+    assert first_request["can"] == [["18900140", "aa" * 8]]
+    decoded = daly_bms("decode", "--capture", str(capture))
+    assert decoded.returncode == 0, decoded.stderr
+    objects = [json.loads(line) for line in decoded.stdout.splitlines()]
+    pack = next(o for o in objects if o.get("can_id") == "18904001")
+    assert (pack["bms_address"], pack["command"]) == (1, "0x90")
+    assert pack["soc"] == pytest.approx(original["soc"])
+    cells = [o for o in objects if o.get("command") == "0x95"]
+    assert [o["frame"] for o in cells[:3]] == [1, 2, 3]  # 8 cells: three frames
+    # The recorded BMS, played back on a bus, is read as it was.
+    with can_sim(tmp_path, "--replay", str(capture), "--loop") as (_sim, port):
+        bus = ("--transport", "can", "--can-interface", "slcan", "--can-channel", port)
+        replayed = daly_bms("read", "--json", *bus)
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["cell_voltages"] == original["cell_voltages"]
+
+
+@pytest.mark.parametrize(
+    "frames", [{"a": 1}, [["18904001"]], [["zz", "00"]], [["18904001", "00" * 9]], [[1, "00"]]]
+)
+def test_a_capture_with_bad_can_frames_is_refused(tmp_path: Path, frames: object) -> None:
+    capture = tmp_path / "bad.jsonl"
+    header = {"type": "header", "format": "daly-bms-capture", "version": 1, "t": 0, "wall": 0}
+    event = {"type": "notification", "t": 1, "wall": 1, "hex": "", "can": frames}
+    capture.write_text(json.dumps(header) + "\n" + json.dumps(event) + "\n")
+    result = daly_bms("decode", "--capture", str(capture))
+    assert result.returncode == 2, result.stdout
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
