@@ -91,8 +91,9 @@ def test_real_frames_decode_as_their_sources_state(frame: dict[str, object]) -> 
 
 
 def test_other_traffic_is_no_answer() -> None:
-    (foreign,) = FRAMES["other_traffic"]
-    assert a5_answer(int(foreign["can_id"], 16), bytes.fromhex(foreign["data"])) is None
+    for foreign in FRAMES["other_traffic"]:
+        identifier, data = int(foreign["can_id"], 16), bytes.fromhex(foreign["data"])
+        assert a5_answer(identifier, data, foreign["extended"]) is None
     assert a5_answer(0x181, bytes(8), extended=False) is None  # a motor controller's
     assert a5_answer(0x18900120, bytes(8)) is None  # another host's request
     assert a5_answer(0x18904001, bytes(4)) is None  # not 8 bytes

@@ -34,11 +34,13 @@ from daly_bms_ros.sim.serial_port import READ_SIZE, SerialBms
 #: What an slcan adapter answers: CR for a command done, BEL for one refused.
 OK, REFUSED = b"\r", b"\a"
 #: Other traffic of a robot's bus: a motor controller's standard frame, another host's Daly
-#: request, and an inverter's request for battery data (id 0x4200, 8 zero bytes) as one reached
+#: request, an inverter's request for battery data (id 0x4200, 8 zero bytes) as one reached
 #: a Daly CAN reader (ai-republic/bms-to-inverter#81, "CAN read frame ... [0x00, 0x42, 0x00,
-#: 0x00, 0x08, ...]": identifier 0x00004200 little-endian).
+#: 0x00, 0x08, ...]": identifier 0x00004200 little-endian), and a Daly pack's own inverter
+#: broadcast (0x351, mr-manuel/venus-os_dbus-serialbattery#212).
 OTHER_TRAFFIC = (
     (0x181, False, bytes.fromhex("0a0b0c0d")),
+    (0x351, False, bytes.fromhex("2001a60ea60ee400")),
     (0x18900120, True, bytes(8)),
     (0x00004200, True, bytes(8)),
 )
