@@ -55,8 +55,6 @@ class CanChannel:
         self._opening = asyncio.Lock()
         #: Frames on the bus that no subscribed pack sent: other devices, other hosts' traffic.
         self.ignored = 0
-        #: Lines the adapter sent that python-can could not read (a garbled slcan line).
-        self.unreadable = 0
 
     @property
     def name(self) -> str:
@@ -120,17 +118,13 @@ class CanChannel:
             try:
                 message = bus.recv(READ_POLL_S)
             except (ValueError, IndexError):
-                loop.call_soon_threadsafe(self._count_unreadable)
-                continue
+                continue  # a garbled slcan line: python-can dropped it, the next one is whole
             except (can.CanError, OSError) as error:
                 if not self._stopping.is_set():
                     loop.call_soon_threadsafe(self._fail, f"{self.name} failed: {error}")
                 return
             if message is not None:
                 loop.call_soon_threadsafe(self._deliver, message)
-
-    def _count_unreadable(self) -> None:
-        self.unreadable += 1
 
     def _deliver(self, message: can.Message) -> None:
         """Route one frame: a pack's answer to its link, an error frame ends them all."""
@@ -139,9 +133,8 @@ class CanChannel:
             self._fail(f"{self.name} reported {what}")
             return
         answer = a5_answer(message.arbitration_id, bytes(message.data), message.is_extended_id)
-        subscriber = (
-            None if answer is None else self._subscribers.get(parse_id(message.arbitration_id)[3])
-        )
+        source = parse_id(message.arbitration_id).source
+        subscriber = None if answer is None else self._subscribers.get(source)
         if answer is None or subscriber is None:
             self.ignored += 1
             return

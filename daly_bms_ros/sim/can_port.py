@@ -76,8 +76,6 @@ class SlcanBms(SerialBms):
         self._other_traffic = other_traffic
         self._line = bytearray()
         self._bus_off = False
-        #: Extended frames the host sent, in order (for tests that look at the wire).
-        self.received: list[tuple[int, bytes]] = []
 
     @property
     def link_events(self) -> Mapping[str, Callable[[], Awaitable[object]]]:
@@ -123,7 +121,6 @@ class SlcanBms(SerialBms):
             self._write(REFUSED)
             return
         self._write(b"Z" + OK)
-        self.received.append((identifier, data))
         request = a5_request(identifier, data)
         if request is None or self._asleep:
             return

@@ -559,7 +559,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"daly-bms-sim: {error}", file=sys.stderr)
         return 2
     except (OSError, ConnectionError) as error:
-        failed = "no pseudo-terminal" if arguments.serial else "BlueZ not reachable"
+        failed = (
+            "no pseudo-terminal" if arguments.serial or arguments.can else "BlueZ not reachable"
+        )
         print(f"daly-bms-sim: {failed}: {error}", file=sys.stderr)
         return 1
     except DBusError as error:
