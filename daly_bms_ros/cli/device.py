@@ -14,13 +14,7 @@ from typing import Any, TypeVar
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
 from daly_bms_ros.link.bleak_transport import BleakTransport
-from daly_bms_ros.link.can_transport import (
-    BITRATES,
-    CAN_PROTOCOLS,
-    DEFAULT_CHANNEL,
-    DEFAULT_INTERFACE,
-    CanTransport,
-)
+from daly_bms_ros.link.can_transport import CanTransport
 from daly_bms_ros.link.client import PROTOCOLS, DalyClient, Tap
 from daly_bms_ros.link.serial_transport import (
     DEFAULT_BAUDRATE,
@@ -37,7 +31,15 @@ from daly_bms_ros.link.transport import (
 )
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 from daly_bms_ros.protocol.a5 import MAX_BOARD
-from daly_bms_ros.protocol.can_id import BITRATE as CAN_BITRATE
+from daly_bms_ros.protocol.can_id import (
+    BITRATE as CAN_BITRATE,
+)
+from daly_bms_ros.protocol.can_id import (
+    BITRATES,
+    CAN_PROTOCOLS,
+    DEFAULT_CHANNEL,
+    DEFAULT_INTERFACE,
+)
 
 T = TypeVar("T")
 

@@ -19,17 +19,19 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # rclpy's own dependency, without stubs
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from daly_bms_ros.link.can_transport import (
+from daly_bms_ros.link.client import PROTOCOLS
+from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
+from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
+from daly_bms_ros.protocol.a5 import MAX_BOARD
+from daly_bms_ros.protocol.can_id import (
+    BITRATE as CAN_BITRATE,
+)
+from daly_bms_ros.protocol.can_id import (
     BITRATES,
     CAN_PROTOCOLS,
     DEFAULT_CHANNEL,
     DEFAULT_INTERFACE,
 )
-from daly_bms_ros.link.client import PROTOCOLS
-from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
-from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
-from daly_bms_ros.protocol.a5 import MAX_BOARD
-from daly_bms_ros.protocol.can_id import BITRATE as CAN_BITRATE
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {

@@ -43,6 +43,13 @@ PRIORITY = 0x18
 HOST_ADDRESS = WIRED_HOST_ADDRESSES[0]
 #: The BMS's address unless set otherwise (V1.0 section 2.2, "BMS master").
 DEFAULT_BMS_ADDRESS = 0x01
+#: What ``protocol`` may name over CAN: A5 is the only protocol a Daly CAN port speaks.
+CAN_PROTOCOLS = ("auto", "a5")
+#: The python-can interface and channel of a CAN bus unless named: a SocketCAN interface, as a
+#: Raspberry Pi CAN HAT or a candleLight USB adapter gives.
+DEFAULT_INTERFACE, DEFAULT_CHANNEL = "socketcan", "can0"
+#: The bitrates CAN adapters commonly take (python-can's slcan S0..S8, without 83.3k).
+BITRATES = (10_000, 20_000, 50_000, 100_000, 125_000, 250_000, 500_000, 750_000, 1_000_000)
 #: The largest identifier of an extended (29-bit) frame.
 MAX_EXTENDED_ID = (1 << 29) - 1
 
