@@ -219,6 +219,11 @@ def test_the_cli_reads_and_scans_the_bus(tmp_path: Path) -> None:
         again = daly_bms("read", "--json", *bus, "--request-timeout", "1")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["soc"] > record["soc"]  # board 1 starts 10 points up
+        info = daly_bms("info", "--json", *bus, "--board", "2", "--request-timeout", "1")
+        assert info.returncode == 0, info.stderr
+        identity = json.loads(info.stdout)
+        assert (identity["can_bus"], identity["serial_port"]) == (f"slcan:{port} board 2", None)
+        assert (identity["protocol"], identity["cell_count"]) == ("a5", 16)
         scan = daly_bms("scan", "--can", "--json", *bus[2:], "--request-timeout", "1")
         assert scan.returncode == 0, scan.stderr
         found = [json.loads(line) for line in scan.stdout.splitlines()]
