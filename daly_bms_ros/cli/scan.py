@@ -120,7 +120,8 @@ def add_parser(subparsers: Any) -> None:
     serial.add_argument(
         "--request-timeout",
         type=positive_seconds,
-        help=f"seconds to wait for each answer (default: the longest answer's time at --baud "
+        help=f"seconds to wait for each answer (with --can: {MINIMUM_REQUEST_TIMEOUT_S:g} s; "
+        f"else the longest answer's time at --baud "
         f"plus {REQUEST_TIMEOUT_MARGIN_S:g} s, at least {MINIMUM_REQUEST_TIMEOUT_S:g} s: "
         f"{default_request_timeout(9600):g} s at 9600 baud, "
         f"{default_request_timeout(1200):.2f} s at 1200)",
@@ -198,7 +199,8 @@ async def ask_can_bus(arguments: argparse.Namespace, timeout: float) -> list[tup
 
 def run_can(arguments: argparse.Namespace) -> int:
     """Print the BMS addresses that answered on the bus; exit 3 when none did."""
-    timeout = arguments.request_timeout or default_request_timeout(9600)
+    # A whole answer takes milliseconds at CAN speeds: the least wait is for the BMS itself.
+    timeout = arguments.request_timeout or MINIMUM_REQUEST_TIMEOUT_S
     answers = run_on_link(lambda: ask_can_bus(arguments, timeout))
     if isinstance(answers, ExitCode):
         return answers
