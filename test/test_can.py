@@ -29,6 +29,7 @@ from test_e2e_faults import FAST_LINK, listen, spinning, wait_for_new_samples, w
 from test_fleet import Listener, fleet_context, parameters_file
 from test_sim_a5 import SIM_MODULE
 
+from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.can_bus import CanBuses
 from daly_bms_ros.link.can_transport import CanTransport
 from daly_bms_ros.link.client import DalyClient
@@ -397,3 +398,13 @@ def test_the_cli_refuses_bad_can_options(arguments: tuple[str, ...], message: st
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bus_that_cannot_be_opened_is_one_line() -> None:
+    result = daly_bms(
+        "read", "--transport", "can", "--can-interface", "nosuch", "--can-channel", "x"
+    )
+    assert result.returncode == ExitCode.NO_BLUETOOTH  # no adapter: a bus that cannot be opened
+    assert result.stderr.splitlines() == [
+        'daly-bms: cannot open nosuch x: Unknown interface type "nosuch"'
+    ]

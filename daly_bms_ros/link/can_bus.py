@@ -69,12 +69,14 @@ class CanChannel:
         ``on_lost`` is told why when the bus fails. CanBusError when it cannot be opened, or
         when another link already listens to ``address`` on this channel.
         """
-        if address in self._subscribers:
-            raise CanBusError(f"BMS address {address} on {self.name} is already read by a link")
         async with self._opening:
+            if self.retired:
+                raise CanBusError(f"{self.name} failed just now")  # the next try opens it anew
+            if address in self._subscribers:
+                raise CanBusError(f"BMS address {address} on {self.name} is already read by a link")
             if self._bus is None:
                 await self._open()
-        self._subscribers[address] = _Subscriber(on_answer, on_lost)
+            self._subscribers[address] = _Subscriber(on_answer, on_lost)
 
     async def unsubscribe(self, address: int) -> None:
         """Stop routing ``address``'s answers; the last one out closes the bus."""
