@@ -4,7 +4,9 @@ To the client this link is a wired A5 port: each A5 request it writes goes out a
 that carries it to this pack's BMS address (``protocol.can_id``), and each answer from that
 address comes back as the A5 frame a UART would have sent, checksum and all. So the A5 code
 matches answers and reassembles multi-frame ones as on a serial port. Only A5 has a CAN form:
-the D2 and 0x81 probes are not sent (``write`` drops them), so a CAN link asks A5 only.
+the D2 and 0x81 probes are not sent (``write`` drops them), so a CAN link asks A5 only. Any
+A5 command the client writes goes out: what this driver reads today, and writes of the A5
+family (the MOSFET commands 0xD9/0xDA) should the A5 code send them.
 
 The bus is shared (``can_bus``): several packs on one channel use one open bus. Any python-can
 interface works (``socketcan`` for a Raspberry Pi CAN HAT or a candleLight adapter, ``slcan`` for
@@ -20,16 +22,11 @@ from daly_bms_ros.link.transport import AdapterUnavailableError, LinkLostError
 from daly_bms_ros.protocol.can_id import (
     BITRATE,
     DEFAULT_BMS_ADDRESS,
+    DEFAULT_CHANNEL,
+    DEFAULT_INTERFACE,
     can_request,
     check_bms_address,
 )
-
-DEFAULT_INTERFACE = "socketcan"
-DEFAULT_CHANNEL = "can0"
-#: What ``protocol`` may name over CAN: A5 is the only protocol a Daly CAN port speaks.
-CAN_PROTOCOLS = ("auto", "a5")
-#: The bitrates CAN adapters commonly take (slcan's S0..S8 set, without 83.3k).
-BITRATES = (10_000, 20_000, 50_000, 100_000, 125_000, 250_000, 500_000, 750_000, 1_000_000)
 
 
 class CanTransport:

@@ -12,7 +12,16 @@ mr-manuel/venus-os_dbus-serialbattery ``etc/dbus-serialbattery/bms/daly_can.py``
 0x50 (``0x18500140``, rated capacity) in later versions; ai-republic/bms-to-inverter
 ``bms-daly-can/.../DalyBmsCANProcessor.java`` builds the identifier from the same four bytes.
 Several packs share one bus by their BMS address (set in Daly's PC tool), each answering
-requests to its own address only (section 2.1).
+requests to its own address only (section 2.1). The same Java code lists the MOSFET commands
+of the A5 family, 0xD9 (discharge) and 0xDA (charge), for its CAN and RS485 links alike
+(``bms-daly-common/.../daly/can/DalyCommand.java``): a request of any A5 command has its CAN
+form here; this driver sends no A5 write on any link.
+
+Not covered: the CAN protocol of newer H/K/M/S/V-series firmware, whose only public trace is a
+spreadsheet attached to mr-manuel/venus-os_dbus-serialbattery#374 ("KVMS intranet
+communication CAN protocol"), and packs whose CAN port broadcasts an inverter protocol on
+standard identifiers (0x351, 0x355...: mr-manuel/venus-os_dbus-serialbattery#212), which answer
+no request and are other traffic here.
 
 This module maps an A5 request to the CAN frame that carries it and a CAN answer to the A5
 frame it would have been on a UART (its checksum computed), so the A5 conversation is the same
