@@ -135,11 +135,18 @@ def test_two_packs_share_one_bus_and_a_bus_off_ends_both_links() -> None:
     async def scenario() -> None:
         buses = CanBuses()
         lost: list[int] = []
+        both_lost = asyncio.Event()
+
+        def lose(address: int) -> None:
+            lost.append(address)
+            if len(lost) == 2:
+                both_lost.set()
+
         clients = []
         for address in (1, 2):
             transport = CanTransport("virtual", "can-test", 250_000, address, buses)
             client = DalyClient(transport, 1.0, protocol="a5", board=address)
-            transport.set_callbacks(client.on_notify, lambda address=address: lost.append(address))
+            transport.set_callbacks(client.on_notify, lambda address=address: lose(address))
             await transport.connect()
             client.attach()
             clients.append(client)
@@ -151,10 +158,7 @@ def test_two_packs_share_one_bus_and_a_bus_off_ends_both_links() -> None:
         injector = can.Bus(interface="virtual", channel="can-test")
         injector.send(can.Message(arbitration_id=0x40, is_error_frame=True, dlc=8))
         injector.shutdown()
-        for _ in range(100):
-            if len(lost) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(both_lost.wait(), 10)
         assert sorted(lost) == [1, 2]
         for client in clients:
             await client.transport.disconnect()
