@@ -31,7 +31,6 @@ from daly_bms_ros.link.transport import (
 )
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 from daly_bms_ros.protocol.a5 import MAX_BOARD
-from daly_bms_ros.protocol.session import PROTOCOLS
 from daly_bms_ros.protocol.can_id import (
     BITRATE as CAN_BITRATE,
 )
@@ -41,6 +40,7 @@ from daly_bms_ros.protocol.can_id import (
     DEFAULT_CHANNEL,
     DEFAULT_INTERFACE,
 )
+from daly_bms_ros.protocol.session import PROTOCOLS
 
 T = TypeVar("T")
 

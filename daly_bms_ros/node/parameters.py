@@ -22,7 +22,6 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
 from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
 from daly_bms_ros.protocol.a5 import MAX_BOARD
-from daly_bms_ros.protocol.session import PROTOCOLS
 from daly_bms_ros.protocol.can_id import (
     BITRATE as CAN_BITRATE,
 )
@@ -32,6 +31,7 @@ from daly_bms_ros.protocol.can_id import (
     DEFAULT_CHANNEL,
     DEFAULT_INTERFACE,
 )
+from daly_bms_ros.protocol.session import PROTOCOLS
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
 TECHNOLOGIES: Mapping[str, str] = {
