@@ -96,6 +96,7 @@ IMPORT_SOURCES = {
     "launch_ros": "launch_ros",
     "yaml": "python3-yaml",
     "serial": "python3-serial",
+    "can": "python3-can",
     "bleak": "python3-bleak",
     "prometheus_client": "python3-prometheus-client",
     "paho": "python3-paho-mqtt",

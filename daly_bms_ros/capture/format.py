@@ -10,10 +10,14 @@ against each other) and ``wall`` (seconds since the epoch, for people):
 
 - ``{"type": "connection", "device": {"name", "address", "gatt", "mtu"}, ...}``: a link
   came up, to this device, over this GATT layout ("fff0" or "ff00") and MTU (null: unknown);
-  over a serial port the device is ``{"transport": "serial", "port", "baudrate"}``;
+  over a serial port the device is ``{"transport": "serial", "port", "baudrate"}``, on a CAN
+  bus ``{"transport": "can", "interface", "channel", "bitrate", "bms_address"}``;
 - ``{"type": "request", "hex": "d2030000003ed7b9", ...}``: bytes written to the BMS;
 - ``{"type": "notification", "hex": "d2037c0c74...", ...}``: one notification as it came,
   garbage and all;
+- on a CAN bus, a request and a notification also hold the CAN frames they were, identifier
+  and data: ``"can": [["18904001", "0214000075390320"]]`` (``hex`` is the A5 frame each
+  carries, as a UART sends it);
 - ``{"type": "protocol", "variant": "d2", "status_registers": 80, ...}``: the protocol the BMS
   answered, once the driver found it ("d2" or "x81"; the D2 status read of 80 or 62
   registers);
@@ -30,7 +34,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +50,10 @@ NOTIFICATION = "notification"
 CONNECTION = "connection"
 DISCONNECT = "disconnect"
 PROTOCOL = "protocol"
+#: The key of the CAN frames of a request or notification on a CAN bus.
+CAN = "can"
+#: The largest 29-bit identifier, and a CAN frame's most data bytes.
+_MAX_CAN_ID, _MAX_CAN_DATA = (1 << 29) - 1, 8
 EVENT_TYPES = (REQUEST, NOTIFICATION, CONNECTION, DISCONNECT, PROTOCOL)
 GATT_LAYOUT_NAMES = tuple(layout.name for layout in GATT_LAYOUTS)
 #: The ATT MTU of a link: 23 at least, a 16-bit number.
@@ -162,6 +170,8 @@ def _event(record: Mapping[str, Any]) -> CaptureEvent:
         raise CaptureError(f"hex {_shown(hex_text)} is not hexadecimal bytes") from None
     if kind == CONNECTION:
         _check_device(record.get("device"))
+    if CAN in record:
+        _check_can_frames(record[CAN])
     return CaptureEvent(
         kind,
         _seconds(record, "t"),
@@ -169,6 +179,38 @@ def _event(record: Mapping[str, Any]) -> CaptureEvent:
         data,
         {k: v for k, v in record.items() if k not in ("type", "t", "wall", "hex")},
     )
+
+
+def can_record(frames: Iterable[tuple[int, bytes]]) -> list[list[str]]:
+    """Return CAN frames as a capture holds them: identifier and data, each as hex."""
+    return [[f"{identifier:08x}", data.hex()] for identifier, data in frames]
+
+
+def can_frames(event: CaptureEvent) -> list[tuple[int, bytes]] | None:
+    """Return the CAN frames an event holds (checked by ``read_events``), None when none."""
+    frames = event.details.get(CAN)
+    if frames is None:
+        return None
+    return [(int(identifier, 16), bytes.fromhex(data)) for identifier, data in frames]
+
+
+def _check_can_frames(frames: object) -> None:
+    """Check a ``can`` list: pairs of a 29-bit identifier and up to 8 data bytes, as hex."""
+    if not isinstance(frames, list):
+        raise CaptureError(f"can {_shown(frames)} is not a list of frames")
+    for frame in frames:
+        if not (
+            isinstance(frame, list)
+            and len(frame) == 2
+            and all(isinstance(part, str) for part in frame)
+        ):
+            raise CaptureError(f"CAN frame {_shown(frame)} is not [identifier, data] as hex")
+        try:
+            identifier, data = int(frame[0], 16), bytes.fromhex(frame[1])
+        except ValueError:
+            raise CaptureError(f"CAN frame {_shown(frame)} is not hexadecimal") from None
+        if not 0 <= identifier <= _MAX_CAN_ID or len(data) > _MAX_CAN_DATA:
+            raise CaptureError(f"CAN frame {_shown(frame)}: no such identifier or data length")
 
 
 def _seconds(record: Mapping[str, Any], key: str) -> float:

@@ -20,9 +20,11 @@ from daly_bms_ros.capture.format import (
     NOTIFICATION,
     PROTOCOL,
     REQUEST,
+    can_record,
     event_line,
     header_line,
 )
+from daly_bms_ros.protocol.can_id import can_answers, can_request
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 DEFAULT_BACKUPS = 3
@@ -67,6 +69,8 @@ class CaptureWriter:
         self._logger = logging.Logger("daly_bms_capture")
         self._logger.addHandler(logging.handlers.QueueHandler(self._queue))
         self._listener: logging.handlers.QueueListener | None = None
+        #: The BMS address of a link on a CAN bus, whose frames are recorded; None otherwise.
+        self._can_address: int | None = None
 
     def start(self) -> None:
         """Open the file (appending to an existing capture) and the writing thread."""
@@ -89,15 +93,26 @@ class CaptureWriter:
     # The tap a DalyClient calls (see daly_bms_ros.link.client.Tap).
     def connected(self, device: Mapping[str, Any]) -> None:
         """Record that a link came up, and to what."""
+        address = device.get("bms_address")
+        self._can_address = (
+            address if device.get("transport") == "can" and isinstance(address, int) else None
+        )
         self._put(event_line(CONNECTION, device=dict(device)))
 
     def sent(self, data: bytes) -> None:
-        """Record bytes written to the BMS."""
-        self._put(event_line(REQUEST, data))
+        """Record bytes written to the BMS (on a CAN bus, the frame that carried them)."""
+        if self._can_address is None:
+            self._put(event_line(REQUEST, data))
+            return
+        frame = can_request(data, self._can_address)
+        self._put(event_line(REQUEST, data, can=can_record([frame] if frame else [])))
 
     def received(self, data: bytes) -> None:
-        """Record one notification."""
-        self._put(event_line(NOTIFICATION, data))
+        """Record one notification (on a CAN bus, with the frames it was)."""
+        if self._can_address is None:
+            self._put(event_line(NOTIFICATION, data))
+            return
+        self._put(event_line(NOTIFICATION, data, can=can_record(can_answers(data))))
 
     def detected(self, variant: str, status_registers: int) -> None:
         """Record the protocol the BMS answered."""

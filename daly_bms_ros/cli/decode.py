@@ -7,7 +7,8 @@ length: from 0xD2, 124 bytes is the status block, 160 the 80-register status rea
 settings block, 64 the device-information block, 18 the MOS temperature block; from 0x51 (the
 0x81 variant), 128 bytes then 124 bytes are the two halves of one status, 148 bytes the
 device-information block. A capture (``--capture``) has the requests: each answer is decoded
-as the block its request asked for.
+as the block its request asked for; a capture of a CAN bus holds each answer's CAN frames, each
+decoded as the A5 frame it carries.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from daly_bms_ros.capture.format import (
     NOTIFICATION,
     REQUEST,
     CaptureEvent,
+    can_frames,
     read_events,
 )
 from daly_bms_ros.cli.decode_a5 import A5Poll, decode_a5_frames
@@ -57,7 +59,8 @@ from daly_bms_ros.protocol import (
     decode_x81_status,
 )
 from daly_bms_ros.protocol.a5 import START as A5_START
-from daly_bms_ros.protocol.a5 import A5Assembler
+from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame
+from daly_bms_ros.protocol.can_id import a5_answer
 from daly_bms_ros.protocol.frames import READ, parse_read_request
 
 #: Every block a frame is decoded as: by the variant that answers, the registers asked.
@@ -263,7 +266,10 @@ def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
         before = modbus.rejected + a5.rejected
         objects: list[dict[str, Any]] = []
         frames: list[Frame] = []
-        if event.kind == NOTIFICATION and a5_listening:
+        carried = can_frames(event)
+        if event.kind == NOTIFICATION and carried is not None:
+            objects = [o for frame in carried for o in _can_answer(*frame, poll)]
+        elif event.kind == NOTIFICATION and a5_listening:
             objects = [o for frame in a5.feed(event.data) for o in poll.push(frame)]
         elif event.kind == NOTIFICATION:
             frames = modbus.feed(event.data)
@@ -285,6 +291,16 @@ def decode_capture(path: Path) -> Iterator[dict[str, Any]]:
     if last is not None:
         held += [((last.t, 1, next(count)), last, o) for o in poll.finish()]
     yield from _timed(held)
+
+
+def _can_answer(identifier: int, data: bytes, poll: A5Poll) -> list[dict[str, Any]]:
+    """Decode one CAN frame of a Daly answer as the A5 frame it carries (``can_id`` added)."""
+    raw = a5_answer(identifier, data)
+    if raw is None:
+        return [{"error": "not_daly", "can_id": f"{identifier:08x}", "data": data.hex()}]
+    objects = poll.push(A5Frame(raw[1], raw[2], raw[4:12]))
+    objects[-1]["can_id"] = f"{identifier:08x}"  # the frame's own object comes last
+    return objects
 
 
 def _timed(

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from daly_bms_ros.cli.exit_codes import ExitCode, exit_code_for
 from daly_bms_ros.control import describe_failure
 from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.link.can_transport import CanTransport
 from daly_bms_ros.link.client import DalyClient, Tap
 from daly_bms_ros.link.serial_transport import (
     DEFAULT_BAUDRATE,
@@ -30,6 +31,15 @@ from daly_bms_ros.link.transport import (
 )
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
 from daly_bms_ros.protocol.a5 import MAX_BOARD
+from daly_bms_ros.protocol.can_id import (
+    BITRATE as CAN_BITRATE,
+)
+from daly_bms_ros.protocol.can_id import (
+    BITRATES,
+    CAN_PROTOCOLS,
+    DEFAULT_CHANNEL,
+    DEFAULT_INTERFACE,
+)
 from daly_bms_ros.protocol.session import PROTOCOLS
 
 T = TypeVar("T")
@@ -113,7 +123,8 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        help="ble (default), or serial: Daly's UART/RS485 port through an adapter (--serial-port)",
+        help="ble (default); serial: Daly's UART/RS485 port through an adapter (--serial-port); "
+        "can: its CAN port on a CAN bus (--can-interface, --can-channel)",
     )
     parser.add_argument(
         "--serial-port",
@@ -126,6 +137,7 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the kernel switch the RS485 direction with RTS (adapters that do not)",
     )
+    add_can_arguments(parser)
     add_protocol_arguments(parser)
     parser.add_argument(
         "--request-timeout",
@@ -138,6 +150,36 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="turn the current's sign round (firmware that reports charging as negative)",
     )
+
+
+def add_can_arguments(parser: argparse.ArgumentParser) -> None:
+    """--can-interface, --can-channel and --can-bitrate: which CAN bus, with --transport can."""
+    parser.add_argument(
+        "--can-interface",
+        default=DEFAULT_INTERFACE,
+        help=f"python-can interface: socketcan (a CAN HAT, a candleLight adapter), slcan (a "
+        f"serial-line adapter)... (default {DEFAULT_INTERFACE})",
+    )
+    parser.add_argument(
+        "--can-channel",
+        default=DEFAULT_CHANNEL,
+        help=f"the interface's channel: can0, or slcan's serial port (default {DEFAULT_CHANNEL})",
+    )
+    parser.add_argument(
+        "--can-bitrate",
+        type=can_bitrate,
+        default=CAN_BITRATE,
+        help=f"CAN bitrate (default {CAN_BITRATE}, Daly's)",
+    )
+
+
+def can_bitrate(text: str) -> int:
+    """Check an argparse value: a bitrate CAN adapters take."""
+    if not text.isdigit() or int(text) not in BITRATES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a CAN bitrate ({', '.join(map(str, BITRATES))})"
+        )
+    return int(text)
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -156,7 +198,8 @@ def add_protocol_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         "--board",
         type=board_number,
         default=1,
-        help=f"an A5 BMS's board number on a shared RS485 bus (1..{MAX_BOARD}; default 1)",
+        help=f"an A5 BMS's board number on a shared RS485 bus, its address on a CAN bus "
+        f"(1..{MAX_BOARD}; default 1)",
     )
 
 
@@ -196,6 +239,29 @@ def check_transport_arguments(arguments: argparse.Namespace) -> str | None:
         return "--serial-port is a serial port: not with --transport ble"
     if arguments.serial_port and (arguments.mac or arguments.name):
         return "--mac and --name pick a Bluetooth device: not with --serial-port"
+    return check_can_arguments(arguments)
+
+
+def check_can_arguments(arguments: argparse.Namespace) -> str | None:
+    """Return what is wrong with the CAN options (None: nothing); pin A5 on a CAN bus."""
+    can_options = (
+        arguments.can_interface != DEFAULT_INTERFACE
+        or arguments.can_channel != DEFAULT_CHANNEL
+        or arguments.can_bitrate != CAN_BITRATE
+    )
+    if arguments.transport != "can":
+        return (
+            "--can-interface, --can-channel and --can-bitrate are for --transport can"
+            if (can_options)
+            else None
+        )
+    if arguments.serial_port or arguments.mac or arguments.name:
+        return "--transport can reads a CAN bus: not with --serial-port, --mac or --name"
+    if not arguments.can_interface.strip() or not arguments.can_channel.strip():
+        return "--can-interface and --can-channel must not be empty"
+    if arguments.protocol not in CAN_PROTOCOLS:
+        return "a Daly CAN port speaks A5 only: --protocol a5 (or auto) with --transport can"
+    arguments.protocol = "a5"
     return None
 
 
@@ -206,6 +272,10 @@ def transport_for(arguments: argparse.Namespace) -> BmsTransport:
     """
     if arguments.serial_port:
         return SerialTransport(arguments.serial_port, arguments.baud, arguments.rs485)
+    if arguments.transport == "can":
+        return CanTransport(
+            arguments.can_interface, arguments.can_channel, arguments.can_bitrate, arguments.board
+        )
     return BleakTransport(arguments.mac, arguments.name, arguments.adapter, arguments.timeout)
 
 

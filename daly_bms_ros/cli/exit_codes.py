@@ -29,7 +29,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad arguments (argparse's own status)
     NOT_FOUND = 3  # no matching BMS seen within the timeout
     NO_ANSWER = 4  # connected, but the BMS did not answer
-    NO_BLUETOOTH = 5  # no adapter, BlueZ or D-Bus not reachable
+    NO_BLUETOOTH = 5  # no adapter, BlueZ or D-Bus not reachable; a CAN bus that cannot be opened
     LINK_LOST = 6  # the connection failed or dropped
     REFUSED = 7  # a write not allowed (no --allow-control) or not confirmed
     NOT_ACKNOWLEDGED = 8  # the BMS did not acknowledge a write and does not hold the value

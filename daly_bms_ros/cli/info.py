@@ -24,12 +24,15 @@ async def read_info(arguments: argparse.Namespace) -> dict[str, Any]:
         information = await client.device_information()
         sample = await client.read_sample()
     nominal = sample.settings.nominal_cell_voltage if sample.settings else float("nan")
+    on_can = transport.details.get("transport") == "can"
     return json_object(
         {
             "name": transport.name,
-            # A Bluetooth BMS is known by its address, a wired one by its port (and board).
+            # A Bluetooth BMS is known by its address, a wired one by its port or CAN bus (and
+            # board).
             "mac_address": None if transport.wired else transport.address,
-            "serial_port": client.address if transport.wired else None,
+            "serial_port": client.address if transport.wired and not on_can else None,
+            "can_bus": client.address if on_can else None,
             "protocol": client.protocol,
             "software_version": information.pop("software_version", None),
             "hardware_version": information.pop("hardware_version", None),

@@ -1,8 +1,12 @@
-"""``daly-bms scan``: the Daly BMS in range, or (``--serial``) the serial ports one answers on."""
+"""``daly-bms scan``: the Daly BMS in range, or the serial ports or CAN addresses answering.
+
+``--serial`` asks serial ports, ``--can`` the BMS addresses on a CAN bus.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -13,15 +17,21 @@ from bleak.exc import BleakError
 
 from daly_bms_ros.cli.device import (
     add_adapter_arguments,
+    add_can_arguments,
     add_protocol_arguments,
     positive_seconds,
     run_on_link,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.bleak_transport import adapter_options, is_daly, translate_error
+from daly_bms_ros.link.can_bus import CanBuses
+from daly_bms_ros.link.can_transport import CanTransport
+from daly_bms_ros.link.client import DalyClient, RequestTimeoutError
 from daly_bms_ros.link.serial_ports import SerialAnswer, ask_ports, serial_ports
+from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.protocol.a5 import ALL_CELL_FRAMES as A5_ALL_CELL_FRAMES
 from daly_bms_ros.protocol.a5 import FRAME_SIZE as A5_FRAME_SIZE
+from daly_bms_ros.protocol.a5 import MAX_BOARD
 from daly_bms_ros.text import printable
 
 #: The longest exchange a sample waits for, in bytes: the A5 cell voltages of a BMS that sends
@@ -100,10 +110,18 @@ def add_parser(subparsers: Any) -> None:
         help="ask this port (repeatable; implies --serial; default: every serial port)",
     )
     add_protocol_arguments(serial)
+    bus = parser.add_argument_group(
+        "CAN bus", "--can asks BMS addresses 1..16 on the bus for their status, all at once"
+    )
+    bus.add_argument(
+        "--can", action="store_true", help="ask the BMS addresses on a CAN bus instead"
+    )
+    add_can_arguments(bus)
     serial.add_argument(
         "--request-timeout",
         type=positive_seconds,
-        help=f"seconds to wait for each answer (default: the longest answer's time at --baud "
+        help=f"seconds to wait for each answer (with --can: {MINIMUM_REQUEST_TIMEOUT_S:g} s; "
+        f"else the longest answer's time at --baud "
         f"plus {REQUEST_TIMEOUT_MARGIN_S:g} s, at least {MINIMUM_REQUEST_TIMEOUT_S:g} s: "
         f"{default_request_timeout(9600):g} s at 9600 baud, "
         f"{default_request_timeout(1200):.2f} s at 1200)",
@@ -113,6 +131,8 @@ def add_parser(subparsers: Any) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Print the devices (or answering ports); exit 3 when none was found."""
+    if arguments.can:
+        return run_can(arguments)
     if arguments.serial or arguments.serial_ports:
         return run_serial(arguments)
     found = run_on_link(lambda: scan(arguments.adapter, arguments.timeout))
@@ -149,6 +169,63 @@ def run_serial(arguments: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return ExitCode.OK if answered else ExitCode.NOT_FOUND
+
+
+async def ask_can_bus(arguments: argparse.Namespace, timeout: float) -> list[tuple[int, BmsSample]]:
+    """Ask every BMS address on the bus at once (one open bus); return those that answered.
+
+    Answers are told apart by their source address, so the addresses are asked together.
+    """
+    buses = CanBuses()
+
+    async def ask(address: int) -> tuple[int, BmsSample] | None:
+        transport = CanTransport(
+            arguments.can_interface, arguments.can_channel, arguments.can_bitrate, address, buses
+        )
+        client = DalyClient(transport, timeout, request_retries=0, protocol="a5", board=address)
+        transport.set_callbacks(client.on_notify, lambda: None)
+        await transport.connect()
+        client.attach()
+        try:
+            return address, await client.read_sample()
+        except RequestTimeoutError:
+            return None  # no answer: no BMS at this address
+        finally:
+            await transport.disconnect()
+
+    answers = await asyncio.gather(*(ask(address) for address in range(1, MAX_BOARD + 1)))
+    return [answer for answer in answers if answer is not None]
+
+
+def run_can(arguments: argparse.Namespace) -> int:
+    """Print the BMS addresses that answered on the bus; exit 3 when none did."""
+    # A whole answer takes milliseconds at CAN speeds: the least wait is for the BMS itself.
+    timeout = arguments.request_timeout or MINIMUM_REQUEST_TIMEOUT_S
+    answers = run_on_link(lambda: ask_can_bus(arguments, timeout))
+    if isinstance(answers, ExitCode):
+        return answers
+    channel = f"{arguments.can_interface}:{arguments.can_channel}"
+    for address, sample in answers:
+        status = sample.status
+        record = {
+            "channel": channel,
+            "bms_address": address,
+            "protocol": "a5",
+            "cells": len(status.cell_voltages),
+            "pack_voltage": status.pack_voltage,
+            "soc": status.soc,
+        }
+        if arguments.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(
+                f"{channel}  BMS {address:>2}  {record['cells']}S  {status.pack_voltage:.1f} V  "
+                f"{status.soc:.1f} %",
+                flush=True,
+            )
+    if not answers:
+        print(f"daly-bms: no BMS answered on {channel}", file=sys.stderr)
+    return ExitCode.OK if answers else ExitCode.NOT_FOUND
 
 
 def serial_record(answer: SerialAnswer) -> dict[str, object]:

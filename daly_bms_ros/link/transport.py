@@ -10,8 +10,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-#: How a BMS is reached: Bluetooth LE, or a serial port (its UART/RS485 port via an adapter).
-TRANSPORTS = ("ble", "serial")
+#: How a BMS is reached: Bluetooth LE, a serial port (its UART/RS485 port via an adapter), or a
+#: CAN bus (its CAN port, through python-can).
+TRANSPORTS = ("ble", "serial", "can")
 #: A Bluetooth device address as BlueZ prints it, e.g. C6:6C:09:03:1B:9E.
 MAC_ADDRESS_PATTERN = re.compile(r"([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
 

@@ -103,8 +103,26 @@ def check_targets(packs: dict[str, DalyBmsNode]) -> None:
             problems.append(f"{' and '.join(sharing)} name one ({key})")
     if problems:
         raise InvalidSettingError(
-            "each pack needs a mac_address or device_name (or, wired, a serial_port and board) "
+            "each pack needs a mac_address or device_name (or, wired, a serial_port or CAN "
+            "channel, and board) "
             f"of its own in its section (<namespace>/daly_bms): {'; '.join(problems)}"
+        )
+    check_can_bitrates(packs)
+
+
+def check_can_bitrates(packs: dict[str, DalyBmsNode]) -> None:
+    """Refuse packs on one CAN channel at different bitrates: one bus runs at one bitrate."""
+    bitrates: dict[str, set[int]] = {}
+    for node in packs.values():
+        settings = node.settings
+        if settings.transport == "can":
+            channel = f"{settings.can_interface}:{settings.can_channel}"
+            bitrates.setdefault(channel, set()).add(settings.can_bitrate)
+    conflicts = [channel for channel, rates in bitrates.items() if len(rates) > 1]
+    if conflicts:
+        raise InvalidSettingError(
+            f"packs on one CAN channel ({', '.join(conflicts)}) give it different can_bitrate "
+            "values: one bus runs at one bitrate"
         )
 
 

@@ -65,11 +65,18 @@ USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
 def make_transport(settings: NodeSettings) -> BmsTransport:
-    """Build the transport the parameters name: a serial port, or Bluetooth LE.
+    """Build the transport the parameters name: a serial port, a CAN bus, or Bluetooth LE.
 
     Each backend is imported only when chosen: a wired robot needs no Bluetooth libraries
-    (bleak, dbus-fast), a Bluetooth one no pyserial.
+    (bleak, dbus-fast), a Bluetooth one no pyserial. The packs of a process on one CAN
+    channel share one open bus (``link.can_bus``).
     """
+    if settings.transport == "can":
+        from daly_bms_ros.link.can_transport import CanTransport  # noqa: PLC0415
+
+        return CanTransport(
+            settings.can_interface, settings.can_channel, settings.can_bitrate, settings.board
+        )
     if settings.transport == "serial":
         from daly_bms_ros.link.serial_transport import SerialTransport  # noqa: PLC0415
 
@@ -208,9 +215,10 @@ class BatteryDriver:
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
         # Packs share an adapter's turns and searches, and the boards of an RS485 bus its turns.
         turns, search_lock = None, None
+        # A CAN bus needs no turns: answers are told apart by their source address.
         if self._links is not None and settings.transport == "serial":
             turns = self._links.bus_turns(settings.serial_port)
-        elif self._links is not None:
+        elif self._links is not None and settings.transport != "can":
             turns = self._links.turns_for(settings.adapter)
             search_lock = self._links.search_lock(settings.adapter)
         self._link = BmsLink(
@@ -222,7 +230,7 @@ class BatteryDriver:
                 reconnect_delay_min=settings.reconnect_delay_min,
                 reconnect_delay_max=settings.reconnect_delay_max,
                 invert_current=settings.invert_current,
-                protocol=settings.protocol,
+                protocol="a5" if settings.transport == "can" else settings.protocol,
                 board=settings.board,
                 # A turn on a shared adapter: connecting, then the first turn's reads.
                 turn_timeout=settings.connect_timeout
@@ -421,7 +429,7 @@ class DalyBmsNode(Node):
             self._driver.start()
         elif settings.transport == "serial":
             links.register_bus(settings.serial_port)
-        else:
+        elif settings.transport == "ble":
             links.register(settings.adapter)
 
     def start(self) -> None:

@@ -22,6 +22,15 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from daly_bms_ros.link.serial_transport import MAXIMUM_BAUDRATE, MINIMUM_BAUDRATE
 from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, TRANSPORTS
 from daly_bms_ros.protocol.a5 import MAX_BOARD
+from daly_bms_ros.protocol.can_id import (
+    BITRATE as CAN_BITRATE,
+)
+from daly_bms_ros.protocol.can_id import (
+    BITRATES,
+    CAN_PROTOCOLS,
+    DEFAULT_CHANNEL,
+    DEFAULT_INTERFACE,
+)
 from daly_bms_ros.protocol.session import PROTOCOLS
 
 #: Names accepted by ``technology``, as sensor_msgs/BatteryState POWER_SUPPLY_TECHNOLOGY_* names.
@@ -47,6 +56,9 @@ class NodeSettings:
     serial_port: str = ""
     baud: int = 9600
     rs485: bool = False
+    can_interface: str = DEFAULT_INTERFACE
+    can_channel: str = DEFAULT_CHANNEL
+    can_bitrate: int = CAN_BITRATE
     protocol: str = "auto"
     board: int = 1
     poll_interval: float = 1.0
@@ -129,9 +141,9 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         "Bluetooth adapter to use (e.g. hci0). Empty: the system default adapter.",
     ),
     "transport": ParameterSpec(
-        "How the BMS is reached: ble (Bluetooth LE), or serial (Daly's UART/RS485 port through "
-        "an adapter, at serial_port).",
-        constraints="ble or serial",
+        "How the BMS is reached: ble (Bluetooth LE), serial (Daly's UART/RS485 port through "
+        "an adapter, at serial_port), or can (its CAN port on a CAN bus, can_channel).",
+        constraints="ble, serial or can",
     ),
     "serial_port": ParameterSpec(
         "Serial port of a wired BMS (transport serial), e.g. /dev/ttyUSB0; a "
@@ -147,6 +159,18 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         "Let the kernel switch an RS485 adapter's direction with RTS (transport serial; only "
         "for adapters that do not switch by themselves).",
     ),
+    "can_interface": ParameterSpec(
+        "python-can interface of the CAN bus (transport can): socketcan (a CAN HAT, a "
+        "candleLight adapter) or slcan (a serial-line adapter).",
+    ),
+    "can_channel": ParameterSpec(
+        "The CAN interface's channel (transport can): can0, or an slcan adapter's serial port. "
+        "Packs on one channel share one open bus.",
+    ),
+    "can_bitrate": ParameterSpec(
+        "CAN bitrate (transport can); Daly's CAN port runs at 250000.",
+        constraints="one of: " + ", ".join(map(str, BITRATES)),
+    ),
     "protocol": ParameterSpec(
         "The protocol the BMS speaks: d2 (Daly's Bluetooth modules), x81 (newer packs and wired "
         "D2 boards), a5 (UART/RS485 ports, older Bluetooth modules), or auto to find it out at "
@@ -154,8 +178,8 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         constraints="one of: " + ", ".join(PROTOCOLS),
     ),
     "board": ParameterSpec(
-        "An A5 BMS's board number on a shared RS485 bus (set in Daly's PC tool); 1 for a BMS "
-        "alone on its port.",
+        "An A5 BMS's board number on a shared RS485 bus, its BMS address on a CAN bus (set in "
+        "Daly's PC tool); 1 for a BMS alone on its port.",
         minimum=1,
         maximum=MAX_BOARD,
         step=1,
@@ -305,6 +329,8 @@ def target_of(settings: NodeSettings) -> str:
     if settings.transport == "serial":
         board = f" board {settings.board}" if settings.board > 1 else ""
         return f"serial port {settings.serial_port}{board}"
+    if settings.transport == "can":
+        return f"CAN {settings.can_interface}:{settings.can_channel} BMS {settings.board}"
     if settings.mac_address:
         return f"address {settings.mac_address.upper()}"
     if settings.device_name:
@@ -389,6 +415,37 @@ def check_parameter_files(files: Sequence[str]) -> None:
                 lines[key.value] = line
 
 
+def _check_can(settings: NodeSettings) -> None:
+    """Refuse CAN settings that do not go together (InvalidSettingError)."""
+    can_set = (
+        settings.can_interface != DEFAULT_INTERFACE
+        or settings.can_channel != DEFAULT_CHANNEL
+        or settings.can_bitrate != CAN_BITRATE
+    )
+    if settings.transport != "can":
+        if can_set:
+            raise InvalidSettingError(
+                "can_interface, can_channel and can_bitrate are set but transport is "
+                f"{settings.transport}: set transport to can, or leave them at their defaults"
+            )
+        return
+    if settings.serial_port or settings.mac_address or settings.device_name:
+        raise InvalidSettingError(
+            "transport can reads a CAN bus: leave serial_port, mac_address and device_name empty"
+        )
+    if not settings.can_interface.strip() or not settings.can_channel.strip():
+        raise InvalidSettingError("transport can needs can_interface and can_channel, e.g. can0")
+    if settings.can_bitrate not in BITRATES:
+        raise InvalidSettingError(
+            f"can_bitrate {settings.can_bitrate} is not a CAN bitrate: allowed are "
+            f"{', '.join(map(str, BITRATES))}"
+        )
+    if settings.protocol not in CAN_PROTOCOLS:
+        raise InvalidSettingError(
+            f"protocol {settings.protocol} has no CAN form: a Daly CAN port speaks a5 (or auto)"
+        )
+
+
 def validate(values: Mapping[str, Any]) -> NodeSettings:
     """Return settings built from ``values`` or raise InvalidSettingError naming the problem."""
     merged = {**asdict(DEFAULTS), **values}
@@ -416,6 +473,7 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
         raise InvalidSettingError(
             f"protocol {settings.protocol!r} is not known: allowed are {', '.join(PROTOCOLS)}"
         )
+    _check_can(settings)
     if settings.technology not in TECHNOLOGIES:
         raise InvalidSettingError(
             f"technology {settings.technology!r} is not known: "

@@ -3,8 +3,9 @@
 It answers the status, settings, MOS-temperature and device-information requests from a battery
 model, whole frames in one notification where the link's MTU allows (``--mtu`` caps it), like a
 Daly smart BMS does; or the A5 protocol of UART/RS485 ports and older Bluetooth modules. With
-``--serial`` it is a pseudo-terminal instead, as a BMS wired through a USB adapter. Options
-present it as the hardware variants found in the field.
+``--serial`` it is a pseudo-terminal instead, as a BMS wired through a USB adapter; with
+``--can``, A5 boards on a CAN bus behind an slcan adapter on a pseudo-terminal. Options present
+it as the hardware variants found in the field.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from daly_bms_ros.protocol.gatt import FFF0, GATT_LAYOUTS
 from daly_bms_ros.protocol.registers import X81_MAX_CELLS
 from daly_bms_ros.sim.a5_responder import A5Bus, A5Responder
 from daly_bms_ros.sim.battery import BatteryModel
+from daly_bms_ros.sim.can_port import SlcanBms
 from daly_bms_ros.sim.faults import Fault, FaultInjector
 from daly_bms_ros.sim.peripheral import (
     DEFAULT_MTU,
@@ -141,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
         "adapter; its path is printed as 'serial port PATH'",
     )
     parser.add_argument(
+        "--can",
+        action="store_true",
+        help="a5: serve A5 boards on a CAN bus behind an slcan adapter on a pseudo-terminal "
+        "(python-can's slcan interface opens it); its path is printed as 'serial port PATH'",
+    )
+    parser.add_argument(
+        "--boards",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"with --can: boards at BMS addresses 1..N (1..{A5_MAX_BOARD}; default 1), each its "
+        "own pack (its SOC 10 points below the one before)",
+    )
+    parser.add_argument(
+        "--other-traffic",
+        action="store_true",
+        help="with --can: frames of other devices on the bus before each answer",
+    )
+    parser.add_argument(
         "--rs485-echo",
         action="store_true",
         help="with --serial: send every byte received back before the answer, as a "
@@ -226,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="CAPTURE",
         help="answer as the BMS of a capture (daly-bms record) did, request by request, with "
-        "its timing, name and GATT layout",
+        "its timing, name and GATT layout; with --can, a capture of a CAN bus, as CAN frames",
     )
     parser.add_argument(
         "--fast", action="store_true", help="with --replay: answer at once, not at recorded delays"
@@ -380,7 +401,10 @@ async def serve(arguments: argparse.Namespace) -> None:
     """Advertise (or open the serial port) and answer until SIGINT or SIGTERM."""
     presentation: Presentation
     start: Callable[[], Awaitable[None]]
-    if arguments.serial:
+    if arguments.can:
+        bus = SlcanBms(arguments.responder, announce_port, arguments.other_traffic)
+        presentation, start = bus, bus.start
+    elif arguments.serial:
         protocol = arguments.protocol
         serial = SerialBms(
             arguments.responder,
@@ -445,7 +469,10 @@ def model_for(arguments: argparse.Namespace) -> BatteryModel:
 
 def check_presentation(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
     """Refuse options that do not go together; fill in the protocol of the presentation."""
-    arguments.protocol = arguments.protocol or (A5 if arguments.serial else D2.name)
+    arguments.protocol = arguments.protocol or (
+        A5 if arguments.serial or arguments.can else D2.name
+    )
+    check_can(parser, arguments)
     a5_options = (
         arguments.a5_board is not None
         or arguments.a5_hosts
@@ -455,7 +482,9 @@ def check_presentation(parser: argparse.ArgumentParser, arguments: argparse.Name
     if arguments.protocol != A5 and a5_options:
         parser.error("--a5-board, --a5-hosts, --a5-all-frames and --a5-bus are for --protocol a5")
     if arguments.a5_bus is not None and (
-        not arguments.serial or arguments.a5_board is not None or arguments.a5_hosts
+        not (arguments.serial or arguments.can)
+        or arguments.a5_board is not None
+        or arguments.a5_hosts
     ):
         parser.error(
             "--a5-bus is for --serial, and numbers the boards itself: not with "
@@ -465,6 +494,26 @@ def check_presentation(parser: argparse.ArgumentParser, arguments: argparse.Name
         parser.error("--rs485-echo is for --serial")
     if arguments.replay and arguments.serial:
         parser.error("--replay plays Bluetooth notifications: not with --serial")
+
+
+def check_can(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    """Refuse CAN options that do not go together; boards 2..N make a bus of A5 boards."""
+    if not arguments.can:
+        if arguments.boards != 1 or arguments.other_traffic:
+            parser.error("--boards and --other-traffic are for --can")
+        return
+    if arguments.serial or arguments.protocol != A5:
+        parser.error("--can carries the A5 protocol (--protocol a5), not with --serial")
+    if arguments.a5_bus is not None or arguments.a5_hosts or arguments.rs485_echo:
+        parser.error(
+            "--can numbers the boards by --boards: not with --a5-bus, --a5-hosts or --rs485-echo"
+        )
+    if not 1 <= arguments.boards <= A5_MAX_BOARD:
+        parser.error(f"--boards is 1..{A5_MAX_BOARD}, not {arguments.boards}")
+    if arguments.boards > 1:
+        if arguments.a5_board is not None:
+            parser.error("--boards numbers the boards itself: not with --a5-board")
+        arguments.a5_bus = arguments.boards
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -510,7 +559,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"daly-bms-sim: {error}", file=sys.stderr)
         return 2
     except (OSError, ConnectionError) as error:
-        failed = "no pseudo-terminal" if arguments.serial else "BlueZ not reachable"
+        failed = (
+            "no pseudo-terminal" if arguments.serial or arguments.can else "BlueZ not reachable"
+        )
         print(f"daly-bms-sim: {failed}: {error}", file=sys.stderr)
         return 1
     except DBusError as error:
