@@ -275,6 +275,9 @@ def test_two_a5_polls_give_two_statuses_and_a_lone_answer_none() -> None:
     status, objects = decode(FIREMEN027_SESSION[0])
     assert status == 0
     assert [o["block"] for o in objects] == ["a5_pack"]
+    # A detection's 0x90 ahead of the poll's own is replaced by it, not a poll of its own.
+    status, objects = decode(FIREMEN027_SESSION[0] + poll)
+    assert [o["block"] for o in objects].count("a5_status") == 1
 
 
 def test_an_a5_capture_decodes_its_answers_and_its_poll(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 Each A5 answer names its command, so a frame is decoded by its own bytes, by the rows of
 ``protocol.a5.COMMANDS``. The answers of one poll (0x90, 0x93, 0x94 and the frames of 0x95 at
-least) also give one status, as the driver builds it; a poll ends where a command comes again
-(a frame of 0x95 or 0x96 whose number came already, or another board's answer).
+least) also give one status, as the driver builds it; a whole poll ends where a command comes
+again (a frame of 0x95 or 0x96 whose number came already), or another board answers.
 """
 
 from __future__ import annotations
@@ -90,34 +90,43 @@ def describe_a5_frame(frame: A5Frame) -> dict[str, Any]:
 
 
 class A5Poll:
-    """The answers of one poll, until a command comes again; then they give one status."""
+    """The answers of one poll; once a command comes again after a whole poll, one status.
+
+    A command that comes again before the poll is whole (a detection's 0x90 ahead of the
+    poll's own) replaces its earlier answer; another board's answer ends the poll.
+    """
 
     def __init__(self) -> None:
         self._answers: dict[int, list[A5Frame]] = {}
 
-    def _ends_poll(self, frame: A5Frame) -> bool:
-        if not self._answers:
-            return False
-        board = next(iter(self._answers.values()))[0].address
+    def _again(self, frame: A5Frame) -> bool:
+        """Whether ``frame`` answers a command this poll holds already."""
         earlier = self._answers.get(frame.command, [])
-        if frame.address != board:
-            return True
         if not earlier:
             return False
         command = COMMANDS.get(frame.command)
         numbered = command is not None and command.series is not None
         return not numbered or any(old.number == frame.number for old in earlier)
 
+    def _whole(self) -> bool:
+        return all(command in self._answers for command in _NEEDED)
+
     def push(self, frame: A5Frame) -> list[dict[str, Any]]:
         """Take the next answer; return the status of the poll it ended (if whole) and itself."""
-        decoded = self.finish() if self._ends_poll(frame) else []
+        decoded = []
+        board = next((frames[0].address for frames in self._answers.values()), frame.address)
+        if frame.address != board or (self._again(frame) and self._whole()):
+            decoded = self.finish()
+        elif self._again(frame):
+            del self._answers[frame.command]
         self._answers.setdefault(frame.command, []).append(frame)
         return [*decoded, describe_a5_frame(frame)]
 
     def finish(self) -> list[dict[str, Any]]:
         """Return the status of the answers held, where they make one; start a new poll."""
+        whole = self._whole()
         answers, self._answers = self._answers, {}
-        if not all(command in answers for command in _NEEDED):
+        if not whole:
             return []
         try:
             status = decode_a5_status(answers)
