@@ -95,12 +95,19 @@ def test_all_stamps_come_from_the_node_clock_under_sim_time(ros_context: Context
 
 def test_failed_polls_are_logged(ros_context: Context, capfd: pytest.CaptureFixture[str]) -> None:
     double = BmsDouble()
+    logged: list[str] = []
     with node_running(ros_context, double) as (_node, listener):
         listener.wait_for(lambda: bool(listener.battery), "a sample")
         double.silent = True
-        listener.wait_for(
-            lambda: "a poll of" in capfd.readouterr().err, "a log line about the failed poll"
-        )
+
+        def failed_poll_logged() -> bool:
+            logged.extend(capfd.readouterr().err.splitlines())
+            return any("a poll of" in line for line in logged)
+
+        listener.wait_for(failed_poll_logged, "a log line about the failed poll")
+    line = next(line for line in logged if "a poll of" in line)
+    # A warning that names the pack and why the poll failed.
+    assert "WARN" in line and double.description in line and "no answer" in line
 
 
 def test_found_by_name_the_battery_is_known_by_its_address(ros_context: Context) -> None:
@@ -247,14 +254,19 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
     assert parameter_overrides({"poll_interval": "soon"}) == {"poll_interval": "soon"}
 
 
-@pytest.mark.parametrize("returncode", [0, 1, -2, -15, None])
-def test_a_crash_or_a_stop_is_left_to_respawn(returncode: int | None) -> None:
-    check_exit("daly_bms", returncode)
-
-
-def test_refused_parameters_end_the_launch() -> None:
-    with pytest.raises(RefusedConfigurationError, match="refused its parameters"):
-        check_exit("daly_bms", 2)
+@pytest.mark.parametrize(
+    ("returncode", "refused"),
+    [(0, False), (1, False), (-2, False), (-15, False), (None, False), (2, True)],
+)
+def test_only_refused_parameters_end_the_launch(returncode: int | None, refused: bool) -> None:
+    """A crash or a stop is left to the launch's respawn; exit 2 (bad parameters) ends it."""
+    try:
+        check_exit("daly_bms", returncode)
+    except RefusedConfigurationError as error:
+        assert refused, f"exit {returncode} ended the launch: {error}"
+        assert "daly_bms refused its parameters (exit 2" in str(error)
+    else:
+        assert not refused, "exit 2 (refused parameters) was left to respawn"
 
 
 def test_thresholds_turn_diagnostics_warn_then_error_at_run_time(ros_context: Context) -> None:
