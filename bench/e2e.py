@@ -1,7 +1,10 @@
 """End-to-end figures against the virtual BMS over the BlueZ mock, the node in its own process.
 
 - latency: from the last notification of a poll's last answer leaving the virtual BMS to the
-  BatteryState arriving at a subscriber, over ``--polls`` polls at 0.1 s;
+  BatteryState arriving at a subscriber, over ``--polls`` polls at 0.1 s; beside it, in the same
+  run, the floor (``bench/floor_node.py``: a bare bleak client publishing each answer through a
+  bare rclpy publisher, the least a ROS program can do over the same BlueZ mock and DDS) and the
+  node's ratio to it;
 - time to first message: from starting the node process to the first BatteryState (discovery,
   connection, first sample, Python and DDS start-up included), ``--starts`` times;
 - recovery: the BMS sleeps (stops advertising and drops the link) for ``--asleep`` seconds and
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from harness import (
+    NAME,
     TimedPeripheral,
     listening,
     mock_bus,
@@ -28,30 +34,52 @@ from harness import (
     stop_node,
 )
 
+FLOOR = Path(__file__).resolve().parent / "floor_node.py"
 
-def latency(bms: TimedPeripheral, polls: int) -> None:
+
+def delays_of(bms: TimedPeripheral, process: subprocess.Popen[bytes], polls: int) -> list[float]:
+    """Milliseconds from each poll's last notification to its BatteryState at a subscriber."""
     with listening() as listener:
-        node = start_node(poll_interval=0.1, request_timeout=1.0)
         try:
             finished = listener.wait_for(polls + 5, timeout=polls * 0.3 + 60)
         finally:
-            stop_node(node)
+            stop_node(process)
         with listener.lock:
             arrivals = list(listener.arrivals)
+    if not finished:
+        print(f"  (fewer than {polls} polls: timed out)")
     # A poll's last answer: the last frame sent before its BatteryState arrived (one 80-register
     # status, or the MOS block after a 62-register one).
     answers = list(bms.answered_at)
+    bms.answered_at.clear()
     delays = []
     for arrived, _stamp in arrivals[5:]:  # past connection set-up
         index = bisect.bisect_right(answers, arrived) - 1
         if index >= 0:
             delays.append((arrived - answers[index]) * 1000)
-    p50, p95, p99 = percentiles(delays, 50, 95, 99)
-    print(
-        f"latency, last notification -> BatteryState at a subscriber, {len(delays)} polls"
-        f"{'' if finished else ' (fewer than asked: timed out)'}: "
-        f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms, max {max(delays):.2f} ms"
-    )
+    return delays
+
+
+def latency(bms: TimedPeripheral, polls: int) -> None:
+    figures = {}
+    for name, start in (
+        ("node", lambda: start_node(poll_interval=0.1, request_timeout=1.0)),
+        (
+            "floor",
+            lambda: subprocess.Popen([sys.executable, str(FLOOR), NAME, "--interval", "0.1"]),
+        ),
+    ):
+        delays = delays_of(bms, start(), polls)
+        p50, p95, p99 = percentiles(delays, 50, 95, 99)
+        over = sum(delay > 10.0 for delay in delays)
+        figures[name] = (p50, p99)
+        print(
+            f"latency ({name}), last notification -> BatteryState at a subscriber, "
+            f"{len(delays)} polls: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms, "
+            f"max {max(delays):.2f} ms, {over} over 10 ms"
+        )
+    (node_p50, node_p99), (floor_p50, floor_p99) = figures["node"], figures["floor"]
+    print(f"node / floor: p50 {node_p50 / floor_p50:.2f}x, p99 {node_p99 / floor_p99:.2f}x")
 
 
 def time_to_first_message(starts: int) -> None:
