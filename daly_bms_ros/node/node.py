@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
@@ -175,18 +173,14 @@ class BatteryDriver:
         )
         self._capture: CaptureWriter | None = None
         self._control = ControlServices(node, self.write, settings.allow_control)
-        self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
         self._last_sample: BmsSample | None = None
-        # Alone, the node hands samples to its executor (a guard condition) and publishes its
-        # diagnostics on a timer of its own. Beside other packs, each wake-up of the shared
-        # executor costs in proportion to every pack's entities: samples are published from the
-        # Bluetooth thread (rclpy publishers take any thread), and the process publishes every
-        # pack's diagnostics on one timer (``diagnostic_status``).
-        self._sample_ready = (
-            node.create_guard_condition(self._publish_samples) if links is None else None
-        )
+        # Samples are published from the link's thread as they come (rclpy publishers take
+        # any thread), alone or beside other packs: no hand-off to the executor, whose wake-up
+        # would add to every sample's latency. Alone, the node publishes its diagnostics on a
+        # timer of its own; beside other packs the process publishes every pack's on one timer
+        # (``diagnostic_status``).
         # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
         # driver that cannot reach its BMS must say so whatever the simulation does.
         self._diagnostics: tuple[Publisher[DiagnosticArray], Timer] | None = None
@@ -303,8 +297,6 @@ class BatteryDriver:
         if self._diagnostics is not None:
             node.destroy_publisher(self._diagnostics[0])
             node.destroy_timer(self._diagnostics[1])
-        if self._sample_ready is not None:
-            node.destroy_guard_condition(self._sample_ready)
 
     def _target(self) -> str:
         return target_of(self.settings) or (
@@ -319,14 +311,20 @@ class BatteryDriver:
             self._node.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
         self.settings = settings
 
-    # Called in the BLE thread.
+    # Called in the link's thread.
     def _on_sample(self, sample: BmsSample) -> None:
         # The stamp is the moment the answer arrived, on the node's clock (sim time too).
-        self._samples.put((sample, self._node.get_clock().now().to_msg()))
-        if self._sample_ready is None:
-            self._publish_samples()
-        else:
-            self._sample_ready.trigger()
+        stamp = self._node.get_clock().now().to_msg()
+        identity = dataclasses.replace(self._identity, serial_number=self._serial_number())
+        self._battery_publisher.publish(battery_state(sample, identity, stamp))
+        self._cells_publisher.publish(daly_cells(sample, self._identity.frame_id, stamp))
+        if sample.settings is not None and sample.settings != self._published_settings:
+            self._settings_publisher.publish(
+                daly_settings(sample.settings, sample.device, self._identity.frame_id, stamp)
+            )
+            self._published_settings = sample.settings
+        with self._lock:
+            self._last_sample = sample
 
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
@@ -347,23 +345,6 @@ class BatteryDriver:
             )
 
     # Called in the executor thread.
-    def _publish_samples(self) -> None:
-        while True:
-            try:
-                sample, stamp = self._samples.get_nowait()
-            except queue.Empty:
-                return
-            identity = dataclasses.replace(self._identity, serial_number=self._serial_number())
-            self._battery_publisher.publish(battery_state(sample, identity, stamp))
-            self._cells_publisher.publish(daly_cells(sample, self._identity.frame_id, stamp))
-            if sample.settings is not None and sample.settings != self._published_settings:
-                self._settings_publisher.publish(
-                    daly_settings(sample.settings, sample.device, self._identity.frame_id, stamp)
-                )
-                self._published_settings = sample.settings
-            with self._lock:
-                self._last_sample = sample
-
     def _serial_number(self) -> str:
         """Return the battery's stable identity: the parameter, the BMS's serial, its address.
 
