@@ -19,15 +19,18 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from node_harness import node_running
+from rcl_interfaces.msg import ParameterType
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSProfile,
     QoSReliabilityPolicy,
     qos_profile_system_default,
 )
+from rclpy.task import Future
 from real_frames import field_bytes
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState
@@ -39,7 +42,8 @@ from daly_bms_ros.node.launch_arguments import (
     parameter_overrides,
 )
 from daly_bms_ros.node.lifecycle import DalyBmsLifecycleNode
-from daly_bms_ros.node.parameters import PARAMETERS
+from daly_bms_ros.node.node import DalyBmsNode
+from daly_bms_ros.node.parameters import PARAMETERS, InvalidSettingError
 from daly_bms_ros.protocol import STATUS_80_BLOCK
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -56,14 +60,58 @@ def test_lowering_the_poll_interval_takes_effect_at_once(ros_context: Context) -
         listener.wait_for(lambda: len(listener.battery) > count, "a sample after the change")
 
 
-@pytest.mark.parametrize(("value", "allowed"), [(0, "0.1 to 3600"), ("fast", "a number")])
+@pytest.mark.parametrize(
+    ("value", "allowed"), [(0, "Min: 0.1, Max: 3600.0"), ("fast", "a number from 0.1 to 3600")]
+)
 def test_a_poll_interval_that_is_not_allowed_is_refused(
-    ros_context: Context, value: Any, allowed: str
+    ros_context: Context, capfd: pytest.CaptureFixture[str], value: Any, allowed: str
 ) -> None:
+    """Out of range: rclpy's reason names the range; a text: the node's log says what is allowed."""
     with node_running(ros_context, BmsDouble()) as (node, _listener):
         result = node.set_parameters([Parameter("poll_interval", value=value)])[0]
         assert not result.successful
-        assert allowed in result.reason
+        assert allowed in result.reason + capfd.readouterr().err
+        assert node.get_parameter("poll_interval").type_ == Parameter.Type.DOUBLE
+
+
+def answer(future: Future) -> Any:
+    """Wait for a service call's answer (the nodes spin in another thread)."""
+    deadline = time.monotonic() + 20
+    while not future.done():
+        assert time.monotonic() < deadline, "no answer from the parameter service"
+        time.sleep(0.02)
+    return future.result()
+
+
+def test_an_integer_for_a_double_parameter_is_taken_as_a_double(ros_context: Context) -> None:
+    """poll_interval:=2 at start and a set of 3 over the parameter service: still a double."""
+    double_type = ParameterType.PARAMETER_DOUBLE
+    user = Node("parameter_user", context=ros_context)
+    with node_running(
+        ros_context, BmsDouble(), extra_nodes=[user], poll_interval=2, stale_timeout=30
+    ) as (node, _listener):
+        assert node.get_parameter("poll_interval").type_ == Parameter.Type.DOUBLE
+        client = AsyncParameterClient(user, "/daly_bms")
+        assert client.wait_for_services(timeout_sec=10)
+        described = answer(client.describe_parameters(["poll_interval"])).descriptors[0]
+        assert described.type == double_type
+        assert not described.dynamic_typing
+        assert described.floating_point_range[0].from_value == 0.1
+        result = answer(client.set_parameters([Parameter("poll_interval", value=3)]))
+        assert result.results[0].successful, result.results[0].reason
+        value = answer(client.get_parameters(["poll_interval"])).values[0]
+        assert (value.type, value.double_value) == (double_type, 3.0)
+        assert node.settings.poll_interval == 3.0
+        # A read-only double given as an integer at start is a double too.
+        assert node.get_parameter("stale_timeout").type_ == Parameter.Type.DOUBLE
+        text = answer(client.set_parameters([Parameter("poll_interval", value="fast")]))
+        assert not text.results[0].successful
+    user.destroy_node()
+
+
+def test_an_integer_out_of_range_at_start_is_refused_with_the_range(ros_context: Context) -> None:
+    with pytest.raises(InvalidSettingError, match=r"from 0\.1 to 3600, not 0"):
+        DalyBmsNode(context=ros_context, parameter_overrides=[Parameter("poll_interval", value=0)])
 
 
 def test_all_stamps_come_from_the_node_clock_under_sim_time(ros_context: Context) -> None:

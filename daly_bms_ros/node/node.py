@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -18,8 +19,14 @@ from typing import Any
 
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    ParameterDescriptor,
+    ParameterType,
+    ParameterValue,
+    SetParametersResult,
+)
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -48,6 +55,8 @@ from daly_bms_ros.node.parameters import (
     TECHNOLOGIES,
     InvalidSettingError,
     NodeSettings,
+    ParameterSpec,
+    checked_number,
     target_of,
     validate,
 )
@@ -84,8 +93,16 @@ def make_transport(settings: NodeSettings) -> BmsTransport:
     )
 
 
-def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter with its descriptor; return the values (checked by ``validate``)."""
+def declare_parameters(
+    node: Node, refused: dict[str, str] | None = None, writable: bool = False
+) -> dict[str, Any]:
+    """Declare every parameter with its descriptor; return the values (checked by ``validate``).
+
+    ``refused``: a value given at start that rclpy refuses (out of range, wrong type) is noted
+    there and the default declared instead, for a managed node to report at configure; None:
+    it raises (ParameterException). ``writable``: every parameter may be set at run time (a
+    managed node refuses what it cannot change while configured itself).
+    """
     node.declare_parameter(
         USE_FQN_PARAMETER,
         False,
@@ -96,12 +113,69 @@ def declare_parameters(node: Node) -> dict[str, Any]:
             read_only=True,
         ),
     )
-    return {
-        name: node.declare_parameter(
-            name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
-        ).value
-        for name, spec in PARAMETERS.items()
-    }
+    values = {}
+    for name, spec in PARAMETERS.items():
+        default = getattr(DEFAULTS, name)
+        try:
+            values[name] = _declare(node, name, spec, writable)
+        except (ParameterException, InvalidSettingError) as error:
+            if refused is None:
+                raise
+            refused[name] = str(error)
+            values[name] = node.declare_parameter(
+                name, default, spec.descriptor(default, writable), ignore_override=True
+            ).value
+    if hasattr(node, "add_pre_set_parameters_callback"):  # Humble has none: ints stay ints
+        node.add_pre_set_parameters_callback(functools.partial(_doubles_for_integers, node))
+    return values
+
+
+def _declare(node: Node, name: str, spec: ParameterSpec, writable: bool) -> Any:
+    """Declare one parameter; a floating-point one given as an integer is stored as double.
+
+    Users type seconds as ``poll_interval:=2``: declared with dynamic typing it takes the
+    integer, then the descriptor is made double and applied to the value as a double, so that
+    ``param get``, ``describe`` and ``dump`` keep saying double. Humble cannot convert later
+    sets (no pre-set callback): there the parameter keeps dynamic typing.
+    """
+    default = getattr(DEFAULTS, name)
+    if not isinstance(default, float) or not hasattr(node, "add_pre_set_parameters_callback"):
+        return node.declare_parameter(name, default, spec.descriptor(default, writable)).value
+    # Writable until typed: set_descriptor refuses to touch a read-only parameter.
+    value: Any = node.declare_parameter(
+        name, default, spec.descriptor(default, writable=True)
+    ).value
+    checked_number(name, value)  # InvalidSettingError for a text, naming what is allowed
+    typed = spec.descriptor(default, writable)
+    typed.dynamic_typing = False
+    typed.type = ParameterType.PARAMETER_DOUBLE
+    node.set_descriptor(
+        name, typed, ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+    )
+    return node.get_parameter(name).value
+
+
+def _doubles_for_integers(node: Node, parameters: list[Parameter[Any]]) -> list[Parameter[Any]]:
+    """Pre-set callback: an integer given for a floating-point parameter becomes a double.
+
+    A text stays a text, which rclpy refuses by its type alone ("expected '3' got '4'" in
+    Kilted): the node's log says what is allowed.
+    """
+    converted = []
+    for parameter in parameters:
+        double = isinstance(getattr(DEFAULTS, parameter.name, None), float)
+        if double and parameter.type_ == Parameter.Type.INTEGER:
+            converted.append(
+                Parameter(parameter.name, Parameter.Type.DOUBLE, float(parameter.value))
+            )
+            continue
+        if double and parameter.type_ != Parameter.Type.DOUBLE:
+            try:
+                checked_number(parameter.name, parameter.value)
+            except InvalidSettingError as error:
+                node.get_logger().warning(f"refused: {error}")
+        converted.append(parameter)
+    return converted
 
 
 def checked_change(

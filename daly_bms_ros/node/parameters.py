@@ -85,15 +85,16 @@ class ParameterSpec:
     read_only: bool = True
     constraints: str = ""
 
-    def descriptor(self, default: Any) -> ParameterDescriptor:
+    def descriptor(self, default: Any, writable: bool = False) -> ParameterDescriptor:
         """Build the ROS descriptor; the range type follows the default value's type.
 
         A floating-point parameter also takes an integer ("poll_interval:=2", as users type
-        seconds): it is declared with dynamic typing, and ``validate`` checks type and range.
+        seconds): it is declared with dynamic typing, then turned double (see the node's
+        ``declare_parameters``). ``writable``: never read-only (a managed node, unconfigured).
         """
         descriptor = ParameterDescriptor(
             description=self.description,
-            read_only=self.read_only,
+            read_only=self.read_only and not writable,
             additional_constraints=self.constraints,
             dynamic_typing=isinstance(default, float),
         )
@@ -284,7 +285,7 @@ class InvalidSettingError(ValueError):
     """A parameter value is not allowed; the message says which and what is allowed."""
 
 
-def _number(name: str, value: Any) -> float:
+def checked_number(name: str, value: Any) -> float:
     """Return a floating-point parameter's value as a float: a number (int too) in range."""
     spec = PARAMETERS[name]
     low = -math.inf if spec.minimum is None else spec.minimum
@@ -394,7 +395,7 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
     merged = {**asdict(DEFAULTS), **values}
     for name, default in asdict(DEFAULTS).items():
         if isinstance(default, float):
-            merged[name] = _number(name, merged[name])
+            merged[name] = checked_number(name, merged[name])
     settings = NodeSettings(**merged)
     if settings.mac_address and not MAC_ADDRESS_PATTERN.fullmatch(settings.mac_address):
         raise InvalidSettingError(
