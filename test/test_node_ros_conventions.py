@@ -5,6 +5,9 @@ Through real rclpy and DDS against the BMS double that answers with real capture
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +19,13 @@ import yaml
 from bms_double import BmsDouble
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
+from installed import ros_executable
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from node_harness import node_running
 from rcl_interfaces.msg import ParameterType
 from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -32,6 +37,7 @@ from rclpy.qos import (
 )
 from rclpy.task import Future
 from real_frames import field_bytes
+from ros_env import domain_id_for_this_run
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import BatteryState
 
@@ -385,3 +391,80 @@ def test_managed_node_refuses_to_configure_with_bad_parameters(ros_context: Cont
     with managed(ros_context, double, technology="lead-acid") as (_listener, manager):
         assert not change_state(manager, Transition.TRANSITION_CONFIGURE)
         assert double.connects == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "corrected"),
+    [
+        ({"technology": "Foo"}, Parameter("technology", value="LiFePO4")),
+        ({"poll_interval": 0.01}, Parameter("poll_interval", value=0.5)),
+        ({"poll_interval": "soon"}, Parameter("poll_interval", value=1)),
+        ({"baud": 7}, Parameter("baud", value=9600)),
+    ],
+)
+def test_managed_node_reports_bad_values_at_configure_and_takes_a_correction(
+    ros_context: Context, capfd: pytest.CaptureFixture[str], given: Any, corrected: Parameter[Any]
+) -> None:
+    """It starts whatever it was given; configure says what is wrong; unconfigured, it is fixed."""
+    double = BmsDouble()
+    with managed(ros_context, double, **given) as (listener, manager):
+        assert not change_state(manager, Transition.TRANSITION_CONFIGURE)
+        error = capfd.readouterr().err
+        assert f"invalid parameter: {corrected.name}" in error, error
+        assert "configure again" in error
+        client = AsyncParameterClient(manager, "/daly_bms")
+        assert client.wait_for_services(timeout_sec=10)
+        result = answer(client.set_parameters([corrected])).results[0]
+        assert result.successful, result.reason  # read-only ones too, while unconfigured
+        assert change_state(manager, Transition.TRANSITION_CONFIGURE)
+        # Configured: what the running driver cannot take waits for cleanup.
+        refused = answer(client.set_parameters([Parameter("technology", value="LiPo")]))
+        assert not refused.results[0].successful
+        assert "only while the node is unconfigured" in refused.results[0].reason
+        changed = answer(client.set_parameters([Parameter("poll_interval", value=0.3)]))
+        assert changed.results[0].successful
+        assert change_state(manager, Transition.TRANSITION_ACTIVATE)
+        listener.wait_for(lambda: bool(listener.battery), "samples once corrected")
+        assert change_state(manager, Transition.TRANSITION_DEACTIVATE)
+        assert change_state(manager, Transition.TRANSITION_CLEANUP)
+        assert (
+            answer(client.set_parameters([Parameter("technology", value="LiPo")]))
+            .results[0]
+            .successful
+        )
+
+
+def test_installed_managed_node_starts_with_a_value_out_of_range(ros_context: Context) -> None:
+    """The process reaches unconfigured and waits for a manager (the plain node exits 2)."""
+    environment = {**os.environ, "ROS_DOMAIN_ID": str(domain_id_for_this_run())}
+    process = subprocess.Popen(
+        [ros_executable("daly_bms_lifecycle_node"), "--ros-args", "-p", "poll_interval:=0.01"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    manager = Node("lifecycle_manager", context=ros_context)
+    try:
+        client = manager.create_client(GetState, "/daly_bms/get_state")
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(manager)
+        state = None
+        deadline = time.monotonic() + 60
+        # Asked again until answered: a request sent before the service's discovery completes
+        # is lost (and a node of an earlier test may linger in the graph for a moment).
+        while state is None and time.monotonic() < deadline and process.poll() is None:
+            future = client.call_async(GetState.Request())
+            executor.spin_until_future_complete(future, timeout_sec=2)
+            state = future.result()
+        executor.shutdown()
+        assert state is not None, "the managed node did not answer"
+        assert state.current_state.label == "unconfigured"
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        manager.destroy_node()
+    assert process.returncode == 0, output

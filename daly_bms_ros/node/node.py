@@ -115,22 +115,21 @@ def declare_parameters(
     )
     values = {}
     for name, spec in PARAMETERS.items():
-        default = getattr(DEFAULTS, name)
         try:
             values[name] = _declare(node, name, spec, writable)
         except (ParameterException, InvalidSettingError) as error:
             if refused is None:
                 raise
             refused[name] = str(error)
-            values[name] = node.declare_parameter(
-                name, default, spec.descriptor(default, writable), ignore_override=True
-            ).value
+            values[name] = _declare(node, name, spec, writable, ignore_override=True)
     if hasattr(node, "add_pre_set_parameters_callback"):  # Humble has none: ints stay ints
         node.add_pre_set_parameters_callback(functools.partial(_doubles_for_integers, node))
     return values
 
 
-def _declare(node: Node, name: str, spec: ParameterSpec, writable: bool) -> Any:
+def _declare(
+    node: Node, name: str, spec: ParameterSpec, writable: bool, ignore_override: bool = False
+) -> Any:
     """Declare one parameter; a floating-point one given as an integer is stored as double.
 
     Users type seconds as ``poll_interval:=2``: declared with dynamic typing it takes the
@@ -140,12 +139,16 @@ def _declare(node: Node, name: str, spec: ParameterSpec, writable: bool) -> Any:
     """
     default = getattr(DEFAULTS, name)
     if not isinstance(default, float) or not hasattr(node, "add_pre_set_parameters_callback"):
-        return node.declare_parameter(name, default, spec.descriptor(default, writable)).value
+        descriptor = spec.descriptor(default, writable)
+        return node.declare_parameter(name, default, descriptor, ignore_override).value
     # Writable until typed: set_descriptor refuses to touch a read-only parameter.
-    value: Any = node.declare_parameter(
-        name, default, spec.descriptor(default, writable=True)
-    ).value
-    checked_number(name, value)  # InvalidSettingError for a text, naming what is allowed
+    descriptor = spec.descriptor(default, writable=True)
+    value: Any = node.declare_parameter(name, default, descriptor, ignore_override).value
+    try:
+        checked_number(name, value)  # InvalidSettingError for a text, naming what is allowed
+    except InvalidSettingError:
+        node.undeclare_parameter(name)
+        raise
     typed = spec.descriptor(default, writable)
     typed.dynamic_typing = False
     typed.type = ParameterType.PARAMETER_DOUBLE
