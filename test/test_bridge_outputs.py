@@ -125,8 +125,8 @@ def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
     for tick in range(80):  # 4 samples per second for 20 s
         store.update("bms", real_sample(start + tick / 4))
     history = store.history("bms")
-    # One point per step, the window's worth: the last 10 s.
-    assert history.times == tuple(start + second for second in range(10, 20))
+    # One point per step (each half a step early at most), the window's worth: the last 10.
+    assert history.times == tuple(start + second + 0.5 for second in range(10, 20))
     assert set(history.pack_voltage) == {51.1}
     with serving(store) as url:
         status, _, body = get(url + "/bms/history")
@@ -137,6 +137,16 @@ def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
     # A clock set back (or a replay starting over) starts the history anew.
     store.update("bms", real_sample(start))
     assert store.history("bms").times == (start,)
+
+
+def test_history_keeps_every_sample_of_polls_at_the_step_with_jitter(clock: FakeClock) -> None:
+    """Answers arrive a step apart give or take some jitter: none is dropped."""
+    store = SampleStore(["bms"], max_age=5.0, clock=clock, history_step=1)
+    start = 1795600000.0
+    arrivals = [start + second + (0.04 if second % 2 else -0.03) for second in range(40)]
+    for at in arrivals:
+        store.update("bms", real_sample(at))
+    assert store.history("bms").times == tuple(arrivals)
 
 
 def test_the_page_and_its_files_are_served(served: tuple[SampleStore, str]) -> None:

@@ -1,8 +1,10 @@
 """The latest sample of each battery, how old it is, and a recent history, shared between threads.
 
 The history (pack voltage, current and SOC over ``history_window`` seconds, at most one point per
-``history_step``) is what the bridge's page charts: kept in memory, bounded whatever the poll
-rate, lost on restart (a time-series database is Prometheus's job, through ``/metrics``).
+``history_step`` over time) is what the bridge's page charts: kept in memory, bounded whatever the
+poll rate, lost on restart (a time-series database is Prometheus's job, through ``/metrics``).
+Points are due a step apart, each with half a step's tolerance: polls at the step with a little
+jitter keep every sample (a strict "a step since the last point" dropped one in four at 1 s).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class SampleStore:
         self._history: dict[str, deque[tuple[float, float | None, float | None, float | None]]] = {
             name: deque(maxlen=points) for name in self.names
         }
+        #: When each battery's next history point is due (s since the epoch).
+        self._history_due: dict[str, float] = {}
         #: Incremented by every update, so writers can tell whether anything changed.
         self.version = 0
         self._problems: dict[str, str] = {}
@@ -96,10 +100,17 @@ class SampleStore:
                 identity=reading.identity if identity is None else identity,
             )
             self.version += 1
-            history = self._history[name]
-            if history and sample.received_at < history[-1][0]:
+            history, at = self._history[name], sample.received_at
+            if history and at < history[-1][0]:
                 history.clear()  # the clock went back (set, or a replay looping): start over
-            if not history or sample.received_at - history[-1][0] >= self._history_step:
+            due = self._history_due.get(name) if history else None
+            if due is None or at >= due - self._history_step / 2:
+                # The next point is due a step after this one's due time (never sooner than
+                # half a step after this point): one point per step in the long run.
+                self._history_due[name] = max(
+                    at + self._history_step,
+                    (at if due is None else due) + self._history_step,
+                )
                 history.append(
                     (
                         sample.received_at,
