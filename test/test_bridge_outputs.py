@@ -40,6 +40,7 @@ from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, device_slug
 from daly_bms_ros.bridge.node import DalyBmsBridge
 from daly_bms_ros.bridge.store import LinkCounters, Reading, SampleStore
 from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.node.groups import combine, parse_group
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
 
 pytestmark = pytest.mark.skipif(
@@ -581,3 +582,72 @@ def test_ros_bridge_tells_the_boards_of_one_bus_apart(ros_context: Context, tmp_
     assert configs["w1"]["unique_id"].startswith("daly_bms_dev_pts_0_")
     assert configs["w2"]["unique_id"].startswith("daly_bms_dev_pts_0_board_2_")
     assert configs["w1"]["device"]["identifiers"] != configs["w2"]["device"]["identifiers"]
+
+
+def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_path: Path) -> None:
+    """A group publishes a BatteryState alone (no DalyCells): JSON, text, /metrics, MQTT."""
+    with broker(tmp_path) as running:
+        subscriber = Subscriber(running.port)
+        bridge = DalyBmsBridge(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("batteries", value=["/left", "/bank"]),
+                Parameter("port", value=0),
+                Parameter("mqtt_host", value="127.0.0.1"),
+                Parameter("mqtt_port", value=running.port),
+                Parameter("mqtt_interval", value=0.2),
+            ],
+        )
+        node = Node("fleet_like", context=ros_context)
+        group = node.create_publisher(BatteryState, "/bank/battery_state", 10)
+        stop = spin_in_background(ros_context, bridge, node)
+        try:
+            url = bridge.server.url
+
+            def publish() -> bool:
+                sample = real_sample(time.time())
+                stamp = Time(sec=int(sample.received_at), nanosec=0)
+                identity = BatteryIdentity(
+                    "bank", "bank", "bank", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+                )
+                message = combine(parse_group("parallel(/a, /b)"), {
+                    "/a": battery_state(sample, identity, stamp),
+                    "/b": battery_state(sample, identity, stamp),
+                })  # fmt: skip
+                message.header.stamp, message.location = stamp, "bank"
+                message.serial_number = "bank"
+                group.publish(message)
+                return get(url + "/bms/bank")[0] == 200
+
+            wait_until(publish, "the group served")
+            _, _, full = get(url + "/bms/bank")
+            assert full["pack_voltage"] == 51.1
+            assert full["current"] == 0.0
+            assert full["remaining_capacity"] == 2 * 26.9  # each pack 26.9 Ah
+            assert full["device"] == "bank (group)"
+            assert full["link"] == "publishing"
+            # What a BatteryState does not tell is unknown, never 0 cycles or a MOSFET off.
+            for key in ("cycles", "charge_mos", "discharge_mos", "balancing"):
+                assert full[key] is None, key
+            _, _, summary = get(url + "/bms/bank/summary")
+            assert summary["soc"] == 8.7 and summary["charge_mos"] is None
+            assert summary["max_temperature"] == 23.0
+            text = get(url + "/bms/bank/formatted")[2]
+            assert re.search(r"cycles\s+n/a", text), text
+            metrics = scrape(url)
+            bank = (("battery", "bank"),)
+            assert metrics[("daly_bms_up", bank)] == 1.0
+            assert metrics[("daly_bms_voltage_volts", bank)] == pytest.approx(51.1)
+            assert ("daly_bms_charge_cycles", bank) not in metrics
+            assert ("daly_bms_charge_mos_on", bank) not in metrics
+            state = subscriber.json("daly_bms/bank/state")
+            assert state["pack_voltage"] == 51.1 and state["cycles"] is None
+            assert subscriber.wait_for("daly_bms/bank/availability", lambda p: p == b"online")
+            # The pack beside it, which publishes nothing, is still waited for.
+            assert get(url + "/bms/left")[0] == 503
+        finally:
+            stop()
+            bridge.close()
+            bridge.destroy_node()
+            node.destroy_node()
+        subscriber.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
-from daly_bms_ros.node.messages import sample_from_messages
+from daly_bms_ros.node.messages import sample_from_battery_state, sample_from_messages
 from daly_bms_ros.node.parameters import (
     InvalidSettingError,
     check_parameter_files,
@@ -54,11 +54,18 @@ def topic(namespace: str, name: str) -> str:
 
 
 class _Pairing:
-    """Wait for the BatteryState and the DalyCells of the same stamp, then store the sample."""
+    """Wait for the BatteryState and the DalyCells of the same stamp, then store the sample.
 
-    def __init__(self, store: SampleStore, name: str) -> None:
+    A battery that publishes no DalyCells (a pack group of daly_bms_fleet: no publisher of
+    its ``cells`` on the graph, and none ever heard) is a battery too: its BatteryState alone
+    is the sample.
+    """
+
+    def __init__(self, store: SampleStore, name: str, cells_publishers: Callable[[], int]) -> None:
         self._store = store
         self._name = name
+        self._cells_publishers = cells_publishers
+        self._cells_heard = False
         self._battery: BatteryState | None = None
         self._cells: DalyCells | None = None
         #: The battery's serial number, as its last BatteryState told (its diagnostics' id).
@@ -83,9 +90,18 @@ class _Pairing:
         if message.serial_number == self.serial_number:
             self._identity = message.serial_number or self._name
         self.serial_number = message.serial_number
+        if not self._cells_heard and self._cells_publishers() == 0:
+            self._store.update(
+                self._name,
+                sample_from_battery_state(message, f"{message.location or self._name} (group)"),
+                self._identity,
+            )
+            self._store.set_link(self._name, PUBLISHING)
+            return
         self._combine()
 
     def on_cells(self, message: DalyCells) -> None:
+        self._cells_heard = True
         self._cells = message
         self._combine()
 
@@ -135,16 +151,17 @@ class DalyBmsBridge(Node):
         self.store = SampleStore(names, max_age)
         pairings = {}
         for namespace, name in zip(namespaces, names, strict=True):
-            pairing = pairings[name] = _Pairing(self.store, name)
+            cells = topic(namespace, "cells")
+            pairing = pairings[name] = _Pairing(
+                self.store, name, functools.partial(self.count_publishers, cells)
+            )
             self.create_subscription(
                 BatteryState,
                 topic(namespace, "battery_state"),
                 pairing.on_battery_state,
                 QUEUE_DEPTH,
             )
-            self.create_subscription(
-                DalyCells, topic(namespace, "cells"), pairing.on_cells, QUEUE_DEPTH
-            )
+            self.create_subscription(DalyCells, cells, pairing.on_cells, QUEUE_DEPTH)
         self._pairings = pairings
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QUEUE_DEPTH)
         mqtt = self._mqtt_settings()
