@@ -38,7 +38,7 @@ from test_sim_a5 import serial_sim
 
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, device_slug
 from daly_bms_ros.bridge.node import DalyBmsBridge
-from daly_bms_ros.bridge.store import LinkCounters, Reading, SampleStore
+from daly_bms_ros.bridge.store import SILENT, LinkCounters, Reading, SampleStore
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.groups import combine, parse_group
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
@@ -651,3 +651,67 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
             bridge.destroy_node()
             node.destroy_node()
         subscriber.close()
+
+
+def test_a_silent_battery_is_told_as_its_diagnostics_tell_its_link(ros_context: Context) -> None:
+    """Messages stopped (or never came) while /diagnostics says the link is down and why."""
+    bridge = DalyBmsBridge(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("batteries", value=["/front", "/rear"]),
+            Parameter("port", value=0),
+            Parameter("max_age", value=0.5),
+        ],
+    )
+    node = Node("battery_publisher", context=ros_context)
+    battery = node.create_publisher(BatteryState, "/front/battery_state", 10)
+    cells = node.create_publisher(DalyCells, "/front/cells", 10)
+    diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+    identity = BatteryIdentity(
+        "battery", "", "40:D6:3C:3F:3E:5A", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+    )
+    stop = spin_in_background(ros_context, bridge, node)
+
+    def status(name: str, hardware_id: str, state: str, error: str) -> DiagnosticStatus:
+        values = {"link_state": state, "last_error": error, "reconnects": "3"}
+        return DiagnosticStatus(
+            name=name,
+            hardware_id=hardware_id,
+            level=DiagnosticStatus.ERROR,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()],
+        )
+
+    try:
+        url = bridge.server.url
+
+        def sample_served() -> bool:
+            sample = real_sample(time.time())
+            stamp = Time(sec=int(sample.received_at), nanosec=0)
+            battery.publish(battery_state(sample, identity, stamp))
+            cells.publish(daly_cells(sample, "battery", stamp))
+            return get(url + "/bms/front")[0] == 200
+
+        wait_until(sample_served, "a sample of /front")
+        # The front node's link drops (known by the serial number its messages told); the
+        # rear node never found its BMS (known by its fully qualified status name).
+        down = [
+            status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "backoff", "BMS not found (hci0)"),
+            status("/rear/daly_bms: battery", "DL-REAR", "connecting", ""),
+        ]
+
+        def told(name: str, link: str) -> bool:
+            diagnostics.publish(DiagnosticArray(status=down))
+            body = get(f"{url}/bms/{name}")[2]
+            return bool(body["link"] == link)
+
+        wait_until(lambda: told("front", "backoff: BMS not found (hci0)"), "the front's link")
+        wait_until(lambda: told("rear", "connecting"), "the rear's link")
+        assert scrape(url)[("daly_bms_link_state", (("battery", "front"), ("state", "backoff")))]
+        # Connected by its diagnostics but no message: the node is not heard, "silent".
+        down[0] = status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "connected", "")
+        wait_until(lambda: told("front", SILENT), "silent once the link is said to be up")
+    finally:
+        stop()
+        bridge.close()
+        bridge.destroy_node()
+        node.destroy_node()

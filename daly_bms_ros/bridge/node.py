@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,11 @@ from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
+from daly_bms_ros.link.supervisor import LinkState
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.messages import sample_from_battery_state, sample_from_messages
+from daly_bms_ros.node.node import DIAGNOSTIC_TASK
 from daly_bms_ros.node.parameters import (
     InvalidSettingError,
     check_parameter_files,
@@ -38,6 +40,8 @@ from daly_bms_ros.node.parameters import (
     parameter_files,
 )
 
+#: The link states (diagnostics' ``link_state``) in which a node delivers samples.
+LINK_STATES_DELIVERING = (LinkState.CONNECTED.value, LinkState.IN_TURN.value)
 #: Name of the battery in the bridge's own namespace (parameter value "").
 DEFAULT_BATTERY = "bms"
 QUEUE_DEPTH = 10
@@ -46,6 +50,18 @@ QUEUE_DEPTH = 10
 def battery_name(namespace: str) -> str:
     """Name a battery in the HTTP paths: its namespace without slashes."""
     return namespace.strip("/").replace("/", "_") or DEFAULT_BATTERY
+
+
+def reported_link(values: Mapping[str, str]) -> str | None:
+    """Return the link as a battery's diagnostics tell it when it delivers nothing, else None.
+
+    ``backoff: <why>`` (the link state, and the last error), as ``daly-bms serve`` words it.
+    """
+    state = values.get("link_state", "")
+    if not state or state in LINK_STATES_DELIVERING:
+        return None
+    error = values.get("last_error", "")
+    return f"{state}: {error}" if error else state
 
 
 def topic(namespace: str, name: str) -> str:
@@ -163,6 +179,12 @@ class DalyBmsBridge(Node):
             )
             self.create_subscription(DalyCells, cells, pairing.on_cells, QUEUE_DEPTH)
         self._pairings = pairings
+        #: The diagnostics status name of each battery's node, fully qualified.
+        own = self.get_namespace().rstrip("/")
+        self._status_names = {
+            name: f"{namespace or own}/daly_bms: {DIAGNOSTIC_TASK}"
+            for namespace, name in zip(namespaces, names, strict=True)
+        }
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QUEUE_DEPTH)
         mqtt = self._mqtt_settings()
         self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
@@ -239,12 +261,18 @@ class DalyBmsBridge(Node):
         return settings
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
-        """Take the link counters of each served battery from its diagnostics status."""
+        """Take each served battery's link counters and link state from its diagnostics status.
+
+        A status is a battery's when its hardware id is the serial number the battery's
+        BatteryState told, or its name is the battery node's fully qualified one (a fleet's
+        packs, ``diagnostic_updater.use_fqn``), which holds before any sample too.
+        """
         for status in message.status:
             names = [
                 name
                 for name, pairing in self._pairings.items()
-                if pairing.serial_number and pairing.serial_number == status.hardware_id
+                if (pairing.serial_number and pairing.serial_number == status.hardware_id)
+                or status.name == self._status_names[name]
             ]
             values = {entry.key: entry.value for entry in status.values}
             if len(names) != 1 or "reconnects" not in values:
@@ -261,6 +289,7 @@ class DalyBmsBridge(Node):
             except ValueError:
                 continue  # not a status of this driver
             self.store.set_counters(names[0], counters)
+            self.store.set_reported_link(names[0], reported_link(values))
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)

@@ -21,6 +21,8 @@ from daly_bms_ros.protocol.model import json_ready
 
 #: The link of a battery whose node publishes its topics (the ROS bridge's only knowledge).
 PUBLISHING = "publishing"
+#: The link of a battery nothing was heard of yet.
+NO_DATA_YET = "no data yet"
 #: What that link is reported as once no sample came for longer than max_age.
 SILENT = "silent: no message within max_age (is the node running?)"
 
@@ -46,6 +48,10 @@ class Reading:
     #: What stays the battery's own (its serial number, else its port and board, its
     #: address); None while its reader does not know it yet.
     identity: str | None = None
+    #: The link as the battery's node reported it (the ROS bridge: from /diagnostics) while
+    #: it delivers nothing, e.g. "backoff: BMS not found", and when (monotonic s).
+    reported_link: str | None = None
+    reported_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class SampleStore:
         self._history_step = history_step
         self._clock = clock
         self._lock = threading.Lock()
-        self._readings = {name: Reading(None, None, "no data yet") for name in self.names}
+        self._readings = {name: Reading(None, None, NO_DATA_YET) for name in self.names}
         points = max(1, math.ceil(history_window / history_step))
         self._history: dict[str, deque[tuple[float, float | None, float | None, float | None]]] = {
             name: deque(maxlen=points) for name in self.names
@@ -126,6 +132,13 @@ class SampleStore:
             self._readings[name] = replace(self._readings[name], link=link)
             self.version += 1
 
+    def set_reported_link(self, name: str, link: str | None) -> None:
+        """Record the link of ``name`` as its node reports it; None: it delivers samples."""
+        with self._lock:
+            self._readings[name] = replace(
+                self._readings[name], reported_link=link, reported_at=self._clock()
+            )
+
     def set_counters(self, name: str, counters: LinkCounters) -> None:
         """Record what the link of battery ``name`` counted (reconnects, rejected frames)."""
         with self._lock:
@@ -165,3 +178,16 @@ class SampleStore:
     def age(self, reading: Reading) -> float | None:
         """Seconds since the reading arrived; None when there was none."""
         return None if reading.updated is None else self._clock() - reading.updated
+
+    def link(self, reading: Reading, stale: bool) -> str:
+        """Return the link to tell: what the node reports once messages stopped, if it does.
+
+        Messages that stopped say nothing of themselves: "publishing" holds while they are
+        fresh; after, the node's own report of its link (fresh too) says why, else SILENT.
+        """
+        if not stale or reading.link not in (PUBLISHING, NO_DATA_YET):
+            return reading.link
+        reported_age = None if reading.reported_at is None else self._clock() - reading.reported_at
+        if reading.reported_link and reported_age is not None and reported_age <= self.max_age:
+            return reading.reported_link
+        return SILENT if reading.link == PUBLISHING else reading.link
