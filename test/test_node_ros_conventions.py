@@ -147,6 +147,35 @@ def test_all_stamps_come_from_the_node_clock_under_sim_time(ros_context: Context
         )
 
 
+def test_diagnostics_tell_when_sim_time_stamps_say_nothing(ros_context: Context) -> None:
+    """Stamped 0 before the first /clock, one stamp over and over once /clock stops: WARN."""
+    with node_running(
+        ros_context,
+        BmsDouble(),
+        stale_timeout=1.0,
+        parameter_overrides_extra=[Parameter("use_sim_time", value=True)],
+    ) as (_node, listener):
+
+        def says(text: str) -> bool:
+            status = listener.last_diagnostic()
+            return status is not None and text in status.message
+
+        listener.wait_for(lambda: says("no /clock received yet"), "no /clock yet told")
+        assert listener.last_diagnostic().level == DiagnosticStatus.WARN
+        clock = listener.node.create_publisher(Clock, "/clock", 10)
+        ticks = iter(range(100, 10**6))
+
+        def ticking() -> bool:
+            clock.publish(Clock(clock=Time(sec=next(ticks))))
+            status = listener.last_diagnostic()
+            return status is not None and "use_sim_time" not in status.message
+
+        listener.wait_for(ticking, "diagnostics content while /clock runs")
+        assert {v.key: v.value for v in listener.last_diagnostic().values}["stamps"] == "ok"
+        # /clock stops: after stale_timeout the stamps are told frozen.
+        listener.wait_for(lambda: says("/clock stood still"), "a stopped /clock told")
+
+
 def test_failed_polls_are_logged(ros_context: Context, capfd: pytest.CaptureFixture[str]) -> None:
     double = BmsDouble()
     with node_running(ros_context, double) as (_node, listener):

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.exceptions import ParameterException
@@ -28,6 +28,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.shared import SharedLinks
+from daly_bms_ros.node.diagnostics import group_diagnostics
 from daly_bms_ros.node.groups import Group, combine, parse_group, shown
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
@@ -183,7 +184,12 @@ class DalyBmsFleet(Node):
         self.create_timer(
             period,
             lambda: publish_diagnostics(
-                self, self._diagnostics, (child.diagnostic_status() for child in self.children)
+                self,
+                self._diagnostics,
+                [
+                    *(child.diagnostic_status() for child in self.children),
+                    *self._group_statuses(),
+                ],
             ),
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
@@ -259,6 +265,20 @@ class DalyBmsFleet(Node):
             combined.location = name
             combined.serial_number = name
             self._group_publishers[name].publish(combined)
+
+    def _group_statuses(self) -> list[DiagnosticStatus]:
+        """Each group's diagnostics status: published, or which member's state is too old."""
+        now = time.monotonic()
+        prefix = self.get_fully_qualified_name()
+        statuses = []
+        for name, members in self._members.items():
+            ages = {
+                pack: None if entry is None else now - entry[1]
+                for pack in members
+                for entry in [self._latest.get(pack)]
+            }
+            statuses.append(group_diagnostics(f"{prefix}: group {name}", name, ages, self._max_age))
+        return statuses
 
     def close(self) -> None:
         """Disconnect every pack, remove their nodes, end the Bluetooth loop."""

@@ -47,7 +47,7 @@ from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkSta
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
-from daly_bms_ros.node.diagnostics import link_diagnostics
+from daly_bms_ros.node.diagnostics import SimClockWatch, link_diagnostics
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells, daly_settings
 from daly_bms_ros.node.parameters import (
     DEFAULTS,
@@ -273,6 +273,7 @@ class BatteryDriver:
             if node.get_parameter(USE_FQN_PARAMETER).value
             else node.get_name()
         )
+        self._stamp_clock = SimClockWatch(node.get_clock())
         self._link: BmsLink | None = None
         self._ble: EventLoopThread | None = None
         self._running: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -461,6 +462,7 @@ class BatteryDriver:
             status,
             sample,
             self.settings,
+            self._stamp_clock.problem(self.settings.stale_timeout),
         )
 
 
