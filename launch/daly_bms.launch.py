@@ -18,10 +18,11 @@ from launch_ros.substitutions import FindPackageShare
 from daly_bms_ros.node.launch_actions import driver_process, process_arguments
 from daly_bms_ros.node.launch_arguments import (
     LAUNCH_PARAMETERS,
+    NOT_GIVEN,
     USE_SIM_TIME,
     parameter_overrides,
 )
-from daly_bms_ros.node.parameters import PARAMETERS
+from daly_bms_ros.node.parameters import DEFAULTS, PARAMETERS
 
 
 def node_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
@@ -48,8 +49,10 @@ def generate_launch_description() -> LaunchDescription:
     parameter_arguments = [
         DeclareLaunchArgument(
             name,
-            default_value="",
-            description=PARAMETERS[name].description + " Not given: the parameters file's value.",
+            default_value=NOT_GIVEN,
+            description=PARAMETERS[name].description
+            + " Not given: the parameters file's value; '' is given (an empty text)."
+            + (" true or false (1 or 0)." if isinstance(getattr(DEFAULTS, name), bool) else ""),
         )
         for name in LAUNCH_PARAMETERS
     ]
@@ -58,8 +61,9 @@ def generate_launch_description() -> LaunchDescription:
             *parameter_arguments,
             DeclareLaunchArgument(
                 USE_SIM_TIME,
-                default_value="",
-                description="true: stamp messages with /clock time. Empty: the file's value.",
+                default_value=NOT_GIVEN,
+                description="true (or 1): stamp messages with /clock time. Not given: the "
+                "file's value.",
             ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="Namespace of this battery's topics"

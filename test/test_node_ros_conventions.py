@@ -43,6 +43,7 @@ from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.node.launch_arguments import (
     LAUNCH_PARAMETERS,
+    NOT_GIVEN,
     RefusedConfigurationError,
     check_exit,
     parameter_overrides,
@@ -297,12 +298,15 @@ def test_nav2_consumers_read_the_battery_as_they_subscribe(ros_context: Context)
 
 def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
     assert set(LAUNCH_PARAMETERS) <= set(PARAMETERS)
-    given = {name: "" for name in LAUNCH_PARAMETERS}
+    given = {name: NOT_GIVEN for name in LAUNCH_PARAMETERS}
     given |= {
         "adapter": "hci1",
         "poll_interval": "2",
         "design_capacity": "105.5",
         "invert_current": "True",
+        "allow_control": "1",
+        "publish_raw_frames": "0",
+        "mac_address": "",  # given empty: clears the parameters file's address
         "use_sim_time": "true",
         "frame_id": "battery_rear",
         "transport": "serial",
@@ -317,6 +321,9 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
         "poll_interval": 2,
         "design_capacity": 105.5,
         "invert_current": True,
+        "allow_control": True,
+        "publish_raw_frames": False,
+        "mac_address": "",
         "use_sim_time": True,
         "frame_id": "battery_rear",
         "transport": "serial",
@@ -328,6 +335,10 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
     }
     # Not a number: passed on as text, for the node to refuse with what is allowed.
     assert parameter_overrides({"poll_interval": "soon"}) == {"poll_interval": "soon"}
+    # Not a boolean: refused here, saying what launch takes.
+    for name in ("allow_control", "use_sim_time"):
+        with pytest.raises(InvalidSettingError, match="give true or false \\(or 1 or 0"):
+            parameter_overrides({name: "yes"})
 
 
 @pytest.mark.parametrize("returncode", [0, 1, -2, -15, None])
