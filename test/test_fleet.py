@@ -23,6 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from installed import ros_executable
 from rclpy.context import Context
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from ros_env import domain_id_for_this_run
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
@@ -160,6 +161,10 @@ def test_one_process_serves_every_pack_and_the_groups(
         try:
             for topic in (*PACKS, "/string", "/bank"):
                 wait_until(lambda topic=topic: listener.count(topic) >= 3, f"{topic} states")
+            # The process's one diagnostics timer follows the fastest pack's period.
+            [first, *_] = fleet.children
+            assert first.set_parameters([Parameter("diagnostics_period", value=0.25)])[0].successful
+            assert 250_000_000 in {timer.timer_period_ns for timer in fleet.timers}
             bank = listener.latest("/bank")
             assert bank.capacity == pytest.approx(sum(PACKS.values()))  # parallel: capacities add
             members = [listener.latest(pack) for pack in PACKS]

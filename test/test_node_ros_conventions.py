@@ -406,6 +406,23 @@ def managed(ros_context: Context, double: BmsDouble, **parameters: Any) -> Itera
         manager.destroy_node()
 
 
+def test_stale_timeout_and_diagnostics_period_change_at_run_time(ros_context: Context) -> None:
+    double = BmsDouble()
+    with node_running(ros_context, double, stale_timeout=3600.0) as (node, listener):
+
+        def told(text: str) -> bool:
+            status = listener.last_diagnostic()
+            return status is not None and text in status.message
+
+        listener.wait_for(lambda: bool(listener.battery), "a sample")
+        double.silent = True  # no sample from now on, and an hour before it is stale
+        assert node.set_parameters([Parameter("stale_timeout", value=0.5)])[0].successful
+        listener.wait_for(lambda: told("connected, no fresh sample"), "stale told")
+        assert node.set_parameters([Parameter("diagnostics_period", value=2)])[0].successful
+        periods = {timer.timer_period_ns for timer in node.timers}
+        assert 2_000_000_000 in periods and 200_000_000 not in periods
+
+
 def test_managed_node_connects_only_while_active(ros_context: Context) -> None:
     double = BmsDouble()
     with managed(ros_context, double) as (listener, manager):

@@ -38,6 +38,7 @@ from daly_bms_ros.node.node import (
     TransportFactory,
     make_transport,
     publish_diagnostics,
+    set_period,
 )
 from daly_bms_ros.node.parameters import (
     InvalidSettingError,
@@ -180,9 +181,8 @@ class DalyBmsFleet(Node):
             child.start()
         # Every pack's diagnostics status, one message, one timer (the fastest pack's period).
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QUEUE_DEPTH)
-        period = min(child.settings.diagnostics_period for child in self.children)
-        self.create_timer(
-            period,
+        self._diagnostics_timer = self.create_timer(
+            self._diagnostics_period(),
             lambda: publish_diagnostics(
                 self,
                 self._diagnostics,
@@ -193,6 +193,8 @@ class DalyBmsFleet(Node):
             ),
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
+        for child in self.children:
+            child.on_settings_change(self._follow_diagnostics_period)
         self._latest: dict[str, tuple[BatteryState, float]] = {}
         self._group_publishers = {
             name: self.create_publisher(BatteryState, f"{name}/battery_state", QUEUE_DEPTH)
@@ -265,6 +267,14 @@ class DalyBmsFleet(Node):
             combined.location = name
             combined.serial_number = name
             self._group_publishers[name].publish(combined)
+
+    def _diagnostics_period(self) -> float:
+        """Return the fastest pack's diagnostics period, the process's one timer's."""
+        return min(child.settings.diagnostics_period for child in self.children)
+
+    def _follow_diagnostics_period(self) -> None:
+        """Give the diagnostics timer the fastest pack's period, changed at run time."""
+        set_period(self._diagnostics_timer, self._diagnostics_period())
 
     def _group_statuses(self) -> list[DiagnosticStatus]:
         """Each group's diagnostics status: published, or which member's state is too old."""

@@ -382,11 +382,21 @@ class BatteryDriver:
         )
 
     def apply(self, settings: NodeSettings) -> None:
-        """Take run-time changes: a new poll interval at once, thresholds from now on."""
+        """Take run-time changes: a new poll or diagnostics period at once, thresholds from now.
+
+        Beside other packs the process's one diagnostics timer follows ``diagnostics_period``
+        (``DalyBmsNode.on_settings_change``).
+        """
         if settings.poll_interval != self.settings.poll_interval:
             if self._ble is not None and self._link is not None:
                 self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
             self._node.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
+        if settings.diagnostics_period != self.settings.diagnostics_period:
+            if self._diagnostics is not None:
+                set_period(self._diagnostics[1], settings.diagnostics_period)
+            self._node.get_logger().info(
+                f"diagnostics_period is now {settings.diagnostics_period} s"
+            )
         self.settings = settings
 
     # Called in the BLE thread.
@@ -466,6 +476,12 @@ class BatteryDriver:
         )
 
 
+def set_period(timer: Timer, seconds: float) -> None:
+    """Give ``timer`` a new period, counted from now."""
+    timer.timer_period_ns = round(seconds * 1e9)
+    timer.reset()
+
+
 def publish_diagnostics(
     node: Node,
     publisher: Publisher[DiagnosticArray],
@@ -495,6 +511,7 @@ class DalyBmsNode(Node):
         super().__init__("daly_bms", **node_options)
         settings = validate(declare_parameters(self))
         self._driver = BatteryDriver(self, settings, transport_factory, links)
+        self._settings_listeners: list[Callable[[], None]] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if links is None:
             self._driver.start()
@@ -521,7 +538,13 @@ class DalyBmsNode(Node):
         settings, result = checked_change(self._driver.settings, parameters)
         if settings is not None:
             self._driver.apply(settings)
+            for listener in self._settings_listeners:
+                listener()
         return result
+
+    def on_settings_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each run-time change is applied (``settings`` holds it)."""
+        self._settings_listeners.append(listener)
 
     def close(self) -> None:
         """Disconnect from the BMS and end the BLE thread."""

@@ -194,14 +194,17 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         maximum=3600.0,
     ),
     "stale_timeout": ParameterSpec(
-        "Age in seconds after which the last sample is reported stale in diagnostics.",
+        "Age in seconds after which the last sample is reported stale in diagnostics. May be "
+        "changed at run time.",
         minimum=0.1,
         maximum=3600.0,
+        read_only=False,
     ),
     "diagnostics_period": ParameterSpec(
-        "Seconds between two diagnostics messages.",
+        "Seconds between two diagnostics messages. May be changed at run time.",
         minimum=0.1,
         maximum=60.0,
+        read_only=False,
     ),
     "frame_id": ParameterSpec("header.frame_id of the published messages."),
     "location": ParameterSpec("BatteryState.location: where the pack sits on the robot."),
