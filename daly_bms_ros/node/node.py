@@ -274,6 +274,8 @@ class BatteryDriver:
             else node.get_name()
         )
         self._stamp_clock = SimClockWatch(node.get_clock())
+        #: Whether the link was up since ``start``: "down" only then, else "not reached yet".
+        self._link_was_up = False
         self._link: BmsLink | None = None
         self._ble: EventLoopThread | None = None
         self._running: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -283,6 +285,7 @@ class BatteryDriver:
         if self._link is not None:
             return  # started already
         settings = self.settings
+        self._link_was_up = False
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
         # Packs share an adapter's turns and searches, and the boards of an RS485 bus its turns.
         turns, search_lock = None, None
@@ -413,8 +416,16 @@ class BatteryDriver:
             previous, self._link_status = self._link_status, status
         entered = previous is None or previous.state is not status.state
         logger = self._node.get_logger()
+        if status.state in (LinkState.CONNECTED, LinkState.IN_TURN):
+            self._link_was_up = True
         if entered and status.state is LinkState.CONNECTED and not status.schedule:
             logger.info(f"connected to {status.device}")
+        elif entered and status.state is LinkState.BACKOFF and not self._link_was_up:
+            # Never up since the start: nothing went down.
+            logger.warning(
+                f"BMS not reached yet ({status.last_error}); retrying, "
+                f"{status.consecutive_failures} attempt(s) failed"
+            )
         elif entered and status.state is LinkState.BACKOFF:
             logger.warning(
                 f"BMS link down ({status.last_error}); retrying, "
