@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -244,7 +245,9 @@ class BatteryDriver:
             RawFramePublisher(node, settings.frame_id) if settings.publish_raw_frames else None
         )
         self._capture: CaptureWriter | None = None
-        self._control = ControlServices(node, self.write, settings.allow_control)
+        self._control = ControlServices(
+            node, self.write, settings.allow_control, self._reported_soc
+        )
         self._samples: queue.SimpleQueue[tuple[BmsSample, TimeMsg]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
@@ -454,6 +457,12 @@ class BatteryDriver:
                 self._published_settings = sample.settings
             with self._lock:
                 self._last_sample = sample
+
+    def _reported_soc(self) -> float:
+        """Return the SOC (%) of the latest sample published, NaN before any."""
+        with self._lock:
+            sample = self._last_sample
+        return math.nan if sample is None else sample.status.soc
 
     def _serial_number(self) -> str:
         """Return the battery's stable identity: the parameter, the BMS's serial, its address.
