@@ -600,6 +600,7 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
         )
         node = Node("fleet_like", context=ros_context)
         group = node.create_publisher(BatteryState, "/bank/battery_state", 10)
+        diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         stop = spin_in_background(ros_context, bridge, node)
         try:
             url = bridge.server.url
@@ -645,6 +646,19 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
             assert subscriber.wait_for("daly_bms/bank/availability", lambda p: p == b"online")
             # The pack beside it, which publishes nothing, is still waited for.
             assert get(url + "/bms/left")[0] == 503
+            # The group stops (a member vanished): told as the fleet's diagnostics tell it.
+            held = DiagnosticStatus(
+                level=DiagnosticStatus.ERROR,
+                name="/daly_bms_fleet: group bank",
+                hardware_id="bank",
+                message="not published: /b's latest state is 7.0 s old (group_max_age 5 s)",
+            )
+
+            def told() -> bool:
+                diagnostics.publish(DiagnosticArray(status=[held]))
+                return bool(get(url + "/bms/bank")[2]["link"] == held.message)
+
+            wait_until(told, "the group's diagnostics once stale")
         finally:
             stop()
             bridge.close()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
@@ -52,13 +52,18 @@ def battery_name(namespace: str) -> str:
     return namespace.strip("/").replace("/", "_") or DEFAULT_BATTERY
 
 
-def reported_link(values: Mapping[str, str]) -> str | None:
+def reported_link(status: DiagnosticStatus) -> str | None:
     """Return the link as a battery's diagnostics tell it when it delivers nothing, else None.
 
-    ``backoff: <why>`` (the link state, and the last error), as ``daly-bms serve`` words it.
+    A node's status: ``backoff: <why>`` (its link state and last error), as ``daly-bms serve``
+    words it. A pack group's (daly_bms_fleet's ``group <name>``, no link of its own): its
+    message while it is not OK, e.g. which member's state is too old.
     """
-    state = values.get("link_state", "")
-    if not state or state in LINK_STATES_DELIVERING:
+    values = {entry.key: entry.value for entry in status.values}
+    state = values.get("link_state")
+    if state is None:
+        return None if status.level == DiagnosticStatus.OK else status.message
+    if state in LINK_STATES_DELIVERING:
         return None
     error = values.get("last_error", "")
     return f"{state}: {error}" if error else state
@@ -264,8 +269,9 @@ class DalyBmsBridge(Node):
         """Take each served battery's link counters and link state from its diagnostics status.
 
         A status is a battery's when its hardware id is the serial number the battery's
-        BatteryState told, or its name is the battery node's fully qualified one (a fleet's
-        packs, ``diagnostic_updater.use_fqn``), which holds before any sample too.
+        BatteryState told (a pack group's: its name), or its name is the battery node's fully
+        qualified one (a fleet's packs, ``diagnostic_updater.use_fqn``), which holds before any
+        sample too.
         """
         for status in message.status:
             names = [
@@ -274,22 +280,23 @@ class DalyBmsBridge(Node):
                 if (pairing.serial_number and pairing.serial_number == status.hardware_id)
                 or status.name == self._status_names[name]
             ]
-            values = {entry.key: entry.value for entry in status.values}
-            if len(names) != 1 or "reconnects" not in values:
+            if len(names) != 1:
                 continue
-            try:
-                counters = LinkCounters(
-                    int(values["reconnects"]),
-                    {
-                        key.removeprefix("rejected_"): int(value)
-                        for key, value in values.items()
-                        if key.startswith("rejected_")
-                    },
-                )
-            except ValueError:
-                continue  # not a status of this driver
-            self.store.set_counters(names[0], counters)
-            self.store.set_reported_link(names[0], reported_link(values))
+            values = {entry.key: entry.value for entry in status.values}
+            if "reconnects" in values:
+                try:
+                    counters = LinkCounters(
+                        int(values["reconnects"]),
+                        {
+                            key.removeprefix("rejected_"): int(value)
+                            for key, value in values.items()
+                            if key.startswith("rejected_")
+                        },
+                    )
+                except ValueError:
+                    continue  # not a status of this driver
+                self.store.set_counters(names[0], counters)
+            self.store.set_reported_link(names[0], reported_link(status))
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)
