@@ -672,7 +672,7 @@ def test_a_silent_battery_is_told_as_its_diagnostics_tell_its_link(ros_context: 
     bridge = DalyBmsBridge(
         context=ros_context,
         parameter_overrides=[
-            Parameter("batteries", value=["/front", "/rear"]),
+            Parameter("batteries", value=["/front", "/rear", "/bank"]),
             Parameter("port", value=0),
             Parameter("max_age", value=0.5),
         ],
@@ -711,6 +711,13 @@ def test_a_silent_battery_is_told_as_its_diagnostics_tell_its_link(ros_context: 
         down = [
             status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "backoff", "BMS not found (hci0)"),
             status("/rear/daly_bms: battery", "DL-REAR", "connecting", ""),
+            # A pack group never published: found by the fleet's status of its name.
+            DiagnosticStatus(
+                name="/daly_bms_fleet: group bank",
+                hardware_id="bank",
+                level=DiagnosticStatus.ERROR,
+                message="not published: /rear: no state yet (group_max_age 5 s)",
+            ),
         ]
 
         def told(name: str, link: str) -> bool:
@@ -720,6 +727,7 @@ def test_a_silent_battery_is_told_as_its_diagnostics_tell_its_link(ros_context: 
 
         wait_until(lambda: told("front", "backoff: BMS not found (hci0)"), "the front's link")
         wait_until(lambda: told("rear", "connecting"), "the rear's link")
+        wait_until(lambda: told("bank", down[2].message), "the group's state")
         assert scrape(url)[("daly_bms_link_state", (("battery", "front"), ("state", "backoff")))]
         # Connected by its diagnostics but no message: the node is not heard, "silent".
         down[0] = status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "connected", "")

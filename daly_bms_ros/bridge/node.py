@@ -269,9 +269,9 @@ class DalyBmsBridge(Node):
         """Take each served battery's link counters and link state from its diagnostics status.
 
         A status is a battery's when its hardware id is the serial number the battery's
-        BatteryState told (a pack group's: its name), or its name is the battery node's fully
-        qualified one (a fleet's packs, ``diagnostic_updater.use_fqn``), which holds before any
-        sample too.
+        BatteryState told, or its name is the battery node's fully qualified one (a fleet's
+        packs, ``diagnostic_updater.use_fqn``), or it is a fleet's ``group <name>`` of the
+        battery's name (a pack group): the last two hold before any sample too.
         """
         for status in message.status:
             names = [
@@ -279,6 +279,7 @@ class DalyBmsBridge(Node):
                 for name, pairing in self._pairings.items()
                 if (pairing.serial_number and pairing.serial_number == status.hardware_id)
                 or status.name == self._status_names[name]
+                or (status.hardware_id == name and status.name.endswith(f": group {name}"))
             ]
             if len(names) != 1:
                 continue
