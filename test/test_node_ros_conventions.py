@@ -307,6 +307,7 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
         "allow_control": "1",
         "publish_raw_frames": "0",
         "mac_address": "",  # given empty: clears the parameters file's address
+        "device_name": "''",  # empty as ros2 launch takes it: "device_name:=''"
         "use_sim_time": "true",
         "frame_id": "battery_rear",
         "transport": "serial",
@@ -324,6 +325,7 @@ def test_every_launch_argument_is_a_parameter_and_is_typed() -> None:
         "allow_control": True,
         "publish_raw_frames": False,
         "mac_address": "",
+        "device_name": "",
         "use_sim_time": True,
         "frame_id": "battery_rear",
         "transport": "serial",

@@ -40,6 +40,10 @@ USE_SIM_TIME = "use_sim_time"
 #: The default of every parameter's launch argument: not given, the parameters file's value
 #: holds. Any other value, the empty one too (``mac_address:=''`` clears the file's), is given.
 NOT_GIVEN = "<from params_file>"
+#: How an empty text is written on ros2 launch's command line, which refuses ``name:=`` with
+#: nothing after it (ros2/launch_ros, ros2launch/api/api.py, parse_launch_arguments): YAML's
+#: empty strings, ``"mac_address:=''"``.
+EMPTY_TEXTS = ("''", '""')
 #: Launch's own words for true and false, as its conditions read them (ros2/launch,
 #: launch/launch/conditions/evaluate_condition_expression_impl.py), in any case.
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
@@ -63,6 +67,8 @@ def _typed(name: str, text: str, default: Any) -> Any:
     """
     if isinstance(default, bool):
         return launch_boolean(name, text)
+    if isinstance(default, str):
+        return "" if text.strip() in EMPTY_TEXTS else text
     if isinstance(default, (int, float)):
         try:
             return int(text)
