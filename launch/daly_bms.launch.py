@@ -17,12 +17,19 @@ from launch_ros.substitutions import FindPackageShare
 
 from daly_bms_ros.node.launch_actions import driver_process, process_arguments
 from daly_bms_ros.node.launch_arguments import (
+    EMPTY_TEXTS,
     LAUNCH_PARAMETERS,
     NOT_GIVEN,
     USE_SIM_TIME,
     parameter_overrides,
 )
 from daly_bms_ros.node.parameters import DEFAULTS, PARAMETERS
+
+#: What a parameter's launch argument takes, by the parameter's type, beyond its value.
+ARGUMENT_FORMS = {
+    bool: " true or false (or 1 or 0).",
+    str: f' {EMPTY_TEXTS[0]} ("name:={EMPTY_TEXTS[0]}" in a shell) gives an empty text.',
+}
 
 
 def node_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
@@ -51,8 +58,8 @@ def generate_launch_description() -> LaunchDescription:
             name,
             default_value=NOT_GIVEN,
             description=PARAMETERS[name].description
-            + " Not given: the parameters file's value; '' is given (an empty text)."
-            + (" true or false (1 or 0)." if isinstance(getattr(DEFAULTS, name), bool) else ""),
+            + " Not given: the parameters file's value."
+            + ARGUMENT_FORMS.get(type(getattr(DEFAULTS, name)), ""),
         )
         for name in LAUNCH_PARAMETERS
     ]
