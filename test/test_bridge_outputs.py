@@ -600,6 +600,8 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
         )
         node = Node("fleet_like", context=ros_context)
         group = node.create_publisher(BatteryState, "/bank/battery_state", 10)
+        # A pack's BatteryState whose DalyCells publisher is not (yet) seen: not a group.
+        pack = node.create_publisher(BatteryState, "/left/battery_state", 10)
         diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         stop = spin_in_background(ros_context, bridge, node)
         try:
@@ -618,6 +620,9 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
                 message.header.stamp, message.location = stamp, "bank"
                 message.serial_number = "bank"
                 group.publish(message)
+                pack.publish(
+                    battery_state(sample, dataclasses.replace(identity, serial_number="L"), stamp)
+                )
                 return get(url + "/bms/bank")[0] == 200
 
             wait_until(publish, "the group served")
@@ -644,7 +649,7 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
             state = subscriber.json("daly_bms/bank/state")
             assert state["pack_voltage"] == 51.1 and state["cycles"] is None
             assert subscriber.wait_for("daly_bms/bank/availability", lambda p: p == b"online")
-            # The pack beside it, which publishes nothing, is still waited for.
+            # The pack beside it, whose cells never came, is still waited for.
             assert get(url + "/bms/left")[0] == 503
             # The group stops (a member vanished): told as the fleet's diagnostics tell it.
             held = DiagnosticStatus(

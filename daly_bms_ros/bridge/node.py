@@ -77,9 +77,9 @@ def topic(namespace: str, name: str) -> str:
 class _Pairing:
     """Wait for the BatteryState and the DalyCells of the same stamp, then store the sample.
 
-    A battery that publishes no DalyCells (a pack group of daly_bms_fleet: no publisher of
-    its ``cells`` on the graph, and none ever heard) is a battery too: its BatteryState alone
-    is the sample.
+    A battery that publishes no DalyCells (a pack group of daly_bms_fleet: no cell voltages in
+    its BatteryState, no publisher of its ``cells`` on the graph, none ever heard) is a battery
+    too: its BatteryState alone is the sample.
     """
 
     def __init__(self, store: SampleStore, name: str, cells_publishers: Callable[[], int]) -> None:
@@ -111,7 +111,9 @@ class _Pairing:
         if message.serial_number == self.serial_number:
             self._identity = message.serial_number or self._name
         self.serial_number = message.serial_number
-        if not self._cells_heard and self._cells_publishers() == 0:
+        # A pack's BatteryState lists its cells; while its DalyCells publisher is not yet
+        # discovered, the BatteryState waits for them all the same.
+        if not (self._cells_heard or message.cell_voltage) and self._cells_publishers() == 0:
             self._store.update(
                 self._name,
                 sample_from_battery_state(message, f"{message.location or self._name} (group)"),
