@@ -28,12 +28,12 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.shared import SharedLinks
+from daly_bms_ros.node.declaration import USE_FQN_PARAMETER
 from daly_bms_ros.node.diagnostics import group_diagnostics
 from daly_bms_ros.node.groups import Group, combine, parse_group, shown
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
     STOP_TIMEOUT_S,
-    USE_FQN_PARAMETER,
     DalyBmsNode,
     TransportFactory,
     make_transport,

@@ -16,14 +16,9 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from daly_bms_ros.node.declaration import declare_parameters
 from daly_bms_ros.node.main import run_node
-from daly_bms_ros.node.node import (
-    BatteryDriver,
-    TransportFactory,
-    checked_change,
-    declare_parameters,
-    make_transport,
-)
+from daly_bms_ros.node.node import BatteryDriver, TransportFactory, checked_change, make_transport
 from daly_bms_ros.node.parameters import PARAMETERS, InvalidSettingError, NodeSettings, validate
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import functools
 import math
 import queue
 import threading
@@ -20,14 +19,8 @@ from typing import Any
 
 from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import (
-    ParameterDescriptor,
-    ParameterType,
-    ParameterValue,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
-from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -48,16 +41,14 @@ from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkSta
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
+from daly_bms_ros.node.declaration import USE_FQN_PARAMETER, declare_parameters
 from daly_bms_ros.node.diagnostics import SimClockWatch, link_diagnostics
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells, daly_settings
 from daly_bms_ros.node.parameters import (
-    DEFAULTS,
     PARAMETERS,
     TECHNOLOGIES,
     InvalidSettingError,
     NodeSettings,
-    ParameterSpec,
-    checked_number,
     target_of,
     validate,
 )
@@ -70,8 +61,6 @@ STOP_TIMEOUT_S = 10.0
 FAILED_POLL_LOG_PERIOD_S = 10.0
 #: The diagnostics task: the status is named "<node name>: battery" (diagnostic_updater style).
 DIAGNOSTIC_TASK = "battery"
-#: diagnostic_updater's parameter for naming statuses after the fully qualified node name.
-USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
 def make_transport(settings: NodeSettings) -> BmsTransport:
@@ -92,94 +81,6 @@ def make_transport(settings: NodeSettings) -> BmsTransport:
         adapter=settings.adapter,
         connect_timeout=settings.connect_timeout,
     )
-
-
-def declare_parameters(
-    node: Node, refused: dict[str, str] | None = None, writable: bool = False
-) -> dict[str, Any]:
-    """Declare every parameter with its descriptor; return the values (checked by ``validate``).
-
-    ``refused``: a value given at start that rclpy refuses (out of range, wrong type) is noted
-    there and the default declared instead, for a managed node to report at configure; None:
-    it raises (ParameterException). ``writable``: every parameter may be set at run time (a
-    managed node refuses what it cannot change while configured itself).
-    """
-    node.declare_parameter(
-        USE_FQN_PARAMETER,
-        False,
-        ParameterDescriptor(
-            description="Name the diagnostics status after the node's fully qualified name "
-            "(as diagnostic_updater does with this parameter), e.g. with one node per "
-            "battery in namespaces.",
-            read_only=True,
-        ),
-    )
-    values = {}
-    for name, spec in PARAMETERS.items():
-        try:
-            values[name] = _declare(node, name, spec, writable)
-        except (ParameterException, InvalidSettingError) as error:
-            if refused is None:
-                raise
-            refused[name] = str(error)
-            values[name] = _declare(node, name, spec, writable, ignore_override=True)
-    if hasattr(node, "add_pre_set_parameters_callback"):  # Humble has none: ints stay ints
-        node.add_pre_set_parameters_callback(functools.partial(_doubles_for_integers, node))
-    return values
-
-
-def _declare(
-    node: Node, name: str, spec: ParameterSpec, writable: bool, ignore_override: bool = False
-) -> Any:
-    """Declare one parameter; a floating-point one given as an integer is stored as double.
-
-    Users type seconds as ``poll_interval:=2``: declared with dynamic typing it takes the
-    integer, then the descriptor is made double and applied to the value as a double, so that
-    ``param get``, ``describe`` and ``dump`` keep saying double. Humble cannot convert later
-    sets (no pre-set callback): there the parameter keeps dynamic typing.
-    """
-    default = getattr(DEFAULTS, name)
-    if not isinstance(default, float) or not hasattr(node, "add_pre_set_parameters_callback"):
-        descriptor = spec.descriptor(default, writable)
-        return node.declare_parameter(name, default, descriptor, ignore_override).value
-    # Writable until typed: set_descriptor refuses to touch a read-only parameter.
-    descriptor = spec.descriptor(default, writable=True)
-    value: Any = node.declare_parameter(name, default, descriptor, ignore_override).value
-    try:
-        checked_number(name, value)  # InvalidSettingError for a text, naming what is allowed
-    except InvalidSettingError:
-        node.undeclare_parameter(name)
-        raise
-    typed = spec.descriptor(default, writable)
-    typed.dynamic_typing = False
-    typed.type = ParameterType.PARAMETER_DOUBLE
-    node.set_descriptor(
-        name, typed, ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
-    )
-    return node.get_parameter(name).value
-
-
-def _doubles_for_integers(node: Node, parameters: list[Parameter[Any]]) -> list[Parameter[Any]]:
-    """Pre-set callback: an integer given for a floating-point parameter becomes a double.
-
-    A text stays a text, which rclpy refuses by its type alone ("expected '3' got '4'" in
-    Kilted): the node's log says what is allowed.
-    """
-    converted = []
-    for parameter in parameters:
-        double = isinstance(getattr(DEFAULTS, parameter.name, None), float)
-        if double and parameter.type_ == Parameter.Type.INTEGER:
-            converted.append(
-                Parameter(parameter.name, Parameter.Type.DOUBLE, float(parameter.value))
-            )
-            continue
-        if double and parameter.type_ != Parameter.Type.DOUBLE:
-            try:
-                checked_number(parameter.name, parameter.value)
-            except InvalidSettingError as error:
-                node.get_logger().warning(f"refused: {error}")
-        converted.append(parameter)
-    return converted
 
 
 def checked_change(

@@ -89,8 +89,9 @@ class ParameterSpec:
         """Build the ROS descriptor; the range type follows the default value's type.
 
         A floating-point parameter also takes an integer ("poll_interval:=2", as users type
-        seconds): it is declared with dynamic typing, then turned double (see the node's
-        ``declare_parameters``). ``writable``: never read-only (a managed node, unconfigured).
+        seconds): it is declared with dynamic typing, then turned double (see
+        ``declaration.declare_parameters``). ``writable``: never read-only (a managed node,
+        unconfigured).
         """
         descriptor = ParameterDescriptor(
             description=self.description,
