@@ -68,15 +68,19 @@ def check_write(
 def describe_write(requester: str, result: WriteResult) -> str:
     """Return the log line of a write that took: who, what, the value before and after."""
     writable = WRITABLE[result.name]
+    who = requester or "an unnamed requester"
+    if not writable.readable:  # a command: no value before or after, only its acknowledgement
+        return (
+            f"command by {who}: {result.name} sent and echoed (register 0x{result.address:04X} "
+            f"= {result.written}; a command is not read back)"
+        )
     before = "unknown" if result.before is None else f"{result.before:g}"
-    if not writable.readable:
-        proof = "echoed; a command is not read back"
-    elif result.acknowledged:
+    if result.acknowledged:
         proof = "echoed and read back"
     else:
         proof = "read back; the BMS did not echo it as sent"
     return (
-        f"write by {requester or 'an unnamed requester'}: {result.name} {before} -> "
+        f"write by {who}: {result.name} {before} -> "
         f"{result.after:g} {writable.register.unit}".rstrip()
         + f" (register 0x{result.address:04X}, {proof})"
     )

@@ -14,6 +14,14 @@ from daly_bms_ros.protocol.model import json_object, json_ready
 
 #: Below this magnitude (A) the pack is considered idle: Daly reports current in 0.1 A steps.
 IDLE_CURRENT_A = 0.15
+#: What a battery known only by its BatteryState (a pack group) does not tell: listed in its
+#: status's ``invalid``, shown as unknown (null) rather than as a count of 0 or a switch off.
+NOT_IN_BATTERY_STATE = ("cycles", "charge_mos", "discharge_mos", "balancing")
+
+
+def _without_invalid(status: BmsStatus, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with each value its status lists as invalid shown as unknown (None)."""
+    return {key: None if key in status.invalid else value for key, value in record.items()}
 
 
 def charge_state(sample: BmsSample) -> str:
@@ -35,20 +43,23 @@ def rated_capacity(sample: BmsSample) -> float:
 
 def sample_record(sample: BmsSample) -> dict[str, Any]:
     """Every value of a sample, flat: the status block plus capacity and MOS temperature."""
-    return {
-        "device": sample.device,
-        "timestamp": sample.received_at,
-        **sample.status.to_dict(),
-        "rated_capacity": json_ready(rated_capacity(sample)),
-        "mos_temperature": json_ready(sample.mos_temperature),
-        "state": charge_state(sample),
-    }
+    return _without_invalid(
+        sample.status,
+        {
+            "device": sample.device,
+            "timestamp": sample.received_at,
+            **sample.status.to_dict(),
+            "rated_capacity": json_ready(rated_capacity(sample)),
+            "mos_temperature": json_ready(sample.mos_temperature),
+            "state": charge_state(sample),
+        },
+    )
 
 
 def summary_record(sample: BmsSample) -> dict[str, Any]:
     """Summarise the pack at a glance: what a dashboard shows."""
     status = sample.status
-    return json_object(
+    record = json_object(
         {
             "timestamp": sample.received_at,
             "pack_voltage": status.pack_voltage,
@@ -61,12 +72,13 @@ def summary_record(sample: BmsSample) -> dict[str, Any]:
             "state": charge_state(sample),
             "cell_count": len(status.cell_voltages),
             "cell_delta": status.cell_delta,
-            "max_temperature": max(status.temperatures, default=math.nan),
+            "max_temperature": max(status.temperatures, default=status.max_temperature),
             "charge_mos": status.charge_mos,
             "discharge_mos": status.discharge_mos,
             "alarms": status.alarms,
         }
     )
+    return _without_invalid(status, record)
 
 
 def cell_balancing(status: BmsStatus) -> tuple[bool | None, ...]:
@@ -115,6 +127,10 @@ def _number(value: float, unit: str, digits: int) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f} {unit}"
 
 
+def _shown(status: BmsStatus, key: str, text: str) -> str:
+    return "n/a" if key in status.invalid else text
+
+
 def text_report(sample: BmsSample) -> str:
     """Render one sample as a human-readable table."""
     status = sample.status
@@ -126,10 +142,13 @@ def text_report(sample: BmsSample) -> str:
         ("state of charge", _number(status.soc, "%", 1)),
         ("remaining", _number(status.remaining_capacity, "Ah", 1)),
         ("rated capacity", _number(rated_capacity(sample), "Ah", 1)),
-        ("cycles", str(status.cycles)),
-        ("charge MOS", "on" if status.charge_mos else "off"),
-        ("discharge MOS", "on" if status.discharge_mos else "off"),
-        ("balancing", "yes" if status.balancing else "no"),
+        ("cycles", _shown(status, "cycles", str(status.cycles))),
+        ("charge MOS", _shown(status, "charge_mos", "on" if status.charge_mos else "off")),
+        (
+            "discharge MOS",
+            _shown(status, "discharge_mos", "on" if status.discharge_mos else "off"),
+        ),
+        ("balancing", _shown(status, "balancing", "yes" if status.balancing else "no")),
         ("cell delta", _number(status.cell_delta * 1000, "mV", 0)),
         (
             "temperatures",

@@ -17,11 +17,19 @@ from launch_ros.substitutions import FindPackageShare
 
 from daly_bms_ros.node.launch_actions import driver_process, process_arguments
 from daly_bms_ros.node.launch_arguments import (
+    EMPTY_TEXTS,
     LAUNCH_PARAMETERS,
+    NOT_GIVEN,
     USE_SIM_TIME,
     parameter_overrides,
 )
-from daly_bms_ros.node.parameters import PARAMETERS
+from daly_bms_ros.node.parameters import DEFAULTS, PARAMETERS
+
+#: What a parameter's launch argument takes, by the parameter's type, beyond its value.
+ARGUMENT_FORMS = {
+    bool: " true or false (or 1 or 0).",
+    str: f' {EMPTY_TEXTS[0]} ("name:={EMPTY_TEXTS[0]}" in a shell) gives an empty text.',
+}
 
 
 def node_for(context: LaunchContext) -> list[Node | RegisterEventHandler]:
@@ -48,8 +56,10 @@ def generate_launch_description() -> LaunchDescription:
     parameter_arguments = [
         DeclareLaunchArgument(
             name,
-            default_value="",
-            description=PARAMETERS[name].description + " Not given: the parameters file's value.",
+            default_value=NOT_GIVEN,
+            description=PARAMETERS[name].description
+            + " Not given: the parameters file's value."
+            + ARGUMENT_FORMS.get(type(getattr(DEFAULTS, name)), ""),
         )
         for name in LAUNCH_PARAMETERS
     ]
@@ -58,8 +68,9 @@ def generate_launch_description() -> LaunchDescription:
             *parameter_arguments,
             DeclareLaunchArgument(
                 USE_SIM_TIME,
-                default_value="",
-                description="true: stamp messages with /clock time. Empty: the file's value.",
+                default_value=NOT_GIVEN,
+                description="true (or 1): stamp messages with /clock time. Not given: the "
+                "file's value.",
             ),
             DeclareLaunchArgument(
                 "namespace", default_value="", description="Namespace of this battery's topics"

@@ -38,8 +38,9 @@ from test_sim_a5 import serial_sim
 
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings, device_slug
 from daly_bms_ros.bridge.node import DalyBmsBridge
-from daly_bms_ros.bridge.store import LinkCounters, Reading, SampleStore
+from daly_bms_ros.bridge.store import SILENT, LinkCounters, Reading, SampleStore
 from daly_bms_ros.msg import DalyCells
+from daly_bms_ros.node.groups import combine, parse_group
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells
 
 pytestmark = pytest.mark.skipif(
@@ -125,8 +126,8 @@ def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
     for tick in range(80):  # 4 samples per second for 20 s
         store.update("bms", real_sample(start + tick / 4))
     history = store.history("bms")
-    # One point per step, the window's worth: the last 10 s.
-    assert history.times == tuple(start + second for second in range(10, 20))
+    # One point per step (each half a step early at most), the window's worth: the last 10.
+    assert history.times == tuple(start + second + 0.5 for second in range(10, 20))
     assert set(history.pack_voltage) == {51.1}
     with serving(store) as url:
         status, _, body = get(url + "/bms/history")
@@ -137,6 +138,16 @@ def test_history_is_kept_bounded_and_served(clock: FakeClock) -> None:
     # A clock set back (or a replay starting over) starts the history anew.
     store.update("bms", real_sample(start))
     assert store.history("bms").times == (start,)
+
+
+def test_history_keeps_every_sample_of_polls_at_the_step_with_jitter(clock: FakeClock) -> None:
+    """Answers arrive a step apart give or take some jitter: none is dropped."""
+    store = SampleStore(["bms"], max_age=5.0, clock=clock, history_step=1)
+    start = 1795600000.0
+    arrivals = [start + second + (0.04 if second % 2 else -0.03) for second in range(40)]
+    for at in arrivals:
+        store.update("bms", real_sample(at))
+    assert store.history("bms").times == tuple(arrivals)
 
 
 def test_the_page_and_its_files_are_served(served: tuple[SampleStore, str]) -> None:
@@ -571,3 +582,163 @@ def test_ros_bridge_tells_the_boards_of_one_bus_apart(ros_context: Context, tmp_
     assert configs["w1"]["unique_id"].startswith("daly_bms_dev_pts_0_")
     assert configs["w2"]["unique_id"].startswith("daly_bms_dev_pts_0_board_2_")
     assert configs["w1"]["device"]["identifiers"] != configs["w2"]["device"]["identifiers"]
+
+
+def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_path: Path) -> None:
+    """A group publishes a BatteryState alone (no DalyCells): JSON, text, /metrics, MQTT."""
+    with broker(tmp_path) as running:
+        subscriber = Subscriber(running.port)
+        bridge = DalyBmsBridge(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("batteries", value=["/left", "/bank"]),
+                Parameter("port", value=0),
+                Parameter("mqtt_host", value="127.0.0.1"),
+                Parameter("mqtt_port", value=running.port),
+                Parameter("mqtt_interval", value=0.2),
+            ],
+        )
+        node = Node("fleet_like", context=ros_context)
+        group = node.create_publisher(BatteryState, "/bank/battery_state", 10)
+        # A pack's BatteryState whose DalyCells publisher is not (yet) seen: not a group.
+        pack = node.create_publisher(BatteryState, "/left/battery_state", 10)
+        diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        stop = spin_in_background(ros_context, bridge, node)
+        try:
+            url = bridge.server.url
+
+            def publish() -> bool:
+                sample = real_sample(time.time())
+                stamp = Time(sec=int(sample.received_at), nanosec=0)
+                identity = BatteryIdentity(
+                    "bank", "bank", "bank", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+                )
+                message = combine(parse_group("parallel(/a, /b)"), {
+                    "/a": battery_state(sample, identity, stamp),
+                    "/b": battery_state(sample, identity, stamp),
+                })  # fmt: skip
+                message.header.stamp, message.location = stamp, "bank"
+                message.serial_number = "bank"
+                group.publish(message)
+                pack.publish(
+                    battery_state(sample, dataclasses.replace(identity, serial_number="L"), stamp)
+                )
+                return get(url + "/bms/bank")[0] == 200
+
+            wait_until(publish, "the group served")
+            _, _, full = get(url + "/bms/bank")
+            assert full["pack_voltage"] == 51.1
+            assert full["current"] == 0.0
+            assert full["remaining_capacity"] == 2 * 26.9  # each pack 26.9 Ah
+            assert full["device"] == "bank (group)"
+            assert full["link"] == "publishing"
+            # What a BatteryState does not tell is unknown, never 0 cycles or a MOSFET off.
+            for key in ("cycles", "charge_mos", "discharge_mos", "balancing"):
+                assert full[key] is None, key
+            _, _, summary = get(url + "/bms/bank/summary")
+            assert summary["soc"] == 8.7 and summary["charge_mos"] is None
+            assert summary["max_temperature"] == 23.0
+            text = get(url + "/bms/bank/formatted")[2]
+            assert re.search(r"cycles\s+n/a", text), text
+            metrics = scrape(url)
+            bank = (("battery", "bank"),)
+            assert metrics[("daly_bms_up", bank)] == 1.0
+            assert metrics[("daly_bms_voltage_volts", bank)] == pytest.approx(51.1)
+            assert ("daly_bms_charge_cycles", bank) not in metrics
+            assert ("daly_bms_charge_mos_on", bank) not in metrics
+            state = subscriber.json("daly_bms/bank/state")
+            assert state["pack_voltage"] == 51.1 and state["cycles"] is None
+            assert subscriber.wait_for("daly_bms/bank/availability", lambda p: p == b"online")
+            # The pack beside it, whose cells never came, is still waited for.
+            assert get(url + "/bms/left")[0] == 503
+            # The group stops (a member vanished): told as the fleet's diagnostics tell it.
+            held = DiagnosticStatus(
+                level=DiagnosticStatus.ERROR,
+                name="/daly_bms_fleet: group bank",
+                hardware_id="bank",
+                message="not published: /b's latest state is 7.0 s old (group_max_age 5 s)",
+            )
+
+            def told() -> bool:
+                diagnostics.publish(DiagnosticArray(status=[held]))
+                return bool(get(url + "/bms/bank")[2]["link"] == held.message)
+
+            wait_until(told, "the group's diagnostics once stale")
+        finally:
+            stop()
+            bridge.close()
+            bridge.destroy_node()
+            node.destroy_node()
+        subscriber.close()
+
+
+def test_a_silent_battery_is_told_as_its_diagnostics_tell_its_link(ros_context: Context) -> None:
+    """Messages stopped (or never came) while /diagnostics says the link is down and why."""
+    bridge = DalyBmsBridge(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("batteries", value=["/front", "/rear", "/bank"]),
+            Parameter("port", value=0),
+            Parameter("max_age", value=0.5),
+        ],
+    )
+    node = Node("battery_publisher", context=ros_context)
+    battery = node.create_publisher(BatteryState, "/front/battery_state", 10)
+    cells = node.create_publisher(DalyCells, "/front/cells", 10)
+    diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+    identity = BatteryIdentity(
+        "battery", "", "40:D6:3C:3F:3E:5A", BatteryState.POWER_SUPPLY_TECHNOLOGY_LIFE, 0.0
+    )
+    stop = spin_in_background(ros_context, bridge, node)
+
+    def status(name: str, hardware_id: str, state: str, error: str) -> DiagnosticStatus:
+        values = {"link_state": state, "last_error": error, "reconnects": "3"}
+        return DiagnosticStatus(
+            name=name,
+            hardware_id=hardware_id,
+            level=DiagnosticStatus.ERROR,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()],
+        )
+
+    try:
+        url = bridge.server.url
+
+        def sample_served() -> bool:
+            sample = real_sample(time.time())
+            stamp = Time(sec=int(sample.received_at), nanosec=0)
+            battery.publish(battery_state(sample, identity, stamp))
+            cells.publish(daly_cells(sample, "battery", stamp))
+            return get(url + "/bms/front")[0] == 200
+
+        wait_until(sample_served, "a sample of /front")
+        # The front node's link drops (known by the serial number its messages told); the
+        # rear node never found its BMS (known by its fully qualified status name).
+        down = [
+            status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "backoff", "BMS not found (hci0)"),
+            status("/rear/daly_bms: battery", "DL-REAR", "connecting", ""),
+            # A pack group never published: found by the fleet's status of its name.
+            DiagnosticStatus(
+                name="/daly_bms_fleet: group bank",
+                hardware_id="bank",
+                level=DiagnosticStatus.ERROR,
+                message="not published: /rear: no state yet (group_max_age 5 s)",
+            ),
+        ]
+
+        def told(name: str, link: str) -> bool:
+            diagnostics.publish(DiagnosticArray(status=down))
+            body = get(f"{url}/bms/{name}")[2]
+            return bool(body["link"] == link)
+
+        wait_until(lambda: told("front", "backoff: BMS not found (hci0)"), "the front's link")
+        wait_until(lambda: told("rear", "connecting"), "the rear's link")
+        wait_until(lambda: told("bank", down[2].message), "the group's state")
+        assert scrape(url)[("daly_bms_link_state", (("battery", "front"), ("state", "backoff")))]
+        # Connected by its diagnostics but no message: the node is not heard, "silent".
+        down[0] = status("daly_bms: battery", "40:D6:3C:3F:3E:5A", "connected", "")
+        wait_until(lambda: told("front", SILENT), "silent once the link is said to be up")
+    finally:
+        stop()
+        bridge.close()
+        bridge.destroy_node()
+        node.destroy_node()

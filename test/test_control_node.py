@@ -18,6 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from ros_spin import spin_in_background
+from sensor_msgs.msg import BatteryState
 from test_e2e_faults import FAST_LINK
 
 from daly_bms_ros.msg import DalyCells, DalySettings
@@ -41,8 +42,12 @@ class Robot:
         self.namespace = namespace
         self.cells: list[DalyCells] = []
         self.settings: list[DalySettings] = []
+        self.battery: list[BatteryState] = []
         self.lock = threading.Lock()
         self.node.create_subscription(DalyCells, f"/{namespace}/cells", self._keep(self.cells), 20)
+        self.node.create_subscription(
+            BatteryState, f"/{namespace}/battery_state", self._keep(self.battery), 20
+        )
         self.node.create_subscription(
             DalySettings,
             f"/{namespace}/settings",
@@ -122,8 +127,13 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
         assert robot.call(
             SetSwitch, "set_discharge_mos", enable=True
         ).success  # on needs no confirm
+        with robot.lock:
+            reported = robot.battery[-1].percentage * 100
         soc = robot.call(SetSoc, "set_soc", soc=100.0)
         assert (soc.success, soc.current) == (True, 100.0)
+        # The SOC the BMS reported (a sample later at most: 0.1 % steps), not the register's.
+        assert soc.previous == pytest.approx(reported, abs=0.15)
+        assert "the BMS reported" in soc.message
         # A protection threshold or the sleep time, set wrong, makes the BMS cut the power.
         unconfirmed = robot.call(SetSetting, "set_setting", name="sleep_time", value=1800.0)
         assert not unconfirmed.success and "without confirmation" in unconfirmed.message
@@ -144,6 +154,10 @@ def test_writes_through_the_services_are_verified_and_polling_goes_on(
         assert not robot.call(Restart, "restart").success  # not confirmed
         restarted = robot.call(Restart, "restart", confirm_power_cut=True)
         assert restarted.success, restarted.message
+        # A command has no value before or after: sent and echoed is all there is.
+        assert restarted.message.startswith(
+            "command by robot_supervisor: restart sent and echoed (register 0x00F0 = 1"
+        ), restarted.message
         count = len(robot.cells)
         wait_until(lambda: len(robot.cells) > count + 5, "samples after the restart")
     finally:

@@ -23,6 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from installed import ros_executable
 from rclpy.context import Context
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from ros_env import domain_id_for_this_run
 from ros_spin import spin_in_background
 from sensor_msgs.msg import BatteryState
@@ -115,6 +116,7 @@ class Listener:
         self.lock = threading.Lock()
         self.states: dict[str, list[tuple[float, BatteryState]]] = {t: [] for t in topics}
         self.diagnostics: dict[str, DiagnosticStatus] = {}
+        self.by_name: dict[str, DiagnosticStatus] = {}
         for topic in topics:
             self.node.create_subscription(
                 BatteryState, f"{topic}/battery_state", self._keeper(topic), 50
@@ -132,6 +134,7 @@ class Listener:
         with self.lock:
             for status in message.status:
                 self.diagnostics[status.name.split("/daly_bms")[0]] = status
+                self.by_name[status.name] = status
 
     def count(self, topic: str, since: float = 0.0) -> int:
         with self.lock:
@@ -158,6 +161,10 @@ def test_one_process_serves_every_pack_and_the_groups(
         try:
             for topic in (*PACKS, "/string", "/bank"):
                 wait_until(lambda topic=topic: listener.count(topic) >= 3, f"{topic} states")
+            # The process's one diagnostics timer follows the fastest pack's period.
+            [first, *_] = fleet.children
+            assert first.set_parameters([Parameter("diagnostics_period", value=0.25)])[0].successful
+            assert 250_000_000 in {timer.timer_period_ns for timer in fleet.timers}
             bank = listener.latest("/bank")
             assert bank.capacity == pytest.approx(sum(PACKS.values()))  # parallel: capacities add
             members = [listener.latest(pack) for pack in PACKS]
@@ -186,8 +193,18 @@ def test_one_process_serves_every_pack_and_the_groups(
                 and listener.diagnostics["/c"].level == DiagnosticStatus.ERROR,
                 "the sleeping pack's diagnostics",
             )
+            # The fleet tells which member holds the group back; the other group is fine.
+            bank = listener.by_name["/daly_bms_fleet: group bank"]
+            assert bank.level == DiagnosticStatus.ERROR and bank.hardware_id == "bank"
+            assert "not published: /c's latest state is" in bank.message
+            assert listener.by_name["/daly_bms_fleet: group string"].level == DiagnosticStatus.OK
             packs["/c"].control({"link": "wake"})
             wait_until(lambda: listener.count("/bank", time.monotonic() - 1.0) > 0, "the bank")
+            wait_until(
+                lambda: listener.by_name["/daly_bms_fleet: group bank"].level
+                == DiagnosticStatus.OK,
+                "the bank's status OK again",
+            )
         finally:
             stop()
             fleet.close()

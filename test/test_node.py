@@ -89,7 +89,7 @@ def test_publishes_the_values_of_the_real_frames(
 
 
 def test_reconnects_after_the_link_drops_and_publishes_nothing_while_down(
-    running: tuple[DalyBmsNode, Listener, BmsDouble],
+    running: tuple[DalyBmsNode, Listener, BmsDouble], capfd: pytest.CaptureFixture[str]
 ) -> None:
     _node, listener, double = running
     listener.wait_for(lambda: len(listener.battery) >= 2, "samples before the drop")
@@ -111,6 +111,8 @@ def test_reconnects_after_the_link_drops_and_publishes_nothing_while_down(
     assert status is not None
     values = {kv.key: kv.value for kv in status.values}
     assert int(values["reconnects"]) >= 1
+    log = capfd.readouterr().err
+    assert "BMS link down" in log and "not reached" not in log
 
 
 def stamp_seconds(message: Any) -> float:
@@ -262,6 +264,9 @@ def test_installed_node_without_bluez_keeps_retrying_and_exits_0_on_sigterm(
         # What it looks for is logged before anything about the link.
         first_link_line = next(n for n, line in enumerate(lines) if "BlueZ" in line)
         assert any("looking for the BMS" in line for line in lines[:first_link_line])
+        # Never up: not "down".
+        assert any("BMS not reached yet" in line for line in lines), "".join(lines)
+        assert not any("link down" in line for line in lines), "".join(lines)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:

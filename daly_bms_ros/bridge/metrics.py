@@ -25,6 +25,13 @@ from daly_bms_ros.report import cell_balancing, rated_capacity
 #: The Content-Type of the exposition format.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+
+def _field(sample: BmsSample, name: str) -> float:
+    """Return a count or switch of the status as a number; NaN (left out) if listed invalid."""
+    status = sample.status
+    return math.nan if name in status.invalid else float(getattr(status, name))
+
+
 #: Gauges of one value per battery: name, help, and how the sample gives it.
 _PACK_GAUGES = (
     ("voltage_volts", "pack voltage", lambda s: s.status.pack_voltage),
@@ -33,16 +40,16 @@ _PACK_GAUGES = (
     ("state_of_charge_ratio", "state of charge, 0..1", lambda s: s.status.soc / 100.0),
     ("remaining_capacity_ampere_hours", "charge left", lambda s: s.status.remaining_capacity),
     ("rated_capacity_ampere_hours", "rated capacity", rated_capacity),
-    ("charge_cycles", "charge cycles the BMS counted", lambda s: float(s.status.cycles)),
+    ("charge_cycles", "charge cycles the BMS counted", lambda s: _field(s, "cycles")),
     ("cell_voltage_delta_volts", "highest minus lowest cell", lambda s: s.status.cell_delta),
     ("balance_current_amperes", "balancing current", lambda s: s.status.balance_current),
-    ("charge_mos_on", "1 when the charge MOSFET conducts", lambda s: float(s.status.charge_mos)),
+    ("charge_mos_on", "1 when the charge MOSFET conducts", lambda s: _field(s, "charge_mos")),
     (
         "discharge_mos_on",
         "1 when the discharge MOSFET conducts",
-        lambda s: float(s.status.discharge_mos),
+        lambda s: _field(s, "discharge_mos"),
     ),
-    ("balancing", "1 when the balancer runs", lambda s: float(s.status.balancing)),
+    ("balancing", "1 when the balancer runs", lambda s: _field(s, "balancing")),
     ("alarms_active", "alarms the BMS reports now", lambda s: float(len(s.status.alarms))),
 )
 

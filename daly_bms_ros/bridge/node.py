@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
@@ -28,9 +28,11 @@ from daly_bms_ros.bridge.files import DataDirectoryWriter
 from daly_bms_ros.bridge.http_server import DEFAULT_HOST, BridgeHttpServer, exposure_warning
 from daly_bms_ros.bridge.mqtt import MqttPublisher, MqttSettings
 from daly_bms_ros.bridge.store import PUBLISHING, LinkCounters, SampleStore
+from daly_bms_ros.link.supervisor import LinkState
 from daly_bms_ros.msg import DalyCells
 from daly_bms_ros.node.main import run_node
-from daly_bms_ros.node.messages import sample_from_messages
+from daly_bms_ros.node.messages import sample_from_battery_state, sample_from_messages
+from daly_bms_ros.node.node import DIAGNOSTIC_TASK
 from daly_bms_ros.node.parameters import (
     InvalidSettingError,
     check_parameter_files,
@@ -38,6 +40,8 @@ from daly_bms_ros.node.parameters import (
     parameter_files,
 )
 
+#: The link states (diagnostics' ``link_state``) in which a node delivers samples.
+LINK_STATES_DELIVERING = (LinkState.CONNECTED.value, LinkState.IN_TURN.value)
 #: Name of the battery in the bridge's own namespace (parameter value "").
 DEFAULT_BATTERY = "bms"
 QUEUE_DEPTH = 10
@@ -48,17 +52,41 @@ def battery_name(namespace: str) -> str:
     return namespace.strip("/").replace("/", "_") or DEFAULT_BATTERY
 
 
+def reported_link(status: DiagnosticStatus) -> str | None:
+    """Return the link as a battery's diagnostics tell it when it delivers nothing, else None.
+
+    A node's status: ``backoff: <why>`` (its link state and last error), as ``daly-bms serve``
+    words it. A pack group's (daly_bms_fleet's ``group <name>``, no link of its own): its
+    message while it is not OK, e.g. which member's state is too old.
+    """
+    values = {entry.key: entry.value for entry in status.values}
+    state = values.get("link_state")
+    if state is None:
+        return None if status.level == DiagnosticStatus.OK else status.message
+    if state in LINK_STATES_DELIVERING:
+        return None
+    error = values.get("last_error", "")
+    return f"{state}: {error}" if error else state
+
+
 def topic(namespace: str, name: str) -> str:
     """``name`` in ``namespace``; relative (the bridge's own namespace) when that is empty."""
     return f"{namespace.rstrip('/')}/{name}" if namespace.strip("/") else name
 
 
 class _Pairing:
-    """Wait for the BatteryState and the DalyCells of the same stamp, then store the sample."""
+    """Wait for the BatteryState and the DalyCells of the same stamp, then store the sample.
 
-    def __init__(self, store: SampleStore, name: str) -> None:
+    A battery that publishes no DalyCells (a pack group of daly_bms_fleet: no cell voltages in
+    its BatteryState, no publisher of its ``cells`` on the graph, none ever heard) is a battery
+    too: its BatteryState alone is the sample.
+    """
+
+    def __init__(self, store: SampleStore, name: str, cells_publishers: Callable[[], int]) -> None:
         self._store = store
         self._name = name
+        self._cells_publishers = cells_publishers
+        self._cells_heard = False
         self._battery: BatteryState | None = None
         self._cells: DalyCells | None = None
         #: The battery's serial number, as its last BatteryState told (its diagnostics' id).
@@ -83,9 +111,20 @@ class _Pairing:
         if message.serial_number == self.serial_number:
             self._identity = message.serial_number or self._name
         self.serial_number = message.serial_number
+        # A pack's BatteryState lists its cells; while its DalyCells publisher is not yet
+        # discovered, the BatteryState waits for them all the same.
+        if not (self._cells_heard or message.cell_voltage) and self._cells_publishers() == 0:
+            self._store.update(
+                self._name,
+                sample_from_battery_state(message, f"{message.location or self._name} (group)"),
+                self._identity,
+            )
+            self._store.set_link(self._name, PUBLISHING)
+            return
         self._combine()
 
     def on_cells(self, message: DalyCells) -> None:
+        self._cells_heard = True
         self._cells = message
         self._combine()
 
@@ -135,17 +174,24 @@ class DalyBmsBridge(Node):
         self.store = SampleStore(names, max_age)
         pairings = {}
         for namespace, name in zip(namespaces, names, strict=True):
-            pairing = pairings[name] = _Pairing(self.store, name)
+            cells = topic(namespace, "cells")
+            pairing = pairings[name] = _Pairing(
+                self.store, name, functools.partial(self.count_publishers, cells)
+            )
             self.create_subscription(
                 BatteryState,
                 topic(namespace, "battery_state"),
                 pairing.on_battery_state,
                 QUEUE_DEPTH,
             )
-            self.create_subscription(
-                DalyCells, topic(namespace, "cells"), pairing.on_cells, QUEUE_DEPTH
-            )
+            self.create_subscription(DalyCells, cells, pairing.on_cells, QUEUE_DEPTH)
         self._pairings = pairings
+        #: The diagnostics status name of each battery's node, fully qualified.
+        own = self.get_namespace().rstrip("/")
+        self._status_names = {
+            name: f"{namespace or own}/daly_bms: {DIAGNOSTIC_TASK}"
+            for namespace, name in zip(namespaces, names, strict=True)
+        }
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QUEUE_DEPTH)
         mqtt = self._mqtt_settings()
         self._writer = DataDirectoryWriter(self.store, Path(data_dir)) if data_dir else None
@@ -222,28 +268,38 @@ class DalyBmsBridge(Node):
         return settings
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
-        """Take the link counters of each served battery from its diagnostics status."""
+        """Take each served battery's link counters and link state from its diagnostics status.
+
+        A status is a battery's when its hardware id is the serial number the battery's
+        BatteryState told, or its name is the battery node's fully qualified one (a fleet's
+        packs, ``diagnostic_updater.use_fqn``), or it is a fleet's ``group <name>`` of the
+        battery's name (a pack group): the last two hold before any sample too.
+        """
         for status in message.status:
             names = [
                 name
                 for name, pairing in self._pairings.items()
-                if pairing.serial_number and pairing.serial_number == status.hardware_id
+                if (pairing.serial_number and pairing.serial_number == status.hardware_id)
+                or status.name == self._status_names[name]
+                or (status.hardware_id == name and status.name.endswith(f": group {name}"))
             ]
-            values = {entry.key: entry.value for entry in status.values}
-            if len(names) != 1 or "reconnects" not in values:
+            if len(names) != 1:
                 continue
-            try:
-                counters = LinkCounters(
-                    int(values["reconnects"]),
-                    {
-                        key.removeprefix("rejected_"): int(value)
-                        for key, value in values.items()
-                        if key.startswith("rejected_")
-                    },
-                )
-            except ValueError:
-                continue  # not a status of this driver
-            self.store.set_counters(names[0], counters)
+            values = {entry.key: entry.value for entry in status.values}
+            if "reconnects" in values:
+                try:
+                    counters = LinkCounters(
+                        int(values["reconnects"]),
+                        {
+                            key.removeprefix("rejected_"): int(value)
+                            for key, value in values.items()
+                            if key.startswith("rejected_")
+                        },
+                    )
+                except ValueError:
+                    continue  # not a status of this driver
+                self.store.set_counters(names[0], counters)
+            self.store.set_reported_link(names[0], reported_link(status))
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> Any:
         descriptor = ParameterDescriptor(description=description, read_only=True, **ranges)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from http import HTTPStatus
 from typing import Any
 
-from daly_bms_ros.bridge.store import PUBLISHING, SILENT, SampleStore
+from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.protocol import BmsSample
 from daly_bms_ros.report import (
     cells_record,
@@ -39,8 +39,7 @@ def freshness(store: SampleStore, name: str) -> tuple[BmsSample | None, dict[str
     facts: dict[str, Any] = {
         "battery": name,
         "age_s": None if age is None else round(age, 3),
-        # Messages that stopped say nothing of themselves: "publishing" holds while fresh.
-        "link": SILENT if stale and reading.link == PUBLISHING else reading.link,
+        "link": store.link(reading, stale),
     }
     if reading.sample is None or age is None:
         facts["reason"] = "no sample received yet"

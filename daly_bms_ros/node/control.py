@@ -49,10 +49,14 @@ Write = Callable[[str, float], concurrent.futures.Future[WriteResult]]
 class ControlServices:
     """Serve the write services of one node; ``write`` starts a write on the BLE link."""
 
-    def __init__(self, node: Node, write: Write, allowed: bool) -> None:
+    def __init__(
+        self, node: Node, write: Write, allowed: bool, reported_soc: Callable[[], float]
+    ) -> None:
         self._node = node
         self._write = write
         self._allowed = allowed
+        #: The SOC (%) of the latest sample, NaN before any: set_soc's ``previous``.
+        self._reported_soc = reported_soc
         # Writes end in the BLE thread; their results reach the executor through this queue
         # and guard condition, as samples do, and complete the futures the callbacks await.
         self._finished: queue.SimpleQueue[
@@ -157,7 +161,17 @@ class ControlServices:
         return callback
 
     async def _set_soc(self, request: SetSoc.Request, response: SetSoc.Response) -> Any:
-        return await self._run("soc_setting", request.soc, False, request.requester, response)
+        """Set the SOC; ``previous`` is the SOC the BMS reported, not the register's last set.
+
+        The register 0x00A7 holds the value last written to it, which the coulomb counter has
+        counted away from since: the user means the SOC the BMS tells.
+        """
+        reported = self._reported_soc()
+        await self._run("soc_setting", request.soc, False, request.requester, response)
+        response.previous = reported
+        if response.success:
+            response.message += f"; the BMS reported {reported:g} % before"
+        return response
 
     async def _set_setting(self, request: SetSetting.Request, response: SetSetting.Response) -> Any:
         return await self._run(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.exceptions import ParameterException
@@ -28,15 +28,17 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState
 
 from daly_bms_ros.link.shared import SharedLinks
+from daly_bms_ros.node.declaration import USE_FQN_PARAMETER
+from daly_bms_ros.node.diagnostics import group_diagnostics
 from daly_bms_ros.node.groups import Group, combine, parse_group, shown
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
     STOP_TIMEOUT_S,
-    USE_FQN_PARAMETER,
     DalyBmsNode,
     TransportFactory,
     make_transport,
     publish_diagnostics,
+    set_period,
 )
 from daly_bms_ros.node.parameters import (
     InvalidSettingError,
@@ -197,14 +199,20 @@ class DalyBmsFleet(Node):
             child.start()
         # Every pack's diagnostics status, one message, one timer (the fastest pack's period).
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", QUEUE_DEPTH)
-        period = min(child.settings.diagnostics_period for child in self.children)
-        self.create_timer(
-            period,
+        self._diagnostics_timer = self.create_timer(
+            self._diagnostics_period(),
             lambda: publish_diagnostics(
-                self, self._diagnostics, (child.diagnostic_status() for child in self.children)
+                self,
+                self._diagnostics,
+                [
+                    *(child.diagnostic_status() for child in self.children),
+                    *self._group_statuses(),
+                ],
             ),
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
+        for child in self.children:
+            child.on_settings_change(self._follow_diagnostics_period)
         self._latest: dict[str, tuple[BatteryState, float]] = {}
         self._group_publishers = {
             name: self.create_publisher(BatteryState, f"{name}/battery_state", QUEUE_DEPTH)
@@ -277,6 +285,28 @@ class DalyBmsFleet(Node):
             combined.location = name
             combined.serial_number = name
             self._group_publishers[name].publish(combined)
+
+    def _diagnostics_period(self) -> float:
+        """Return the fastest pack's diagnostics period, the process's one timer's."""
+        return min(child.settings.diagnostics_period for child in self.children)
+
+    def _follow_diagnostics_period(self) -> None:
+        """Give the diagnostics timer the fastest pack's period, changed at run time."""
+        set_period(self._diagnostics_timer, self._diagnostics_period())
+
+    def _group_statuses(self) -> list[DiagnosticStatus]:
+        """Each group's diagnostics status: published, or which member's state is too old."""
+        now = time.monotonic()
+        prefix = self.get_fully_qualified_name()
+        statuses = []
+        for name, members in self._members.items():
+            ages = {
+                pack: None if entry is None else now - entry[1]
+                for pack in members
+                for entry in [self._latest.get(pack)]
+            }
+            statuses.append(group_diagnostics(f"{prefix}: group {name}", name, ages, self._max_age))
+        return statuses
 
     def close(self) -> None:
         """Disconnect every pack, remove their nodes, end the Bluetooth loop."""

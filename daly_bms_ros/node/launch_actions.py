@@ -15,7 +15,7 @@ from launch.events.process import ProcessExited
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from daly_bms_ros.node.launch_arguments import check_exit
+from daly_bms_ros.node.launch_arguments import check_exit, launch_boolean
 
 
 def process_arguments() -> list[DeclareLaunchArgument]:
@@ -27,7 +27,8 @@ def process_arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument(
             "respawn",
             default_value="true",
-            description="Start again after a crash (never after refused parameters)",
+            description="Start again after a crash (never after refused parameters): true or "
+            "false (1 or 0)",
         ),
     ]
 
@@ -42,7 +43,7 @@ def driver_process(
     node = Node(
         package="daly_bms_ros",
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)],
-        respawn=LaunchConfiguration("respawn").perform(context).lower() == "true",
+        respawn=launch_boolean("respawn", LaunchConfiguration("respawn").perform(context)),
         respawn_delay=2.0,
         output="screen",
         **node_arguments,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from daly_bms_ros.node.main import EXIT_INVALID_PARAMETER
-from daly_bms_ros.node.parameters import DEFAULTS
+from daly_bms_ros.node.parameters import DEFAULTS, InvalidSettingError
 
 #: Parameters a user commonly sets per battery: each is a launch argument too, and a given one
 #: overrides the parameters file.
@@ -40,16 +40,38 @@ LAUNCH_PARAMETERS = (
 )
 #: ROS's own parameter, passed to the node when given.
 USE_SIM_TIME = "use_sim_time"
+#: The default of every parameter's launch argument: not given, the parameters file's value
+#: holds. Any other value, the empty one too (``mac_address:=''`` clears the file's), is given.
+NOT_GIVEN = "<from params_file>"
+#: How an empty text is written on ros2 launch's command line, which refuses ``name:=`` with
+#: nothing after it (ros2/launch_ros, ros2launch/api/api.py, parse_launch_arguments): YAML's
+#: empty strings, ``"mac_address:=''"``.
+EMPTY_TEXTS = ("''", '""')
+#: Launch's own words for true and false, as its conditions read them (ros2/launch,
+#: launch/launch/conditions/evaluate_condition_expression_impl.py), in any case.
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _typed(text: str, default: Any) -> Any:
-    """``text`` as the type of ``default``; the text itself when it is not of that type.
+def launch_boolean(name: str, text: str) -> bool:
+    """``text`` of the launch argument ``name`` as a boolean; InvalidSettingError if it is none."""
+    try:
+        return BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise InvalidSettingError(
+            f"{name}:={text!r} is not a boolean: give true or false (or 1 or 0, any case)"
+        ) from None
 
-    The node then refuses a text where it wants a number, naming what is allowed.
+
+def _typed(name: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default``; the text itself when it is not a number.
+
+    The node then refuses a text where it wants a number, naming what is allowed; a boolean
+    that is none is refused here (InvalidSettingError), with what is accepted.
     """
     if isinstance(default, bool):
-        lowered = text.strip().lower()
-        return {"true": True, "false": False}.get(lowered, text)
+        return launch_boolean(name, text)
+    if isinstance(default, str):
+        return "" if text.strip() in EMPTY_TEXTS else text
     if isinstance(default, (int, float)):
         try:
             return int(text)
@@ -63,15 +85,17 @@ def _typed(text: str, default: Any) -> Any:
 
 
 def parameter_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """Typed parameter values of the launch arguments given (an empty one: the file's value)."""
-    overrides = {
-        name: _typed(arguments[name], getattr(DEFAULTS, name))
-        for name in LAUNCH_PARAMETERS
-        if arguments.get(name, "")
+    """Typed parameter values of the launch arguments given (NOT_GIVEN: the file's value)."""
+    given = {
+        name: arguments[name]
+        for name in (*LAUNCH_PARAMETERS, USE_SIM_TIME)
+        if arguments.get(name, NOT_GIVEN) != NOT_GIVEN
     }
-    if arguments.get(USE_SIM_TIME, ""):
-        overrides[USE_SIM_TIME] = _typed(arguments[USE_SIM_TIME], False)
-    return overrides
+    defaults = {
+        **{name: getattr(DEFAULTS, name) for name in LAUNCH_PARAMETERS},
+        USE_SIM_TIME: False,
+    }
+    return {name: _typed(name, text, defaults[name]) for name, text in given.items()}
 
 
 class RefusedConfigurationError(RuntimeError):

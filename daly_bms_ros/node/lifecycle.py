@@ -16,26 +16,29 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
+from daly_bms_ros.node.declaration import declare_parameters
 from daly_bms_ros.node.main import run_node
-from daly_bms_ros.node.node import (
-    BatteryDriver,
-    TransportFactory,
-    checked_change,
-    declare_parameters,
-    make_transport,
-)
+from daly_bms_ros.node.node import BatteryDriver, TransportFactory, checked_change, make_transport
 from daly_bms_ros.node.parameters import PARAMETERS, InvalidSettingError, NodeSettings, validate
 
 
 class DalyBmsLifecycleNode(LifecycleNode):
-    """One Daly BMS, connected only while the node is active."""
+    """One Daly BMS, connected only while the node is active.
+
+    It starts whatever its parameters: a value refused at start (out of range, wrong type, not
+    allowed) is reported at configure, which fails, and every parameter may be set while the
+    node is unconfigured, so a manager's node is corrected without a restart. While configured,
+    the parameters a running driver cannot take are refused until cleanup.
+    """
 
     def __init__(
         self, transport_factory: TransportFactory = make_transport, **node_options: Any
     ) -> None:
         super().__init__("daly_bms", **node_options)
         self._transport_factory = transport_factory
-        self._values = declare_parameters(self)
+        #: Values given at start that rclpy refused, by name, until set anew.
+        self._refused: dict[str, str] = {}
+        self._values = declare_parameters(self, self._refused, writable=True)
         self._driver: BatteryDriver | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -45,10 +48,20 @@ class DalyBmsLifecycleNode(LifecycleNode):
         return None if self._driver is None else self._driver.settings
 
     def _on_set_parameters(self, parameters: list[Parameter[Any]]) -> SetParametersResult:
-        """Check a change against the settings in force (or, unconfigured, the values given)."""
+        """Unconfigured: take any value (configure checks them). Configured: check the change."""
+        ours = {p.name: p.value for p in parameters if p.name in PARAMETERS}
         if self._driver is None:
-            self._values |= {p.name: p.value for p in parameters if p.name in PARAMETERS}
+            self._values |= ours
+            for name in ours:
+                self._refused.pop(name, None)
             return SetParametersResult(successful=True)
+        fixed = sorted(name for name in ours if PARAMETERS[name].read_only)
+        if fixed:
+            return SetParametersResult(
+                successful=False,
+                reason=f"{', '.join(fixed)} can change only while the node is unconfigured "
+                "(deactivate and clean up, set it, configure again)",
+            )
         settings, result = checked_change(self._driver.settings, parameters)
         if settings is not None:
             self._driver.apply(settings)
@@ -56,16 +69,22 @@ class DalyBmsLifecycleNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Check the parameters (refused: FAILURE, with what is allowed) and set up."""
+        problems = [f"{name}: {reason}" for name, reason in sorted(self._refused.items())]
         try:
             settings = validate(
                 {
                     name: value
                     for name, value in self._values.items()
-                    if name in NodeSettings.__dataclass_fields__
+                    if name in NodeSettings.__dataclass_fields__ and name not in self._refused
                 }
             )
         except InvalidSettingError as error:
-            self.get_logger().error(f"invalid parameter: {error}")
+            problems.append(str(error))
+        if problems:
+            for problem in problems:
+                self.get_logger().error(
+                    f"invalid parameter: {problem}; set it (ros2 param set) and configure again"
+                )
             return TransitionCallbackReturn.FAILURE
         self._driver = BatteryDriver(self, settings, self._transport_factory)
         return TransitionCallbackReturn.SUCCESS

@@ -16,7 +16,7 @@ from sensor_msgs.msg import BatteryState
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.protocol import BmsSample, BmsSettings, BmsStatus
 from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS
-from daly_bms_ros.report import IDLE_CURRENT_A
+from daly_bms_ros.report import IDLE_CURRENT_A, NOT_IN_BATTERY_STATE
 
 #: Alarm name fragments and the BatteryState health they mean, most severe first.
 HEALTH_BY_ALARM: tuple[tuple[str, int], ...] = (
@@ -180,6 +180,52 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
         ),
         received_at=stamp.sec + stamp.nanosec * 1e-9,
         device=cells.device,
+    )
+
+
+def sample_from_battery_state(battery: BatteryState, device: str) -> BmsSample:
+    """Rebuild the sample of a battery that publishes a BatteryState alone: a pack group.
+
+    What BatteryState carries, at the resolution of a pack's values; cycles, MOS states and
+    balancing, which it does not carry, are listed in ``invalid`` (unknown to every output),
+    the per-cell values NaN (cells are per pack).
+    """
+    cells = _numbers(battery.cell_voltage, 3)
+    known_cells = [voltage for voltage in cells if not math.isnan(voltage)]
+    status = BmsStatus(
+        cell_voltages=cells,
+        temperatures=(),
+        pack_voltage=_at_resolution(battery.voltage, 1),
+        current=_at_resolution(battery.current, 1),
+        soc=_at_resolution(battery.percentage * 100.0, 1),
+        remaining_capacity=_at_resolution(battery.charge, 1),
+        cycles=0,
+        charge_mos=False,
+        discharge_mos=False,
+        balancing=False,
+        balancing_cells=None,
+        min_cell_voltage=min(known_cells, default=math.nan),
+        max_cell_voltage=max(known_cells, default=math.nan),
+        average_cell_voltage=(
+            round(sum(known_cells) / len(known_cells), 3) if known_cells else math.nan
+        ),
+        cell_delta=round(max(known_cells) - min(known_cells), 3) if known_cells else math.nan,
+        min_cell_index=0,
+        max_cell_index=0,
+        alarm_words=(),
+        invalid=NOT_IN_BATTERY_STATE,
+        charge_state=CHARGE_STATE_BY_SUPPLY_STATUS.get(battery.power_supply_status, "idle"),
+        max_temperature=_at_resolution(battery.temperature, 0),
+        min_temperature=_at_resolution(battery.temperature, 0),
+    )
+    stamp = battery.header.stamp
+    return BmsSample(
+        status,
+        BmsSettings(
+            rated_capacity=_at_resolution(battery.capacity, 1), nominal_cell_voltage=math.nan
+        ),
+        received_at=stamp.sec + stamp.nanosec * 1e-9,
+        device=device,
     )
 
 

@@ -1,14 +1,16 @@
 """The rclpy node: parameters in, BatteryState / DalyCells / diagnostics out.
 
-BLE runs in an asyncio loop of its own thread (``EventLoopThread``); decoded samples cross to the
-executor through a queue and a guard condition, so publishing happens in the executor thread and
-the executor never waits on Bluetooth.
+The link (Bluetooth, a serial port, a CAN bus) runs in an asyncio loop of its own thread
+(``EventLoopThread``, or the one a fleet shares), which publishes each decoded sample as it comes
+(rclpy publishers take any thread); the executor serves parameters, services and the diagnostics
+timer and never waits on the link.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -38,10 +40,10 @@ from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkSta
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
-from daly_bms_ros.node.diagnostics import link_diagnostics
+from daly_bms_ros.node.declaration import USE_FQN_PARAMETER, declare_parameters
+from daly_bms_ros.node.diagnostics import SimClockWatch, link_diagnostics
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells, daly_settings
 from daly_bms_ros.node.parameters import (
-    DEFAULTS,
     PARAMETERS,
     TECHNOLOGIES,
     InvalidSettingError,
@@ -58,8 +60,6 @@ STOP_TIMEOUT_S = 10.0
 FAILED_POLL_LOG_PERIOD_S = 10.0
 #: The diagnostics task: the status is named "<node name>: battery" (diagnostic_updater style).
 DIAGNOSTIC_TASK = "battery"
-#: diagnostic_updater's parameter for naming statuses after the fully qualified node name.
-USE_FQN_PARAMETER = "diagnostic_updater.use_fqn"
 
 
 def make_transport(settings: NodeSettings) -> BmsTransport:
@@ -87,26 +87,6 @@ def make_transport(settings: NodeSettings) -> BmsTransport:
         adapter=settings.adapter,
         connect_timeout=settings.connect_timeout,
     )
-
-
-def declare_parameters(node: Node) -> dict[str, Any]:
-    """Declare every parameter with its descriptor; return the values (checked by ``validate``)."""
-    node.declare_parameter(
-        USE_FQN_PARAMETER,
-        False,
-        ParameterDescriptor(
-            description="Name the diagnostics status after the node's fully qualified name "
-            "(as diagnostic_updater does with this parameter), e.g. with one node per "
-            "battery in namespaces.",
-            read_only=True,
-        ),
-    )
-    return {
-        name: node.declare_parameter(
-            name, getattr(DEFAULTS, name), spec.descriptor(getattr(DEFAULTS, name))
-        ).value
-        for name, spec in PARAMETERS.items()
-    }
 
 
 def checked_change(
@@ -172,7 +152,9 @@ class BatteryDriver:
             RawFramePublisher(node, settings.frame_id) if settings.publish_raw_frames else None
         )
         self._capture: CaptureWriter | None = None
-        self._control = ControlServices(node, self.write, settings.allow_control)
+        self._control = ControlServices(
+            node, self.write, settings.allow_control, self._reported_soc
+        )
         self._lock = threading.Lock()
         self._link_status: LinkStatus | None = None
         self._last_sample: BmsSample | None = None
@@ -197,6 +179,9 @@ class BatteryDriver:
             if node.get_parameter(USE_FQN_PARAMETER).value
             else node.get_name()
         )
+        self._stamp_clock = SimClockWatch(node.get_clock())
+        #: Whether the link was up since ``start``: "down" only then, else "not reached yet".
+        self._link_was_up = False
         self._link: BmsLink | None = None
         self._ble: EventLoopThread | None = None
         self._running: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -206,6 +191,7 @@ class BatteryDriver:
         if self._link is not None:
             return  # started already
         settings = self.settings
+        self._link_was_up = False
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
         # Packs share an adapter's turns and searches, and the boards of an RS485 bus its turns.
         turns, search_lock = None, None
@@ -304,11 +290,21 @@ class BatteryDriver:
         )
 
     def apply(self, settings: NodeSettings) -> None:
-        """Take run-time changes: a new poll interval at once, thresholds from now on."""
+        """Take run-time changes: a new poll or diagnostics period at once, thresholds from now.
+
+        Beside other packs the process's one diagnostics timer follows ``diagnostics_period``
+        (``DalyBmsNode.on_settings_change``).
+        """
         if settings.poll_interval != self.settings.poll_interval:
             if self._ble is not None and self._link is not None:
                 self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
             self._node.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
+        if settings.diagnostics_period != self.settings.diagnostics_period:
+            if self._diagnostics is not None:
+                set_period(self._diagnostics[1], settings.diagnostics_period)
+            self._node.get_logger().info(
+                f"diagnostics_period is now {settings.diagnostics_period} s"
+            )
         self.settings = settings
 
     # Called in the link's thread.
@@ -331,8 +327,16 @@ class BatteryDriver:
             previous, self._link_status = self._link_status, status
         entered = previous is None or previous.state is not status.state
         logger = self._node.get_logger()
+        if status.state in (LinkState.CONNECTED, LinkState.IN_TURN):
+            self._link_was_up = True
         if entered and status.state is LinkState.CONNECTED and not status.schedule:
             logger.info(f"connected to {status.device}")
+        elif entered and status.state is LinkState.BACKOFF and not self._link_was_up:
+            # Never up since the start: nothing went down.
+            logger.warning(
+                f"BMS not reached yet ({status.last_error}); retrying, "
+                f"{status.consecutive_failures} attempt(s) failed"
+            )
         elif entered and status.state is LinkState.BACKOFF:
             logger.warning(
                 f"BMS link down ({status.last_error}); retrying, "
@@ -345,6 +349,12 @@ class BatteryDriver:
             )
 
     # Called in the executor thread.
+    def _reported_soc(self) -> float:
+        """Return the SOC (%) of the latest sample published, NaN before any."""
+        with self._lock:
+            sample = self._last_sample
+        return math.nan if sample is None else sample.status.soc
+
     def _serial_number(self) -> str:
         """Return the battery's stable identity: the parameter, the BMS's serial, its address.
 
@@ -373,7 +383,14 @@ class BatteryDriver:
             status,
             sample,
             self.settings,
+            self._stamp_clock.problem(self.settings.stale_timeout),
         )
+
+
+def set_period(timer: Timer, seconds: float) -> None:
+    """Give ``timer`` a new period, counted from now."""
+    timer.timer_period_ns = round(seconds * 1e9)
+    timer.reset()
 
 
 def publish_diagnostics(
@@ -405,6 +422,7 @@ class DalyBmsNode(Node):
         super().__init__("daly_bms", **node_options)
         settings = validate(declare_parameters(self))
         self._driver = BatteryDriver(self, settings, transport_factory, links)
+        self._settings_listeners: list[Callable[[], None]] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if links is None:
             self._driver.start()
@@ -431,7 +449,13 @@ class DalyBmsNode(Node):
         settings, result = checked_change(self._driver.settings, parameters)
         if settings is not None:
             self._driver.apply(settings)
+            for listener in self._settings_listeners:
+                listener()
         return result
+
+    def on_settings_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each run-time change is applied (``settings`` holds it)."""
+        self._settings_listeners.append(listener)
 
     def close(self) -> None:
         """Disconnect from the BMS and end the BLE thread."""

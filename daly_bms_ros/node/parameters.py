@@ -97,15 +97,17 @@ class ParameterSpec:
     read_only: bool = True
     constraints: str = ""
 
-    def descriptor(self, default: Any) -> ParameterDescriptor:
+    def descriptor(self, default: Any, writable: bool = False) -> ParameterDescriptor:
         """Build the ROS descriptor; the range type follows the default value's type.
 
         A floating-point parameter also takes an integer ("poll_interval:=2", as users type
-        seconds): it is declared with dynamic typing, and ``validate`` checks type and range.
+        seconds): it is declared with dynamic typing, then turned double (see
+        ``declaration.declare_parameters``). ``writable``: never read-only (a managed node,
+        unconfigured).
         """
         descriptor = ParameterDescriptor(
             description=self.description,
-            read_only=self.read_only,
+            read_only=self.read_only and not writable,
             additional_constraints=self.constraints,
             dynamic_typing=isinstance(default, float),
         )
@@ -217,14 +219,17 @@ PARAMETERS: Mapping[str, ParameterSpec] = {
         maximum=3600.0,
     ),
     "stale_timeout": ParameterSpec(
-        "Age in seconds after which the last sample is reported stale in diagnostics.",
+        "Age in seconds after which the last sample is reported stale in diagnostics. May be "
+        "changed at run time.",
         minimum=0.1,
         maximum=3600.0,
+        read_only=False,
     ),
     "diagnostics_period": ParameterSpec(
-        "Seconds between two diagnostics messages.",
+        "Seconds between two diagnostics messages. May be changed at run time.",
         minimum=0.1,
         maximum=60.0,
+        read_only=False,
     ),
     "frame_id": ParameterSpec("header.frame_id of the published messages."),
     "location": ParameterSpec("BatteryState.location: where the pack sits on the robot."),
@@ -308,7 +313,7 @@ class InvalidSettingError(ValueError):
     """A parameter value is not allowed; the message says which and what is allowed."""
 
 
-def _number(name: str, value: Any) -> float:
+def checked_number(name: str, value: Any) -> float:
     """Return a floating-point parameter's value as a float: a number (int too) in range."""
     spec = PARAMETERS[name]
     low = -math.inf if spec.minimum is None else spec.minimum
@@ -451,7 +456,7 @@ def validate(values: Mapping[str, Any]) -> NodeSettings:
     merged = {**asdict(DEFAULTS), **values}
     for name, default in asdict(DEFAULTS).items():
         if isinstance(default, float):
-            merged[name] = _number(name, merged[name])
+            merged[name] = checked_number(name, merged[name])
     settings = NodeSettings(**merged)
     if settings.mac_address and not MAC_ADDRESS_PATTERN.fullmatch(settings.mac_address):
         raise InvalidSettingError(

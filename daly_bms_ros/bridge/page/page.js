@@ -123,7 +123,7 @@ function renderBattery(name, entry) {
   setField(section, "remaining_capacity", ok
     ? `${number(entry.remaining_capacity, 1)} / ${number(entry.rated_capacity, 1, "Ah")}`
     : NONE);
-  setField(section, "cycles", ok ? String(entry.cycles) : NONE);
+  setField(section, "cycles", ok && entry.cycles !== null ? String(entry.cycles) : NONE);
   setField(section, "link", entry ? entry.link : NONE);
   setField(section, "age_s", entry && entry.age_s !== null ? `${entry.age_s.toFixed(1)} s` : NONE);
   setField(section, "min_cell_voltage", number(get("min_cell_voltage"), 3, "V"));
