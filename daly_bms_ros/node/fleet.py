@@ -31,9 +31,9 @@ from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.node.declaration import USE_FQN_PARAMETER
 from daly_bms_ros.node.diagnostics import group_diagnostics
 from daly_bms_ros.node.groups import Group, combine, parse_group, shown
+from daly_bms_ros.node.hosting import STOP_TIMEOUT_S, InFleet
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import (
-    STOP_TIMEOUT_S,
     DalyBmsNode,
     TransportFactory,
     make_transport,
@@ -192,6 +192,7 @@ class DalyBmsFleet(Node):
                 "otherwise"
             )
         self._links = SharedLinks(max_connections)
+        self._hosting = InFleet(self._links)
         self.children = tuple(self._pack_node(transport_factory, ns) for ns in namespaces)
         check_targets(dict(zip(namespaces, self.children, strict=True)))
         self._links.loop.start()
@@ -234,7 +235,7 @@ class DalyBmsFleet(Node):
         """Make the node of one pack, ``<namespace>/daly_bms``, its diagnostics named fully."""
         node = DalyBmsNode(
             transport_factory,
-            links=self._links,
+            hosting=self._hosting,
             context=self.context,
             namespace=namespace,
             # Every pack's status would be "daly_bms: battery" otherwise.

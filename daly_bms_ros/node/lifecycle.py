@@ -17,6 +17,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 
 from daly_bms_ros.node.declaration import declare_parameters
+from daly_bms_ros.node.hosting import Alone
 from daly_bms_ros.node.main import run_node
 from daly_bms_ros.node.node import BatteryDriver, TransportFactory, checked_change, make_transport
 from daly_bms_ros.node.parameters import PARAMETERS, InvalidSettingError, NodeSettings, validate
@@ -86,7 +87,7 @@ class DalyBmsLifecycleNode(LifecycleNode):
                     f"invalid parameter: {problem}; set it (ros2 param set) and configure again"
                 )
             return TransitionCallbackReturn.FAILURE
-        self._driver = BatteryDriver(self, settings, self._transport_factory)
+        self._driver = BatteryDriver(self, settings, self._transport_factory, Alone())
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -35,13 +35,13 @@ except ImportError:  # Humble: the module's earlier name
 from daly_bms_ros.capture.writer import CaptureWriter
 from daly_bms_ros.link.client import WriteResult
 from daly_bms_ros.link.loop_thread import EventLoopThread
-from daly_bms_ros.link.shared import SharedLinks
 from daly_bms_ros.link.supervisor import BmsLink, LinkConfig, LinkState, LinkStatus
 from daly_bms_ros.link.transport import BmsTransport, LinkLostError
 from daly_bms_ros.msg import DalyCells, DalySettings
 from daly_bms_ros.node.control import ControlServices
 from daly_bms_ros.node.declaration import USE_FQN_PARAMETER, declare_parameters
 from daly_bms_ros.node.diagnostics import SimClockWatch, link_diagnostics
+from daly_bms_ros.node.hosting import STOP_TIMEOUT_S, Alone, Hosting
 from daly_bms_ros.node.messages import BatteryIdentity, battery_state, daly_cells, daly_settings
 from daly_bms_ros.node.parameters import (
     PARAMETERS,
@@ -55,7 +55,6 @@ from daly_bms_ros.node.raw_frames import RawFramePublisher
 from daly_bms_ros.protocol import BmsSample, BmsSettings
 
 TransportFactory = Callable[[NodeSettings], BmsTransport]
-STOP_TIMEOUT_S = 10.0
 #: At most one log line per this many seconds about failed polls.
 FAILED_POLL_LOG_PERIOD_S = 10.0
 #: The diagnostics task: the status is named "<node name>: battery" (diagnostic_updater style).
@@ -113,14 +112,13 @@ class BatteryDriver:
         node: Node,
         settings: NodeSettings,
         transport_factory: TransportFactory,
-        links: SharedLinks | None = None,
+        hosting: Hosting,
     ) -> None:
         self._node = node
         self.settings = settings
         self._transport_factory = transport_factory
-        #: Shared with the other batteries of the process (their loop, adapter turns); None:
-        #: the driver runs a loop of its own.
-        self._links = links
+        #: Alone in its process, or a pack of a fleet: who owns the loop, what is shared.
+        self._hosting = hosting
         self._identity = BatteryIdentity(
             frame_id=settings.frame_id,
             location=settings.location,
@@ -133,7 +131,7 @@ class BatteryDriver:
         # Alone in its process, a node warns of subscribers with incompatible QoS; beside other
         # packs (daly_bms_fleet) that watch, two waitables a publisher, would cost every
         # wake-up of the process's executor more than the packs' work.
-        events = None if links is None else PublisherEventCallbacks(use_default_callbacks=False)
+        events = None if hosting.alone else PublisherEventCallbacks(use_default_callbacks=False)
         self._battery_publisher = node.create_publisher(
             BatteryState, "battery_state", 10, event_callbacks=events
         )
@@ -166,7 +164,7 @@ class BatteryDriver:
         # Diagnostics keep coming on wall time also under use_sim_time before any /clock: a
         # driver that cannot reach its BMS must say so whatever the simulation does.
         self._diagnostics: tuple[Publisher[DiagnosticArray], Timer] | None = None
-        if links is None:
+        if hosting.alone:
             publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
             timer = node.create_timer(
                 settings.diagnostics_period,
@@ -183,24 +181,17 @@ class BatteryDriver:
         #: Whether the link was up since ``start``: "down" only then, else "not reached yet".
         self._link_was_up = False
         self._link: BmsLink | None = None
-        self._ble: EventLoopThread | None = None
+        self._loop: EventLoopThread | None = None
         self._running: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     def start(self) -> None:
-        """Connect to the BMS and poll it, in a thread of its own, until ``stop``."""
+        """Connect to the BMS and poll it, in the loop its hosting gives, until ``stop``."""
         if self._link is not None:
             return  # started already
         settings = self.settings
         self._link_was_up = False
         self._node.get_logger().info(f"looking for the BMS ({self._target()})")
-        # Packs share an adapter's turns and searches, and the boards of an RS485 bus its turns.
-        turns, search_lock = None, None
-        # A CAN bus needs no turns: answers are told apart by their source address.
-        if self._links is not None and settings.transport == "serial":
-            turns = self._links.bus_turns(settings.serial_port)
-        elif self._links is not None and settings.transport != "can":
-            turns = self._links.turns_for(settings.adapter)
-            search_lock = self._links.search_lock(settings.adapter)
+        turns, search_lock = self._hosting.sharing(settings)
         self._link = BmsLink(
             self._transport_factory(settings),
             LinkConfig(
@@ -230,27 +221,23 @@ class BatteryDriver:
             self._node.get_logger().info(
                 f"recording the BMS conversation to {settings.record_path}"
             )
-        if self._links is None:
-            self._ble = EventLoopThread()
-            self._ble.start()
-        else:
-            self._ble = self._links.loop
-        self._running = self._ble.submit(self._link.run())
+        self._loop = self._hosting.acquire_loop()
+        self._running = self._loop.submit(self._link.run())
 
     def write(self, name: str, value: float) -> concurrent.futures.Future[WriteResult]:
         """Start writing a setting over the link (LinkLostError when not started)."""
-        link, ble = self._link, self._ble
-        if link is None or ble is None:
+        link, loop = self._link, self._loop
+        if link is None or loop is None:
             raise LinkLostError("the driver is not running (a managed node must be active)")
-        return ble.submit(link.write(name, value))
+        return loop.submit(link.write(name, value))
 
     def stop(self) -> None:
-        """Disconnect from the BMS and end the BLE thread; diagnostics stop until ``start``."""
-        link, ble, self._link, self._ble = self._link, self._ble, None, None
-        if link is None or ble is None:
+        """Disconnect from the BMS and give its loop back; diagnostics stop until ``start``."""
+        link, loop, self._link, self._loop = self._link, self._loop, None, None
+        if link is None or loop is None:
             return
         try:
-            ble.submit(link.stop()).result(STOP_TIMEOUT_S)
+            loop.submit(link.stop()).result(STOP_TIMEOUT_S)
             # The link's task ends once it sees the stop (a read in progress finishes first):
             # wait for it, so that nothing of this pack runs on a shared loop after this.
             self._running.result(STOP_TIMEOUT_S)
@@ -260,8 +247,7 @@ class BatteryDriver:
         except concurrent.futures.CancelledError:
             pass  # its loop ended first
         finally:
-            if self._links is None:  # a shared loop is stopped by whoever shares it
-                ble.stop(STOP_TIMEOUT_S)
+            self._hosting.release_loop(loop)
             with self._lock:
                 self._link_status = None
             if self._capture is not None:
@@ -296,8 +282,8 @@ class BatteryDriver:
         (``DalyBmsNode.on_settings_change``).
         """
         if settings.poll_interval != self.settings.poll_interval:
-            if self._ble is not None and self._link is not None:
-                self._ble.call_soon(self._link.set_poll_interval, settings.poll_interval)
+            if self._loop is not None and self._link is not None:
+                self._loop.call_soon(self._link.set_poll_interval, settings.poll_interval)
             self._node.get_logger().info(f"poll_interval is now {settings.poll_interval} s")
         if settings.diagnostics_period != self.settings.diagnostics_period:
             if self._diagnostics is not None:
@@ -412,31 +398,30 @@ class DalyBmsNode(Node):
     def __init__(
         self,
         transport_factory: TransportFactory = make_transport,
-        links: SharedLinks | None = None,
+        hosting: Hosting | None = None,
         **node_options: Any,
     ) -> None:
-        """Start at once; with ``links`` (a process serving several), at ``start``.
+        """Start at once alone; as a pack of a fleet (``hosting``), at ``start``.
 
-        Then every battery registers its adapter before any starts.
+        A fleet's packs each register what they share before any starts.
         """
         super().__init__("daly_bms", **node_options)
         settings = validate(declare_parameters(self))
-        self._driver = BatteryDriver(self, settings, transport_factory, links)
+        hosting = hosting or Alone()
+        self._driver = BatteryDriver(self, settings, transport_factory, hosting)
         self._settings_listeners: list[Callable[[], None]] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        if links is None:
+        if hosting.alone:
             self._driver.start()
-        elif settings.transport == "serial":
-            links.register_bus(settings.serial_port)
-        elif settings.transport == "ble":
-            links.register(settings.adapter)
+        else:
+            hosting.register(settings)
 
     def start(self) -> None:
-        """Connect to the BMS and poll it (a node made with ``links``)."""
+        """Connect to the BMS and poll it (a pack of a fleet)."""
         self._driver.start()
 
     def diagnostic_status(self) -> DiagnosticStatus | None:
-        """Return the battery's diagnostics status now (a node made with ``links``)."""
+        """Return the battery's diagnostics status now (a pack of a fleet publishes it)."""
         return self._driver.diagnostic_status()
 
     @property
@@ -458,5 +443,5 @@ class DalyBmsNode(Node):
         self._settings_listeners.append(listener)
 
     def close(self) -> None:
-        """Disconnect from the BMS and end the BLE thread."""
+        """Disconnect from the BMS and give its loop back."""
         self._driver.stop()
