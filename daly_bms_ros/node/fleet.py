@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
@@ -41,6 +40,7 @@ from daly_bms_ros.node.node import (
     set_period,
 )
 from daly_bms_ros.node.parameters import (
+    FLEET_PARAMETERS,
     InvalidSettingError,
     check_parameter_files,
     namespace_of,
@@ -140,32 +140,10 @@ class DalyBmsFleet(Node):
         """Check the parameters (and ``parameter_files`` for sections written twice), start."""
         super().__init__("daly_bms_fleet", **node_options)
         check_parameter_files(parameter_files)
-        namespaces = namespaces_of(
-            self._declare("batteries", [""], "namespaces of the packs, e.g. ['/front', '/rear']")
-        )
-        max_connections = self._declare(
-            "max_connections",
-            0,
-            "Bluetooth links an adapter holds at once; more packs on it are served in turn "
-            "(connect, read, disconnect). 0: no limit",
-            integer_range=[IntegerRange(from_value=0, to_value=64, step=1)],
-        )
-        self._groups = groups_of(
-            self._declare(
-                "pack_groups",
-                [""],
-                "packs combined into one BatteryState each: '<name>: <expression>', e.g. "
-                "'robot: parallel(series(/a, /b), series(/c, /d))', published on "
-                "<name>/battery_state",
-            )
-        )
-        max_age = self._declare(
-            "group_max_age",
-            5.0,
-            "seconds after which a pack's state is too old for its group: the group is not "
-            "published then",
-            dynamic_typing=True,  # 5 as well as 5.0
-        )
+        namespaces = namespaces_of(self._declare("batteries"))
+        max_connections = self._declare("max_connections")
+        self._groups = groups_of(self._declare("pack_groups"))
+        max_age = self._declare("group_max_age")  # 5 as well as 5.0
         if (
             isinstance(max_age, bool)
             or not isinstance(max_age, (int, float))
@@ -249,8 +227,10 @@ class DalyBmsFleet(Node):
             )
         return node
 
-    def _declare(self, name: str, default: Any, description: str, **options: Any) -> Any:
-        descriptor = ParameterDescriptor(description=description, read_only=True, **options)
+    def _declare(self, name: str) -> Any:
+        """Declare one of FLEET_PARAMETERS; return its value (a list without empty items)."""
+        default, spec = FLEET_PARAMETERS[name]
+        descriptor = spec.descriptor(default)
         try:
             value = self.declare_parameter(name, default, descriptor).value
         except (TypeError, ParameterException) as error:  # e.g. [] (rcl cannot type it)

@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,47 +43,6 @@ TECHNOLOGIES: Mapping[str, str] = {
     "NiCd": "NICD",
     "unknown": "UNKNOWN",
 }
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """Validated parameter values of one node."""
-
-    mac_address: str = ""
-    device_name: str = ""
-    adapter: str = ""
-    transport: str = "ble"
-    serial_port: str = ""
-    baud: int = 9600
-    rs485: bool = False
-    can_interface: str = DEFAULT_INTERFACE
-    can_channel: str = DEFAULT_CHANNEL
-    can_bitrate: int = CAN_BITRATE
-    protocol: str = "auto"
-    board: int = 1
-    poll_interval: float = 1.0
-    connect_timeout: float = 10.0
-    request_timeout: float = 2.0
-    request_retries: int = 2
-    reconnect_delay_min: float = 1.0
-    reconnect_delay_max: float = 30.0
-    stale_timeout: float = 10.0
-    diagnostics_period: float = 1.0
-    frame_id: str = "battery"
-    location: str = ""
-    serial_number: str = ""
-    technology: str = "LiFePO4"
-    design_capacity: float = 0.0
-    invert_current: bool = False
-    soc_warn: float = 20.0
-    soc_error: float = 10.0
-    cell_delta_warn: float = 0.1
-    cell_delta_error: float = 0.3
-    temperature_warn: float = 50.0
-    temperature_error: float = 60.0
-    allow_control: bool = False
-    record_path: str = ""
-    publish_raw_frames: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,174 +88,327 @@ class ParameterSpec:
         return descriptor
 
 
+def setting(default: Any, spec: ParameterSpec) -> Any:
+    """Declare a field of NodeSettings: its default and how ROS declares it (``spec``)."""
+    return field(default=default, metadata={"spec": spec})
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated parameter values of one node, and how each is declared (``setting``).
+
+    The one table of the node's parameters: each field's default and its ``ParameterSpec``
+    (meaning, bounds, whether it may change at run time) stand together.
+    """
+
+    mac_address: str = setting(
+        "",
+        ParameterSpec(
+            "Bluetooth address of the BMS. Empty: find it by device_name, or else the first device "
+            "that looks like a Daly BMS (named 'DL-…' or 'JHB-…', advertising service fff0 or "
+            "ff00, or with Daly manufacturer data).",
+            constraints="empty or six colon-separated hex bytes, e.g. C6:6C:09:03:1B:9E",
+        ),
+    )
+    device_name: str = setting(
+        "",
+        ParameterSpec(
+            "Advertised name of the BMS (e.g. DL-40D63C3F3E5A); used when mac_address is empty.",
+        ),
+    )
+    adapter: str = setting(
+        "",
+        ParameterSpec(
+            "Bluetooth adapter to use (e.g. hci0). Empty: the system default adapter.",
+        ),
+    )
+    transport: str = setting(
+        "ble",
+        ParameterSpec(
+            "How the BMS is reached: ble (Bluetooth LE), serial (Daly's UART/RS485 port through "
+            "an adapter, at serial_port), or can (its CAN port on a CAN bus, can_channel).",
+            constraints="ble, serial or can",
+        ),
+    )
+    serial_port: str = setting(
+        "",
+        ParameterSpec(
+            "Serial port of a wired BMS (transport serial), e.g. /dev/ttyUSB0; a "
+            "/dev/serial/by-id/ path stays the same across reboots.",
+        ),
+    )
+    baud: int = setting(
+        9600,
+        ParameterSpec(
+            "Serial speed (transport serial); Daly's ports run at 9600.",
+            minimum=MINIMUM_BAUDRATE,
+            maximum=MAXIMUM_BAUDRATE,
+            step=1,
+        ),
+    )
+    rs485: bool = setting(
+        False,
+        ParameterSpec(
+            "Let the kernel switch an RS485 adapter's direction with RTS (transport serial; only "
+            "for adapters that do not switch by themselves).",
+        ),
+    )
+    can_interface: str = setting(
+        DEFAULT_INTERFACE,
+        ParameterSpec(
+            "python-can interface of the CAN bus (transport can): socketcan (a CAN HAT, a "
+            "candleLight adapter) or slcan (a serial-line adapter).",
+        ),
+    )
+    can_channel: str = setting(
+        DEFAULT_CHANNEL,
+        ParameterSpec(
+            "The CAN interface's channel (transport can): can0, or an slcan adapter's serial port. "
+            "Packs on one channel share one open bus.",
+        ),
+    )
+    can_bitrate: int = setting(
+        CAN_BITRATE,
+        ParameterSpec(
+            "CAN bitrate (transport can); Daly's CAN port runs at 250000.",
+            constraints="one of: " + ", ".join(map(str, BITRATES)),
+        ),
+    )
+    protocol: str = setting(
+        "auto",
+        ParameterSpec(
+            "The protocol the BMS speaks: d2 (Daly's Bluetooth modules), x81 (newer packs and "
+            "wired D2 boards), a5 (UART/RS485 ports, older Bluetooth modules), or auto to find it "
+            "out at each connection (the probes the BMS does not answer cost a request timeout "
+            "each).",
+            constraints="one of: " + ", ".join(PROTOCOLS),
+        ),
+    )
+    board: int = setting(
+        1,
+        ParameterSpec(
+            "An A5 BMS's board number on a shared RS485 bus, its BMS address on a CAN bus (set in "
+            "Daly's PC tool); 1 for a BMS alone on its port.",
+            minimum=1,
+            maximum=MAX_BOARD,
+            step=1,
+        ),
+    )
+    poll_interval: float = setting(
+        1.0,
+        ParameterSpec(
+            "Seconds between two reads of the BMS status. May be changed at run time.",
+            minimum=0.1,
+            maximum=3600.0,
+            read_only=False,
+        ),
+    )
+    connect_timeout: float = setting(
+        10.0,
+        ParameterSpec(
+            "Seconds allowed for discovery and connection before the attempt counts as failed.",
+            minimum=1.0,
+            maximum=300.0,
+        ),
+    )
+    request_timeout: float = setting(
+        2.0,
+        ParameterSpec(
+            "Seconds to wait for the complete answer to one request.",
+            minimum=0.1,
+            maximum=60.0,
+        ),
+    )
+    request_retries: int = setting(
+        2,
+        ParameterSpec(
+            "How often an unanswered request is sent again before the poll counts as failed.",
+            minimum=0,
+            maximum=10,
+            step=1,
+        ),
+    )
+    reconnect_delay_min: float = setting(
+        1.0,
+        ParameterSpec(
+            "First wait in seconds before reconnecting after the link is lost; doubles per "
+            "failure.",
+            minimum=0.1,
+            maximum=600.0,
+        ),
+    )
+    reconnect_delay_max: float = setting(
+        30.0,
+        ParameterSpec(
+            "Cap in seconds of the reconnect wait.",
+            minimum=0.1,
+            maximum=3600.0,
+        ),
+    )
+    stale_timeout: float = setting(
+        10.0,
+        ParameterSpec(
+            "Age in seconds after which the last sample is reported stale in diagnostics. May be "
+            "changed at run time.",
+            minimum=0.1,
+            maximum=3600.0,
+            read_only=False,
+        ),
+    )
+    diagnostics_period: float = setting(
+        1.0,
+        ParameterSpec(
+            "Seconds between two diagnostics messages. May be changed at run time.",
+            minimum=0.1,
+            maximum=60.0,
+            read_only=False,
+        ),
+    )
+    frame_id: str = setting(
+        "battery",
+        ParameterSpec("header.frame_id of the published messages."),
+    )
+    location: str = setting(
+        "",
+        ParameterSpec("BatteryState.location: where the pack sits on the robot."),
+    )
+    serial_number: str = setting(
+        "",
+        ParameterSpec(
+            "BatteryState.serial_number. Empty: the serial number the BMS tells, else its address."
+        ),
+    )
+    technology: str = setting(
+        "LiFePO4",
+        ParameterSpec(
+            "Cell chemistry reported in BatteryState.power_supply_technology.",
+            constraints="one of: " + ", ".join(TECHNOLOGIES),
+        ),
+    )
+    design_capacity: float = setting(
+        0.0,
+        ParameterSpec(
+            "Design capacity in Ah for BatteryState.design_capacity. 0: the BMS's rated capacity.",
+            minimum=0.0,
+            maximum=100000.0,
+        ),
+    )
+    invert_current: bool = setting(
+        False,
+        ParameterSpec(
+            "Turn the sign of the current round, for firmware that reports charging as negative "
+            "(BatteryState.current is positive while charging).",
+        ),
+    )
+    soc_warn: float = setting(
+        20.0,
+        ParameterSpec(
+            "State of charge (%) at or below which diagnostics turn WARN (low).",
+            minimum=0.0,
+            maximum=100.0,
+            read_only=False,
+        ),
+    )
+    soc_error: float = setting(
+        10.0,
+        ParameterSpec(
+            "State of charge (%) at or below which diagnostics turn ERROR (critical).",
+            minimum=0.0,
+            maximum=100.0,
+            read_only=False,
+        ),
+    )
+    cell_delta_warn: float = setting(
+        0.1,
+        ParameterSpec(
+            "Highest minus lowest cell voltage (V) at or above which diagnostics turn WARN.",
+            minimum=0.0,
+            maximum=5.0,
+            read_only=False,
+        ),
+    )
+    cell_delta_error: float = setting(
+        0.3,
+        ParameterSpec(
+            "Highest minus lowest cell voltage (V) at or above which diagnostics turn ERROR.",
+            minimum=0.0,
+            maximum=5.0,
+            read_only=False,
+        ),
+    )
+    temperature_warn: float = setting(
+        50.0,
+        ParameterSpec(
+            "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn WARN.",
+            minimum=-40.0,
+            maximum=150.0,
+            read_only=False,
+        ),
+    )
+    temperature_error: float = setting(
+        60.0,
+        ParameterSpec(
+            "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn ERROR.",
+            minimum=-40.0,
+            maximum=150.0,
+            read_only=False,
+        ),
+    )
+    allow_control: bool = setting(
+        False,
+        ParameterSpec(
+            "Allow the services that write to the BMS (switch its MOSFETs or balancer, set the "
+            "SOC or a setting, restart it). false: every such call is refused. Only at start.",
+        ),
+    )
+    record_path: str = setting(
+        "",
+        ParameterSpec(
+            "Record the raw conversation with the BMS to this file (JSON Lines capture, rotated at "
+            "50 MiB, 3 old parts kept) for a bug report; replay it with daly-bms-sim --replay. "
+            "Empty: no recording.",
+        ),
+    )
+    publish_raw_frames: bool = setting(
+        False,
+        ParameterSpec(
+            "Publish every request and notification on raw_frames (daly_bms_ros/RawFrame), so "
+            "ros2 bag record keeps them.",
+        ),
+    )
+
+
 PARAMETERS: Mapping[str, ParameterSpec] = {
-    "mac_address": ParameterSpec(
-        "Bluetooth address of the BMS. Empty: find it by device_name, or else the first device "
-        "that looks like a Daly BMS (named 'DL-…' or 'JHB-…', advertising service fff0 or "
-        "ff00, or with Daly manufacturer data).",
-        constraints="empty or six colon-separated hex bytes, e.g. C6:6C:09:03:1B:9E",
+    each.name: each.metadata["spec"] for each in fields(NodeSettings)
+}
+#: The fleet's own parameters (each of its packs has those of NodeSettings): default and
+#: declaration. A list's default is [""]: rclpy cannot tell an empty list's type.
+FLEET_PARAMETERS: Mapping[str, tuple[Any, ParameterSpec]] = {
+    "batteries": ([""], ParameterSpec("namespaces of the packs, e.g. ['/front', '/rear']")),
+    "max_connections": (
+        0,
+        ParameterSpec(
+            "Bluetooth links an adapter holds at once; more packs on it are served in turn "
+            "(connect, read, disconnect). 0: no limit",
+            minimum=0,
+            maximum=64,
+            step=1,
+        ),
     ),
-    "device_name": ParameterSpec(
-        "Advertised name of the BMS (e.g. DL-40D63C3F3E5A); used when mac_address is empty.",
+    "pack_groups": (
+        [""],
+        ParameterSpec(
+            "packs combined into one BatteryState each: '<name>: <expression>', e.g. "
+            "'robot: parallel(series(/a, /b), series(/c, /d))', published on "
+            "<name>/battery_state"
+        ),
     ),
-    "adapter": ParameterSpec(
-        "Bluetooth adapter to use (e.g. hci0). Empty: the system default adapter.",
-    ),
-    "transport": ParameterSpec(
-        "How the BMS is reached: ble (Bluetooth LE), serial (Daly's UART/RS485 port through "
-        "an adapter, at serial_port), or can (its CAN port on a CAN bus, can_channel).",
-        constraints="ble, serial or can",
-    ),
-    "serial_port": ParameterSpec(
-        "Serial port of a wired BMS (transport serial), e.g. /dev/ttyUSB0; a "
-        "/dev/serial/by-id/ path stays the same across reboots.",
-    ),
-    "baud": ParameterSpec(
-        "Serial speed (transport serial); Daly's ports run at 9600.",
-        minimum=MINIMUM_BAUDRATE,
-        maximum=MAXIMUM_BAUDRATE,
-        step=1,
-    ),
-    "rs485": ParameterSpec(
-        "Let the kernel switch an RS485 adapter's direction with RTS (transport serial; only "
-        "for adapters that do not switch by themselves).",
-    ),
-    "can_interface": ParameterSpec(
-        "python-can interface of the CAN bus (transport can): socketcan (a CAN HAT, a "
-        "candleLight adapter) or slcan (a serial-line adapter).",
-    ),
-    "can_channel": ParameterSpec(
-        "The CAN interface's channel (transport can): can0, or an slcan adapter's serial port. "
-        "Packs on one channel share one open bus.",
-    ),
-    "can_bitrate": ParameterSpec(
-        "CAN bitrate (transport can); Daly's CAN port runs at 250000.",
-        constraints="one of: " + ", ".join(map(str, BITRATES)),
-    ),
-    "protocol": ParameterSpec(
-        "The protocol the BMS speaks: d2 (Daly's Bluetooth modules), x81 (newer packs and wired "
-        "D2 boards), a5 (UART/RS485 ports, older Bluetooth modules), or auto to find it out at "
-        "each connection (the probes the BMS does not answer cost a request timeout each).",
-        constraints="one of: " + ", ".join(PROTOCOLS),
-    ),
-    "board": ParameterSpec(
-        "An A5 BMS's board number on a shared RS485 bus, its BMS address on a CAN bus (set in "
-        "Daly's PC tool); 1 for a BMS alone on its port.",
-        minimum=1,
-        maximum=MAX_BOARD,
-        step=1,
-    ),
-    "poll_interval": ParameterSpec(
-        "Seconds between two reads of the BMS status. May be changed at run time.",
-        minimum=0.1,
-        maximum=3600.0,
-        read_only=False,
-    ),
-    "connect_timeout": ParameterSpec(
-        "Seconds allowed for discovery and connection before the attempt counts as failed.",
-        minimum=1.0,
-        maximum=300.0,
-    ),
-    "request_timeout": ParameterSpec(
-        "Seconds to wait for the complete answer to one request.",
-        minimum=0.1,
-        maximum=60.0,
-    ),
-    "request_retries": ParameterSpec(
-        "How often an unanswered request is sent again before the poll counts as failed.",
-        minimum=0,
-        maximum=10,
-        step=1,
-    ),
-    "reconnect_delay_min": ParameterSpec(
-        "First wait in seconds before reconnecting after the link is lost; doubles per failure.",
-        minimum=0.1,
-        maximum=600.0,
-    ),
-    "reconnect_delay_max": ParameterSpec(
-        "Cap in seconds of the reconnect wait.",
-        minimum=0.1,
-        maximum=3600.0,
-    ),
-    "stale_timeout": ParameterSpec(
-        "Age in seconds after which the last sample is reported stale in diagnostics. May be "
-        "changed at run time.",
-        minimum=0.1,
-        maximum=3600.0,
-        read_only=False,
-    ),
-    "diagnostics_period": ParameterSpec(
-        "Seconds between two diagnostics messages. May be changed at run time.",
-        minimum=0.1,
-        maximum=60.0,
-        read_only=False,
-    ),
-    "frame_id": ParameterSpec("header.frame_id of the published messages."),
-    "location": ParameterSpec("BatteryState.location: where the pack sits on the robot."),
-    "serial_number": ParameterSpec(
-        "BatteryState.serial_number. Empty: the serial number the BMS tells, else its address."
-    ),
-    "technology": ParameterSpec(
-        "Cell chemistry reported in BatteryState.power_supply_technology.",
-        constraints="one of: " + ", ".join(TECHNOLOGIES),
-    ),
-    "design_capacity": ParameterSpec(
-        "Design capacity in Ah for BatteryState.design_capacity. 0: the BMS's rated capacity.",
-        minimum=0.0,
-        maximum=100000.0,
-    ),
-    "soc_warn": ParameterSpec(
-        "State of charge (%) at or below which diagnostics turn WARN (low).",
-        minimum=0.0,
-        maximum=100.0,
-        read_only=False,
-    ),
-    "soc_error": ParameterSpec(
-        "State of charge (%) at or below which diagnostics turn ERROR (critical).",
-        minimum=0.0,
-        maximum=100.0,
-        read_only=False,
-    ),
-    "cell_delta_warn": ParameterSpec(
-        "Highest minus lowest cell voltage (V) at or above which diagnostics turn WARN.",
-        minimum=0.0,
-        maximum=5.0,
-        read_only=False,
-    ),
-    "cell_delta_error": ParameterSpec(
-        "Highest minus lowest cell voltage (V) at or above which diagnostics turn ERROR.",
-        minimum=0.0,
-        maximum=5.0,
-        read_only=False,
-    ),
-    "temperature_warn": ParameterSpec(
-        "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn WARN.",
-        minimum=-40.0,
-        maximum=150.0,
-        read_only=False,
-    ),
-    "temperature_error": ParameterSpec(
-        "Highest temperature (degC; sensors and MOS) at or above which diagnostics turn ERROR.",
-        minimum=-40.0,
-        maximum=150.0,
-        read_only=False,
-    ),
-    "allow_control": ParameterSpec(
-        "Allow the services that write to the BMS (switch its MOSFETs or balancer, set the "
-        "SOC or a setting, restart it). false: every such call is refused. Only at start.",
-    ),
-    "record_path": ParameterSpec(
-        "Record the raw conversation with the BMS to this file (JSON Lines capture, rotated at "
-        "50 MiB, 3 old parts kept) for a bug report; replay it with daly-bms-sim --replay. "
-        "Empty: no recording.",
-    ),
-    "publish_raw_frames": ParameterSpec(
-        "Publish every request and notification on raw_frames (daly_bms_ros/RawFrame), so "
-        "ros2 bag record keeps them.",
-    ),
-    "invert_current": ParameterSpec(
-        "Turn the sign of the current round, for firmware that reports charging as negative "
-        "(BatteryState.current is positive while charging).",
+    "group_max_age": (
+        5.0,
+        ParameterSpec(
+            "seconds after which a pack's state is too old for its group: the group is not "
+            "published then"
+        ),
     ),
 }
 
