@@ -66,10 +66,15 @@ def test_the_shell_connects_to_the_serial_port_it_is_given(tmp_path: Path) -> No
     with serial_sim(tmp_path, "--protocol", "a5", "--cells", "8") as (_sim, port):
         result = daly_bms(
             "shell", "--serial-port", port, "--request-timeout", "0.5",
-            input="connect\njson\nexit\n", env=NO_BLUETOOTH,
+            input="json\nservices\nexit\n", env=NO_BLUETOOTH,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # Auto-connect: the port it names, at once, with no Bluetooth scan.
     assert f"connected to {port} (9600 baud)" in result.stdout, result.stdout
+    assert "no Daly BMS seen" not in result.stdout and "error" not in result.stdout
+    assert f"{port} (9600 baud): a serial port, no Bluetooth services; protocol a5" in (
+        result.stdout
+    )
     [record] = [  # after the prompt
         json.loads(line[line.index("{") :]) for line in result.stdout.splitlines() if "{" in line
     ]
