@@ -28,7 +28,7 @@ from daly_bms_ros.cli.device import (
     transport_for,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
-from daly_bms_ros.cli.scan import FoundDevice, scan
+from daly_bms_ros.cli.scan import FoundDevice, pick_target, scan
 from daly_bms_ros.link.bleak_transport import BleakTransport, GattServiceInfo
 from daly_bms_ros.link.client import DalyClient
 from daly_bms_ros.link.loop_thread import EventLoopThread
@@ -50,14 +50,6 @@ def target_of(arguments: argparse.Namespace) -> str:
     if arguments.mac or arguments.name:
         return " ".join(part for part in (arguments.name, arguments.mac) if part)
     return "the first Daly BMS seen"
-
-
-def pick_target(found: list[FoundDevice], mac: str, name: str) -> FoundDevice | None:
-    """Return the device of a scan that the options name (none named: the strongest)."""
-    for device in found:
-        if (not mac or device.address.upper() == mac) and (not name or device.name == name):
-            return device
-    return None
 
 
 def gatt_lines(services: list[GattServiceInfo], in_use: GattLayout) -> list[str]:
