@@ -20,7 +20,8 @@ from dbus_fast.aio import MessageBus
 from installed import program
 from test_sim_a5 import serial_sim
 
-from daly_bms_ros.cli.doctor_system import Outcome, ros_finding
+from daly_bms_ros.cli import doctor_system
+from daly_bms_ros.cli.doctor_system import Adapter, Outcome, adapter_finding, ros_finding
 from daly_bms_ros.cli.exit_codes import ExitCode
 
 CLI = program("daly-bms")
@@ -238,3 +239,32 @@ def test_the_ros_environment_says_who_sees_the_topics(
     finding = ros_finding(environment)
     assert finding.outcome is outcome
     assert said in finding.found
+
+
+def rfkill_switch(root: Path, number: int, name: str, soft: int, hard: int) -> None:
+    """One switch as the kernel lists it under /sys/class/rfkill."""
+    switch = root / f"rfkill{number}"
+    switch.mkdir()
+    for field, value in (("type", "bluetooth"), ("name", name), ("soft", soft), ("hard", hard)):
+        (switch / field).write_text(f"{value}\n")
+
+
+def test_an_adapter_blocked_by_rfkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor_system, "RFKILL", tmp_path)
+    rfkill_switch(tmp_path, 0, "hci1", 1, 0)  # another adapter's switch: not hci0's
+    adapters = [Adapter("hci0", "00:AA:01:00:00:01", True)]
+    assert adapter_finding(adapters, "")[0].outcome is Outcome.OK
+    rfkill_switch(tmp_path, 1, "hci0", 1, 0)
+    finding, adapter = adapter_finding(adapters, "")
+    assert adapter is None
+    assert finding.found == "hci0 (00:AA:01:00:00:01) is blocked by rfkill (soft)"
+    assert (finding.advice, finding.code) == ("sudo rfkill unblock bluetooth", ExitCode.ADAPTER_OFF)
+    rfkill_switch(tmp_path, 2, "tpacpi_bluetooth_sw", 0, 1)  # the platform's switch
+    assert "(hard and soft)" in adapter_finding(adapters, "")[0].found
+
+
+def test_no_adapter_at_all() -> None:
+    finding, adapter = adapter_finding([], "")
+    assert adapter is None
+    assert (finding.outcome, finding.code) == (Outcome.FAIL, ExitCode.NO_BLUETOOTH)
+    assert finding.found == "BlueZ has no Bluetooth adapter (hciconfig would list none)"

@@ -402,8 +402,9 @@ def _busy_finding(port: str, descriptor: int) -> Finding:
             "serial_busy",
             Outcome.WARN,
             f"{port} is also open in {', '.join(holders)}",
-            "a second reader takes the BMS's answers: ModemManager probes new serial ports "
-            '(sudo systemctl disable --now ModemManager, or udev\'s ENV{ID_MM_DEVICE_IGNORE}="1")',
+            "if one of them reads it, it takes the BMS's answers: close it. ModemManager probes "
+            "new serial ports (sudo systemctl disable --now ModemManager, or udev's "
+            'ENV{ID_MM_DEVICE_IGNORE}="1")',
             details={"holders": holders},
         )
     return Finding("serial_busy", Outcome.OK, f"no other process holds {port}")
