@@ -21,6 +21,7 @@ from daly_bms_ros.cli.doctor_system import (
     Finding,
     Outcome,
     bluez_findings,
+    bluez_permission_advice,
     ros_finding,
     serial_findings,
 )
@@ -175,14 +176,15 @@ async def ble_findings(arguments: argparse.Namespace) -> list[Finding]:
     try:
         found = await scan(adapter.name, arguments.timeout)
     except TransportError as error:
+        denied = "AccessDenied" in str(error)  # the policy may allow listing, not scanning
         return [
             *findings,
             Finding(
                 "advertising",
                 Outcome.FAIL,
                 f"the scan failed: {describe_failure(error)}",
-                "sudo systemctl restart bluetooth",
-                exit_code_for(error),
+                bluez_permission_advice() if denied else "sudo systemctl restart bluetooth",
+                ExitCode.PERMISSION_DENIED if denied else exit_code_for(error),
             ),
         ]
     advertising, target = advertising_finding(found, arguments)

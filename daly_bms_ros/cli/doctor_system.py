@@ -127,6 +127,16 @@ async def _call(bus: MessageBus, message: Message) -> Message:
     return reply
 
 
+def bluez_permission_advice() -> str:
+    """Say what 'Permission denied' from BlueZ means, and how this user gets the right."""
+    return (
+        "'Permission denied' (AccessDenied) is the D-Bus policy of "
+        "/etc/dbus-1/system.d/bluetooth.conf: it lets root and the bluetooth group call BlueZ. "
+        f"sudo usermod -aG {BLUETOOTH_GROUP} {user_name()}, then log in again (a systemd unit: "
+        f"SupplementaryGroups={BLUETOOTH_GROUP})"
+    )
+
+
 def _bluetooth_group_note() -> str:
     try:
         group = grp.getgrnam(BLUETOOTH_GROUP)
@@ -202,12 +212,7 @@ async def _bluez_on(bus: MessageBus, adapter_name: str) -> tuple[list[Finding], 
                 Outcome.FAIL,
                 f"BlueZ refused {user_name()}'s call ({objects.error_name}: "
                 f"{objects.body[0] if objects.body else ''}); {_bluetooth_group_note()}",
-                (
-                    "'Permission denied' (AccessDenied) is the D-Bus policy of "
-                    "/etc/dbus-1/system.d/bluetooth.conf: it lets root and the bluetooth group "
-                    f"call BlueZ. sudo usermod -aG {BLUETOOTH_GROUP} {user_name()}, then log in "
-                    "again (a systemd unit: SupplementaryGroups=bluetooth)"
-                )
+                bluez_permission_advice()
                 if denied
                 else "sudo systemctl restart bluetooth; journalctl -u bluetooth tells its errors",
                 ExitCode.PERMISSION_DENIED if denied else ExitCode.NO_BLUETOOTH,
