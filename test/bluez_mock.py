@@ -87,12 +87,13 @@ def real_frame_responder(request: bytes) -> bytes | None:
 
 
 async def _adapter_ready(address: str, adapter: str) -> bool:
+    """Whether BlueZ serves ``adapter`` ("": BlueZ itself, without adapters) yet."""
     try:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
     except OSError:
         return False
     try:
-        await bus.introspect("org.bluez", f"/org/bluez/{adapter}")
+        await bus.introspect("org.bluez", f"/org/bluez/{adapter}" if adapter else "/")
         return True
     except Exception:
         return False
@@ -111,9 +112,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
+def bluez_mock(log_dir: Path, peripherals: int = 1, central: bool = True) -> Iterator[str]:
     """Start dbus-daemon + bluezoo with hci0..hci<peripherals>; yield the bus address.
 
+    ``central=False``: BlueZ with no adapter at all (a machine whose adapter is missing).
     Both processes are stopped whatever happens.
     """
     require_the_mock()
@@ -125,7 +127,11 @@ def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
     try:
         assert daemon.stdout is not None
         address = daemon.stdout.readline().decode().strip()
-        adapters = [CENTRAL_ADDRESS] + [peripheral_address(n) for n in range(1, peripherals + 1)]
+        adapters = (
+            [CENTRAL_ADDRESS] + [peripheral_address(n) for n in range(1, peripherals + 1)]
+            if central
+            else []
+        )
         with (log_dir / "bluezoo.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
@@ -141,7 +147,7 @@ def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
                 )
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not asyncio.run(_adapter_ready(address, f"hci{peripherals}")):
+        while not asyncio.run(_adapter_ready(address, f"hci{peripherals}" if central else "")):
             assert time.monotonic() < deadline, "bluezoo did not come up"
             time.sleep(0.1)
         yield address
