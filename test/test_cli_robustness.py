@@ -124,3 +124,20 @@ def test_scan_waits_as_long_as_a_slow_port_takes_to_answer() -> None:
         )
     assert result.returncode == 0, result.stderr
     assert f"{port}  a5   16S" in result.stdout, result.stdout
+
+
+def test_bms_data_lines_of_a_wired_a5_bms(tmp_path: Path) -> None:
+    """A5 answers carry no Modbus frame: the Pi reader's record keeps its keys, those empty."""
+    with serial_sim(tmp_path, "--protocol", "a5", "--cells", "8") as (_sim, port):
+        result = daly_bms(
+            "monitor", "--format", "bms-data", "--count", "1", "--serial-port", port,
+            env=NO_BLUETOOTH, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    main_info = json.loads(line.removeprefix("BMS_DATA:"))["daly_protocol"]["commands"]["main_info"]
+    assert (main_info["command_sent"], main_info["response_data"]) == ("", "")
+    assert main_info["response_received"] is True
+    parsed = main_info["parsed_data"]
+    assert (parsed["header"], parsed["checksum"]) == ("", "")
+    assert len(parsed["cellVoltages"]) == 8

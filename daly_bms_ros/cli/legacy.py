@@ -26,16 +26,20 @@ def request_for(frame: bytes) -> str:
     """Return the status request (hex) that ``frame`` answered: its protocol and size.
 
     The earlier reader always sent the 62-register read; a BMS that answers 80 registers is
-    read with one request a sample, and the record says so.
+    read with one request a sample, and the record says so. A BMS on the A5 protocol (a wired
+    one) answers no Modbus status frame: "" (the record keeps its layout, its values parsed).
     """
-    variant = next(variant for variant in VARIANTS if variant.response_address == frame[0])
+    variant = next((v for v in VARIANTS if frame and v.response_address == frame[0]), None)
+    if variant is None:
+        return ""
     return build_read_request(Block("status", 0, frame[2] // 2), variant).hex()
 
 
 def bms_data(sample: BmsSample, name: str, address: str, notifications: int) -> dict[str, Any]:
     """Build the legacy record of one sample."""
     status = sample.status
-    frame = sample.status_frame
+    command = request_for(sample.status_frame)
+    frame = sample.status_frame if command else b""  # an A5 frame is no Modbus answer
     parsed = {
         "header": frame[:3].hex(),
         "cellVoltages": [
@@ -70,8 +74,8 @@ def bms_data(sample: BmsSample, name: str, address: str, notifications: int) -> 
                 "notifications": notifications,
                 "commands": {
                     "main_info": {
-                        "command_sent": request_for(frame),
-                        "response_received": bool(frame),
+                        "command_sent": command,
+                        "response_received": True,  # a sample is made of answers only
                         "response_data": frame.hex(),
                         "parsed_data": parsed,
                     }
