@@ -228,12 +228,16 @@ def test_shell_starts_as_the_pi_reader_did_and_reconnects_after_a_drop(sim: SimP
         shell.until(f"target: {NAME}; auto-connect on")
         shell.until(f"1. {PERIPHERAL_ADDRESS}")  # the scan it starts with
         shell.until(f"connected to {NAME} ({PERIPHERAL_ADDRESS})")  # auto-connect
+        start = len(shell.seen)
         shell.send("services")
-        service = shell.until("0000fff0-0000-1000-8000-00805f9b34fb")
+        shell.send("status")  # its first line ends the list, in whatever order it came
+        shell.until("connected: ")
+        listed = shell.seen[start:]
+        [service] = [line for line in listed if "0000fff0-0000-1000-8000-00805f9b34fb" in line]
         assert "[fff0 service (in use)]" in service
-        answers = shell.until("0000fff1-")
+        [answers] = [line for line in listed if "0000fff1-" in line]
         assert "notify" in answers and "[fff0 answers (in use)]" in answers
-        requests = shell.until("0000fff2-")
+        [requests] = [line for line in listed if "0000fff2-" in line]
         assert "write-without-response" in requests and "[fff0 requests (in use)]" in requests
         shell.send("d")  # one-letter commands as in the Pi reader's shell
         shell.until("state of charge")

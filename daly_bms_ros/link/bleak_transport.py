@@ -342,7 +342,8 @@ class BleakTransport:
         """Return the services and characteristics of the connected device, with their properties.
 
         What a user reads to learn which layout a pack has (fff0 or ff00) or that it is no
-        Daly BMS at all; LinkLostError when not connected.
+        Daly BMS at all; in the order of their handles, as the device lays them out (BlueZ
+        tells its objects in no order); LinkLostError when not connected.
         """
         client = self._client
         if client is None or not client.is_connected:
@@ -357,10 +358,12 @@ class BleakTransport:
                         characteristic.description,
                         tuple(characteristic.properties),
                     )
-                    for characteristic in service.characteristics
+                    for characteristic in sorted(
+                        service.characteristics, key=lambda characteristic: characteristic.handle
+                    )
                 ),
             )
-            for service in client.services
+            for service in sorted(client.services, key=lambda service: service.handle)
         ]
 
     async def write(self, data: bytes) -> None:
