@@ -96,10 +96,10 @@ class DataDirectoryWriter:
 
     The status file is rewritten each time (data ages even when nothing arrives), each
     battery's latest file when its layout says (the bridge's: only when a new sample came, and
-    only ever with a fresh sample). A write that fails (disk full,
-    directory removed) is retried every interval and reported in the store as the problem
-    ``data_dir`` until a write succeeds again: the thread never dies of it, and ``/health``
-    does not say "ok" while the files stand still.
+    only ever with a fresh sample). A write that fails (disk full, directory removed) is
+    retried every interval and reported in the store as the problem ``data_dir`` until a write
+    succeeds again: the thread never dies of it, and ``/health`` does not say "ok" while the
+    files stand still.
     """
 
     def __init__(
