@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+from dataclasses import asdict
 from typing import Any
 
 from daly_bms_ros.cli.device import add_device_arguments, connect_client
@@ -50,7 +51,7 @@ def advertising_finding(
 ) -> tuple[Finding, FoundDevice | None]:
     """Say which Daly BMS advertise, and which one the options name; move closer when weak."""
     seen = [f"{device.name or '?'} ({device.address}) at {device.rssi} dBm" for device in found]
-    details = {"seen": [dict(vars(device)) for device in found]}
+    details = {"seen": [asdict(device) for device in found]}
     target = pick_target(found, arguments.mac, arguments.name)
     if target is None:
         named = " ".join(part for part in (arguments.name, arguments.mac) if part)
