@@ -111,16 +111,42 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+#: A bus as dbus-daemon --session makes it, with room for rules every process must obey.
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+  <policy context="mandatory">{rules}</policy>
+</busconfig>
+"""
+
+
 @contextmanager
-def bluez_mock(log_dir: Path, peripherals: int = 1, central: bool = True) -> Iterator[str]:
+def bluez_mock(
+    log_dir: Path, peripherals: int = 1, central: bool = True, bus_rules: str = ""
+) -> Iterator[str]:
     """Start dbus-daemon + bluezoo with hci0..hci<peripherals>; yield the bus address.
 
     ``central=False``: BlueZ with no adapter at all (a machine whose adapter is missing).
-    Both processes are stopped whatever happens.
+    ``bus_rules``: D-Bus policy rules (``<deny .../>``) every process on the bus obeys, as a
+    system bus's policy files make them. Both processes are stopped whatever happens.
     """
     require_the_mock()
+    if bus_rules:
+        config = log_dir / "bus.conf"
+        config.write_text(BUS_CONFIG.format(rules=bus_rules))
+        bus = [f"--config-file={config}"]
+    else:
+        bus = ["--session"]
     daemon = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        ["dbus-daemon", *bus, "--nofork", "--print-address=1"],
         stdout=subprocess.PIPE,
     )
     processes = [daemon]

@@ -94,6 +94,23 @@ def test_no_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "dtoverlay=disable-bt" in adapter["advice"]
 
 
+def test_bluez_refusing_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A D-Bus policy that lets this user reach BlueZ but not call it: 'Permission denied'."""
+    refused = (
+        '<deny send_destination="org.bluez" send_interface="org.freedesktop.DBus.ObjectManager"/>'
+    )
+    with bluez_mock(tmp_path, bus_rules=refused) as address:
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+        status, checks = doctor()
+    assert status == ExitCode.PERMISSION_DENIED
+    assert checks["bluez"]["outcome"] == "ok"
+    permission = checks["permission"]
+    assert "org.freedesktop.DBus.Error.AccessDenied" in permission["found"]
+    assert "'Permission denied' (AccessDenied) is the D-Bus policy" in permission["advice"]
+    assert "sudo usermod -aG bluetooth" in permission["advice"]
+    assert checks["adapter"]["outcome"] == "skipped"
+
+
 def test_the_adapter_missing(mock_bus: str) -> None:
     status, checks = doctor("--adapter", "hci7")
     assert status == ExitCode.NO_BLUETOOTH

@@ -211,7 +211,9 @@ async def _bluez_on(bus: MessageBus, adapter_name: str) -> tuple[list[Finding], 
                 "permission",
                 Outcome.FAIL,
                 f"BlueZ refused {user_name()}'s call ({objects.error_name}: "
-                f"{objects.body[0] if objects.body else ''}); {_bluetooth_group_note()}",
+                # D-Bus's text goes on with the rule's details: its first words say enough.
+                f"{str(objects.body[0]).split(',', 1)[0] if objects.body else ''}); "
+                f"{_bluetooth_group_note()}",
                 bluez_permission_advice()
                 if denied
                 else "sudo systemctl restart bluetooth; journalctl -u bluetooth tells its errors",
