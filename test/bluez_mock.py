@@ -87,12 +87,13 @@ def real_frame_responder(request: bytes) -> bytes | None:
 
 
 async def _adapter_ready(address: str, adapter: str) -> bool:
+    """Whether BlueZ serves ``adapter`` ("": BlueZ itself, without adapters) yet."""
     try:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SYSTEM).connect()
     except OSError:
         return False
     try:
-        await bus.introspect("org.bluez", f"/org/bluez/{adapter}")
+        await bus.introspect("org.bluez", f"/org/bluez/{adapter}" if adapter else "/")
         return True
     except Exception:
         return False
@@ -110,22 +111,53 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
+#: A bus as dbus-daemon --session makes it, with room for rules every process must obey.
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+  <policy context="mandatory">{rules}</policy>
+</busconfig>
+"""
+
+
 @contextmanager
-def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
+def bluez_mock(
+    log_dir: Path, peripherals: int = 1, central: bool = True, bus_rules: str = ""
+) -> Iterator[str]:
     """Start dbus-daemon + bluezoo with hci0..hci<peripherals>; yield the bus address.
 
-    Both processes are stopped whatever happens.
+    ``central=False``: BlueZ with no adapter at all (a machine whose adapter is missing).
+    ``bus_rules``: D-Bus policy rules (``<deny .../>``) every process on the bus obeys, as a
+    system bus's policy files make them. Both processes are stopped whatever happens.
     """
     require_the_mock()
+    if bus_rules:
+        config = log_dir / "bus.conf"
+        config.write_text(BUS_CONFIG.format(rules=bus_rules))
+        bus = [f"--config-file={config}"]
+    else:
+        bus = ["--session"]
     daemon = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+        ["dbus-daemon", *bus, "--nofork", "--print-address=1"],
         stdout=subprocess.PIPE,
     )
     processes = [daemon]
     try:
         assert daemon.stdout is not None
         address = daemon.stdout.readline().decode().strip()
-        adapters = [CENTRAL_ADDRESS] + [peripheral_address(n) for n in range(1, peripherals + 1)]
+        adapters = (
+            [CENTRAL_ADDRESS] + [peripheral_address(n) for n in range(1, peripherals + 1)]
+            if central
+            else []
+        )
         with (log_dir / "bluezoo.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
@@ -141,7 +173,7 @@ def bluez_mock(log_dir: Path, peripherals: int = 1) -> Iterator[str]:
                 )
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not asyncio.run(_adapter_ready(address, f"hci{peripherals}")):
+        while not asyncio.run(_adapter_ready(address, f"hci{peripherals}" if central else "")):
             assert time.monotonic() < deadline, "bluezoo did not come up"
             time.sleep(0.1)
         yield address

@@ -186,3 +186,93 @@ def test_shell_runs_a_script(sim: SimProcess) -> None:
     assert "unknown command 'frobnicate'" in output
     assert "reset" in output
     assert "not connected: use connect first" in output
+
+
+class ShellSession:
+    """A ``daly-bms shell`` driven line by line, as a user at its prompt drives it."""
+
+    def __init__(self, *arguments: str) -> None:
+        assert CLI
+        self.process = subprocess.Popen(
+            [CLI, "shell", *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.seen: list[str] = []
+
+    def until(self, text: str) -> str:
+        """Read output lines until one holds ``text``; return it (the end of output fails)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} never came:\n{''.join(self.seen)}")
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> int:
+        if self.process.poll() is None:
+            self.process.kill()
+        return self.process.wait(30)
+
+
+def test_shell_starts_as_the_pi_reader_did_and_reconnects_after_a_drop(sim: SimProcess) -> None:
+    shell = ShellSession("--timeout", "3", "--name", NAME, *ON_CENTRAL)
+    try:
+        shell.until(f"target: {NAME}; auto-connect on")
+        shell.until(f"1. {PERIPHERAL_ADDRESS}")  # the scan it starts with
+        shell.until(f"connected to {NAME} ({PERIPHERAL_ADDRESS})")  # auto-connect
+        start = len(shell.seen)
+        shell.send("services")
+        shell.send("status")  # its first line ends the list, in whatever order it came
+        shell.until("connected: ")
+        listed = shell.seen[start:]
+        [service] = [line for line in listed if "0000fff0-0000-1000-8000-00805f9b34fb" in line]
+        assert "[fff0 service (in use)]" in service
+        [answers] = [line for line in listed if "0000fff1-" in line]
+        assert "notify" in answers and "[fff0 answers (in use)]" in answers
+        [requests] = [line for line in listed if "0000fff2-" in line]
+        assert "write-without-response" in requests and "[fff0 requests (in use)]" in requests
+        shell.send("d")  # one-letter commands as in the Pi reader's shell
+        shell.until("state of charge")
+        assert sim.control({"link": "disconnect"}) == {"link": "disconnect"}
+        while True:  # until the shell has heard of the drop
+            shell.send("status")
+            if "connected: no" in shell.until("connected: "):
+                break
+        shell.send("json")
+        shell.until(f"link to {NAME} ({PERIPHERAL_ADDRESS}) lost: reconnecting (auto)")
+        shell.until(f"connected to {NAME} ({PERIPHERAL_ADDRESS})")
+        record = json.loads(shell.until("{")[shell.seen[-1].index("{") :])
+        assert len(record["cell_voltages"]) == 8
+        shell.send("auto")
+        shell.until("auto-connect off")
+        shell.send("r")
+        shell.until("reset")
+        shell.send("h")
+        shell.until("Documented commands")
+        shell.send("q")
+        assert shell.process.wait(30) == ExitCode.OK
+    finally:
+        shell.close()
+
+
+def test_shell_without_auto_connect_scans_but_waits(sim: SimProcess) -> None:
+    shell = ShellSession("--timeout", "2", "--no-auto-connect", *ON_CENTRAL)
+    try:
+        shell.until("target: the first Daly BMS seen; auto-connect off")
+        shell.until(f"1. {PERIPHERAL_ADDRESS}")
+        shell.send("services")
+        shell.until("not connected: use connect first")
+        shell.send("c 1")
+        shell.until(f"connected to {NAME} ({PERIPHERAL_ADDRESS})")
+        shell.send("exit")
+        assert shell.process.wait(30) == ExitCode.OK
+    finally:
+        shell.close()

@@ -66,10 +66,15 @@ def test_the_shell_connects_to_the_serial_port_it_is_given(tmp_path: Path) -> No
     with serial_sim(tmp_path, "--protocol", "a5", "--cells", "8") as (_sim, port):
         result = daly_bms(
             "shell", "--serial-port", port, "--request-timeout", "0.5",
-            input="connect\njson\nexit\n", env=NO_BLUETOOTH,
+            input="json\nservices\nexit\n", env=NO_BLUETOOTH,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # Auto-connect: the port it names, at once, with no Bluetooth scan.
     assert f"connected to {port} (9600 baud)" in result.stdout, result.stdout
+    assert "no Daly BMS seen" not in result.stdout and "error" not in result.stdout
+    assert f"{port} (9600 baud): a serial port, no Bluetooth services; protocol a5" in (
+        result.stdout
+    )
     [record] = [  # after the prompt
         json.loads(line[line.index("{") :]) for line in result.stdout.splitlines() if "{" in line
     ]
@@ -119,3 +124,20 @@ def test_scan_waits_as_long_as_a_slow_port_takes_to_answer() -> None:
         )
     assert result.returncode == 0, result.stderr
     assert f"{port}  a5   16S" in result.stdout, result.stdout
+
+
+def test_bms_data_lines_of_a_wired_a5_bms(tmp_path: Path) -> None:
+    """A5 answers carry no Modbus frame: the Pi reader's record keeps its keys, those empty."""
+    with serial_sim(tmp_path, "--protocol", "a5", "--cells", "8") as (_sim, port):
+        result = daly_bms(
+            "monitor", "--format", "bms-data", "--count", "1", "--serial-port", port,
+            env=NO_BLUETOOTH, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    main_info = json.loads(line.removeprefix("BMS_DATA:"))["daly_protocol"]["commands"]["main_info"]
+    assert (main_info["command_sent"], main_info["response_data"]) == ("", "")
+    assert main_info["response_received"] is True
+    parsed = main_info["parsed_data"]
+    assert (parsed["header"], parsed["checksum"]) == ("", "")
+    assert len(parsed["cellVoltages"]) == 8

@@ -28,7 +28,9 @@ A central's AcquireNotify reaches the peripheral's GATT application unchanged (b
 on), so the application answers it, as a device's characteristic behind BlueZ does.
 
 Usage: python tools/bluez_mock.py --scan-interval 0.5 -a 00:AA:01:00:00:01 -a 00:AA:01:00:00:02
-(on the bus that DBUS_SYSTEM_BUS_ADDRESS names).
+(on the bus that DBUS_SYSTEM_BUS_ADDRESS names). Without -a it serves a BlueZ that has no
+adapter, as on a machine whose adapter is missing; an adapter is powered off through its
+Powered property, as ``bluetoothctl power off`` does.
 """
 
 from __future__ import annotations
@@ -183,7 +185,14 @@ def main() -> None:
     """Start bluezoo on the system bus (DBUS_SYSTEM_BUS_ADDRESS) with the fixes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--scan-interval", type=float, default=1.0, help="seconds (fix 6)")
-    parser.add_argument("-a", "--adapter", dest="adapters", action="append", required=True)
+    parser.add_argument(
+        "-a",
+        "--adapter",
+        dest="adapters",
+        action="append",
+        default=[],
+        help="an adapter's address (repeatable); none: a BlueZ that has no adapter",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if arguments.verbose else logging.INFO)

@@ -2,7 +2,9 @@
 
 Each file is written to a temporary file in the same directory and renamed over the old one, so a
 reader sees the old or the new content, whole. With one battery the files are at the top of the
-directory; with several, in a subdirectory per battery (like the HTTP paths).
+directory; with several, in a subdirectory per battery (like the HTTP paths). What the files are
+called and hold is a layout: the bridge's own here, others (the files of an earlier reader that
+scripts still read) beside the code that knows them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from daly_bms_ros.bridge.store import SampleStore
 from daly_bms_ros.bridge.views import battery_view, health
@@ -53,20 +55,64 @@ def write_json_atomically(path: Path, content: Any) -> None:
         raise
 
 
+class FileLayout(Protocol):
+    """What a data directory's two files are called and what they hold."""
+
+    #: The file rewritten every interval, at the top of the directory: how the outputs are.
+    status_name: str
+    #: The file of each battery, with its latest data.
+    latest_name: str
+
+    def status(self, store: SampleStore) -> Any:
+        """Return the content of the status file now."""
+
+    def latest(self, store: SampleStore, name: str, changed: bool) -> Any | None:
+        """Return the content of battery ``name``'s latest file, or None to leave it as it is.
+
+        ``changed``: the store changed since the last write.
+        """
+
+
+class BridgeLayout:
+    """latest.json (the latest fresh sample, as ``GET /bms``) and status.json (``/health``)."""
+
+    status_name = "status.json"
+    latest_name = "latest.json"
+
+    def status(self, store: SampleStore) -> Any:
+        """Return the ``/health`` answer; the directory counts as working while it is written."""
+        return health(store, ignoring={DATA_DIR_PROBLEM})[1]
+
+    def latest(self, store: SampleStore, name: str, changed: bool) -> Any | None:
+        """Return the record of a new fresh sample, else None: the file only ever holds one."""
+        if not changed:
+            return None
+        status, record = battery_view(store, name, "")
+        return record if status == 200 else None
+
+
 class DataDirectoryWriter:
     """Write the store to a directory every ``interval`` seconds, from a thread of its own.
 
-    status.json is rewritten each time (data ages even when nothing arrives); latest.json only
-    when a new sample came, and only ever with a fresh sample. A write that fails (disk full,
-    directory removed) is retried every interval and reported in the store as the problem
-    ``data_dir`` until a write succeeds again: the thread never dies of it, and ``/health``
-    does not say "ok" while the files stand still.
+    The status file is rewritten each time (data ages even when nothing arrives), each
+    battery's latest file when its layout says (the bridge's: only when a new sample came, and
+    only ever with a fresh sample). A write that fails (disk full, directory removed) is
+    retried every interval and reported in the store as the problem ``data_dir`` until a write
+    succeeds again: the thread never dies of it, and ``/health`` does not say "ok" while the
+    files stand still.
     """
 
-    def __init__(self, store: SampleStore, directory: Path, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: SampleStore,
+        directory: Path,
+        interval: float = 1.0,
+        layout: FileLayout | None = None,
+    ) -> None:
         self._store = store
         self._directory = directory
         self._interval = interval
+        self._layout: FileLayout = layout or BridgeLayout()
         self._stopping = threading.Event()
         self._written_version = -1
         self._failing_since: float | None = None
@@ -80,8 +126,8 @@ class DataDirectoryWriter:
     def check(self) -> None:
         """Raise ValueError when the directory cannot serve at all (a setting to fix).
 
-        It is created when missing; it must then be a writable directory whose status.json, if
-        any, is a file. Failures after this (a full disk) are conditions, retried by the thread.
+        It is created when missing; it must then be a writable directory whose files, if any,
+        are files. Failures after this (a full disk) are conditions, retried by the thread.
         """
         try:
             self._directory.mkdir(parents=True, exist_ok=True)
@@ -89,24 +135,22 @@ class DataDirectoryWriter:
             raise ValueError(f"data directory {self._directory}: {error.strerror}") from error
         if not os.access(self._directory, os.W_OK | os.X_OK):
             raise ValueError(f"data directory {self._directory}: not writable")
-        for name in ("status.json", "latest.json"):
+        for name in (self._layout.status_name, self._layout.latest_name):
             if (self._directory / name).is_dir():
                 raise ValueError(f"data directory {self._directory}: {name} is a directory")
 
     def write(self) -> None:
-        """Write status.json, and latest.json of each battery with a new fresh sample."""
+        """Write the status file, and each battery's latest file as the layout says."""
         version = self._store.version
+        changed = version != self._written_version
         for name in self._store.names:
             self._battery_directory(name).mkdir(parents=True, exist_ok=True)
-        # A file written says the directory works, whatever the last failed write said.
-        answer = health(self._store, ignoring={DATA_DIR_PROBLEM})[1]
-        write_json_atomically(self._directory / "status.json", answer)
-        if version == self._written_version:
-            return
+        layout = self._layout
+        write_json_atomically(self._directory / layout.status_name, layout.status(self._store))
         for name in self._store.names:
-            status, record = battery_view(self._store, name, "")
-            if status == 200:
-                write_json_atomically(self._battery_directory(name) / "latest.json", record)
+            content = layout.latest(self._store, name, changed)
+            if content is not None:
+                write_json_atomically(self._battery_directory(name) / layout.latest_name, content)
         self._written_version = version
 
     def write_and_report(self) -> None:

@@ -35,6 +35,9 @@ class ExitCode(enum.IntEnum):
     NOT_ACKNOWLEDGED = 8  # the BMS did not acknowledge a write and does not hold the value
     READ_BACK_MISMATCH = 9  # the BMS acknowledged a write but holds another value
     OUTCOME_UNKNOWN = 10  # a write was sent, but whether the BMS holds it could not be read
+    ADAPTER_OFF = 11  # the Bluetooth adapter is powered off or blocked by rfkill
+    PERMISSION_DENIED = 12  # the user may not use the adapter (D-Bus policy) or the serial port
+    PORT_BUSY = 13  # another process holds the serial port
     OUTPUT_CLOSED = 141  # standard output closed by its reader (| head): 128 + SIGPIPE, as the
     # shell reports a tool that SIGPIPE ended
 

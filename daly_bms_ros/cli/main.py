@@ -10,6 +10,7 @@ from daly_bms_ros.cli import (
     control,
     convert,
     decode,
+    doctor,
     info,
     monitor,
     read,
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="daly-bms", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in (
-        scan, read, monitor, record, info, settings, control, shell, serve, decode, convert,
+        scan, read, monitor, record, info, settings, control, shell, serve, decode, convert, doctor,
     ):  # fmt: skip
         command.add_parser(subparsers)
     return parser

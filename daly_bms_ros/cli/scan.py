@@ -84,6 +84,14 @@ async def scan(adapter: str, timeout: float) -> list[FoundDevice]:
     return sorted(found, key=lambda device: device.rssi, reverse=True)
 
 
+def pick_target(found: list[FoundDevice], mac: str, name: str) -> FoundDevice | None:
+    """Return the device of a scan that --mac/--name name (none named: the strongest)."""
+    for device in found:
+        if (not mac or device.address.upper() == mac) and (not name or device.name == name):
+            return device
+    return None
+
+
 def add_parser(subparsers: Any) -> None:
     """Register the ``scan`` subcommand."""
     parser = subparsers.add_parser(

@@ -26,11 +26,14 @@ from daly_bms_ros.cli.device import (
     tcp_port,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
+from daly_bms_ros.cli.legacy import PiReaderLayout
 from daly_bms_ros.link.supervisor import LinkStatus
 from daly_bms_ros.link.transport import BmsTransport
 from daly_bms_ros.protocol import BmsSample
 
 BATTERY_NAME = "bms"
+#: What the data directory's files may be called and hold (``--data-layout``).
+DATA_LAYOUTS = ("bridge", "pi-reader")
 
 
 def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,13 @@ def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds after which a sample is stale and answers become 503 (default 5)",
     )
     parser.add_argument("--data-dir", type=Path, help="also write latest.json and status.json here")
+    parser.add_argument(
+        "--data-layout",
+        choices=DATA_LAYOUTS,
+        default="bridge",
+        help="the data directory's files: bridge (latest.json, status.json; the default), or "
+        "pi-reader (bms_latest.json, bms_status.json as the earlier Pi reader wrote them)",
+    )
     mqtt_options = parser.add_argument_group(
         "MQTT",
         "publish to a broker, with Home Assistant discovery (password: $DALY_BMS_MQTT_PASSWORD)",
@@ -101,7 +111,15 @@ def add_parser(subparsers: Any) -> None:
 def run(arguments: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit 1 when the port cannot be bound, 2 for a bad data dir."""
     store = SampleStore([BATTERY_NAME], arguments.max_age)
-    writer = DataDirectoryWriter(store, arguments.data_dir) if arguments.data_dir else None
+    pi_reader = PiReaderLayout() if arguments.data_layout == "pi-reader" else None
+    if pi_reader is not None and not arguments.data_dir:
+        print("daly-bms: --data-layout pi-reader needs --data-dir, e.g. bms_data", file=sys.stderr)
+        return ExitCode.USAGE
+    writer = (
+        DataDirectoryWriter(store, arguments.data_dir, layout=pi_reader)
+        if arguments.data_dir
+        else None
+    )
     try:
         if writer is not None:
             writer.check()
@@ -118,7 +136,11 @@ def run(arguments: argparse.Namespace) -> int:
         )
         return ExitCode.FAILED
 
-    def keep(_transport: BmsTransport, sample: BmsSample, status: LinkStatus) -> None:
+    def keep(transport: BmsTransport, sample: BmsSample, status: LinkStatus) -> None:
+        if pi_reader is not None:
+            pi_reader.track(
+                transport.name, transport.address, status.notifications, status.reconnects
+            )
         # Its identity (Home Assistant's device): a wired BMS's port and board.
         store.update(BATTERY_NAME, sample, status.address or BATTERY_NAME)
 

@@ -1,8 +1,13 @@
-r"""``daly-bms shell``: an interactive session: scan, connect, read, watch, reset.
+r"""``daly-bms shell``: an interactive session: scan, connect, read, watch, services, reset.
 
 Commands run one at a time against one connected BMS; BLE work happens in an asyncio thread so
 Ctrl+C stops ``continuous`` without leaving the shell. Reads stdin lines too, so it can be
 scripted (``printf 'connect\\njson\\nexit\\n' | daly-bms shell``).
+
+It starts as the earlier standalone Raspberry Pi reader's shell did, so its users find what they
+type: a scan first (a wired BMS: its port), connecting to the BMS the options name when
+auto-connect is on; ``auto`` toggles it; one-letter commands (``s``, ``c``, ``d``, ``r``, ``h``,
+``q``).
 """
 
 from __future__ import annotations
@@ -23,21 +28,60 @@ from daly_bms_ros.cli.device import (
     transport_for,
 )
 from daly_bms_ros.cli.exit_codes import ExitCode
-from daly_bms_ros.cli.scan import FoundDevice, scan
-from daly_bms_ros.link.bleak_transport import BleakTransport
+from daly_bms_ros.cli.scan import FoundDevice, pick_target, scan
+from daly_bms_ros.link.bleak_transport import BleakTransport, GattServiceInfo
 from daly_bms_ros.link.client import DalyClient
 from daly_bms_ros.link.loop_thread import EventLoopThread
 from daly_bms_ros.link.transport import MAC_ADDRESS_PATTERN, BmsTransport, TransportError
 from daly_bms_ros.protocol import BmsSample, DalyProtocolError
+from daly_bms_ros.protocol.gatt import GATT_LAYOUTS, GattLayout
 from daly_bms_ros.report import sample_record, text_report
 
 T = TypeVar("T")
+
+#: The one-letter commands of the earlier Pi reader's shell, and the commands they stand for.
+ALIASES = {"s": "scan", "c": "connect", "d": "data", "r": "reset", "h": "help", "q": "exit"}
+
+
+def target_of(arguments: argparse.Namespace) -> str:
+    """Say which BMS the options name: what auto-connect connects to."""
+    if arguments.serial_port:
+        return f"the BMS on {arguments.serial_port}"
+    if arguments.mac or arguments.name:
+        return " ".join(part for part in (arguments.name, arguments.mac) if part)
+    return "the first Daly BMS seen"
+
+
+def gatt_lines(services: list[GattServiceInfo], in_use: GattLayout) -> list[str]:
+    """Lay out services and characteristics as lines; mark Daly's layouts and the one in use."""
+    roles = {
+        uuid: f"{layout.name} {role}{' (in use)' if layout == in_use else ''}"
+        for layout in GATT_LAYOUTS
+        for uuid, role in (
+            (layout.service, "service"),
+            (layout.notify, "answers"),
+            (layout.write, "requests"),
+        )
+    }
+    lines = []
+    for service in services:
+        role = roles.get(service.uuid)
+        lines.append(
+            f"service {service.uuid}  {service.description}" + (f"  [{role}]" if role else "")
+        )
+        for characteristic in service.characteristics:
+            role = roles.get(characteristic.uuid)
+            lines.append(
+                f"  {characteristic.uuid}  {', '.join(characteristic.properties)}"
+                + (f"  [{role}]" if role else "")
+            )
+    return lines
 
 
 class DalyShell(cmd.Cmd):
     """The command interpreter; ``help <command>`` prints each command's docstring."""
 
-    intro = "Daly BMS shell. Type help for the commands, exit to leave."
+    intro = None  # start() tells it, before the first scan
     prompt = "daly> "
 
     def __init__(self, arguments: argparse.Namespace) -> None:
@@ -48,6 +92,8 @@ class DalyShell(cmd.Cmd):
         self._client: DalyClient | None = None
         self._found: list[FoundDevice] = []
         self._last_sample: BmsSample | None = None
+        #: Connect at start and again after a drop (the earlier reader's default: on).
+        self.auto_connect: bool = arguments.auto_connect
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T | None:
         """Run BLE work in the loop thread; print a failure instead of raising it."""
@@ -77,10 +123,23 @@ class DalyShell(cmd.Cmd):
         return BleakTransport(mac, name, self.arguments.adapter, self.arguments.timeout)
 
     def _connected_client(self) -> DalyClient | None:
-        if self._client is None or not self._client.transport.is_connected:
+        """Return the connected client; after a drop, with auto-connect on, connect again."""
+        client = self._client
+        if client is not None and not client.transport.is_connected and self.auto_connect:
+            self._print(f"link to {client.transport.description} lost: reconnecting (auto)")
+            self._connect(client.transport)
+            client = self._client
+        if client is None or not client.transport.is_connected:
             self._print("not connected: use connect first")
             return None
-        return self._client
+        return client
+
+    def _connect(self, transport: BmsTransport) -> None:
+        self._disconnect()
+        client = self._run(connect_client(transport, self.arguments))
+        if client is not None:
+            self._client = client
+            self._print(f"connected to {client.transport.description}")
 
     def _read(self) -> BmsSample | None:
         client = self._connected_client()
@@ -96,8 +155,41 @@ class DalyShell(cmd.Cmd):
             self._run(self._client.transport.disconnect())
             self._client = None
 
+    def _target_line(self) -> str:
+        state = "on" if self.auto_connect else "off"
+        return f"target: {target_of(self.arguments)}; auto-connect {state}"
+
+    def start(self) -> None:
+        """Tell the target, then scan; with auto-connect on, connect to the target.
+
+        A wired BMS is not scanned for: its port is the target.
+        """
+        self._print("Daly BMS shell. Type help (h) for the commands, exit (q) to leave.")
+        self._print(self._target_line())
+        if self.arguments.serial_port:
+            if self.auto_connect:
+                self._connect(transport_for(self.arguments))
+            return
+        self.do_scan("")
+        if not self.auto_connect or not self._found:
+            return
+        target = pick_target(self._found, self.arguments.mac, self.arguments.name)
+        if target is None:
+            self._print(
+                f"{target_of(self.arguments)} was not among them: connect when it is in range"
+            )
+            return
+        self._connect(
+            BleakTransport(target.address, "", self.arguments.adapter, self.arguments.timeout)
+        )
+
+    def precmd(self, line: str) -> str:
+        """Expand a one-letter command (s, c, d, r, h, q) to its command."""
+        command, _space, rest = line.strip().partition(" ")
+        return f"{ALIASES[command]} {rest}" if command in ALIASES else line
+
     def do_scan(self, _argument: str) -> None:
-        """List the Daly BMS in range, numbered for connect. Usage: scan."""
+        """List the Daly BMS in range, numbered for connect. Usage: scan (or s)."""
         found = self._run(scan(self.arguments.adapter, self.arguments.timeout))
         if found is None:
             return
@@ -108,20 +200,49 @@ class DalyShell(cmd.Cmd):
             self._print("no Daly BMS seen")
 
     def do_connect(self, argument: str) -> None:
-        """Connect to a BMS. Usage: connect [NUMBER|MAC|NAME].
+        """Connect to a BMS. Usage: connect [NUMBER|MAC|NAME] (or c).
 
         Without an argument: the --serial-port given, else the --mac/--name given, else the
         first DL- device.
         """
         self._disconnect()
-        transport = self._transport(argument)
-        client = self._run(connect_client(transport, self.arguments))
-        if client is not None:
-            self._client = client
-            self._print(f"connected to {client.transport.description}")
+        self._connect(self._transport(argument))
+
+    def do_auto(self, _argument: str) -> None:
+        """Turn auto-connect on or off. Usage: auto.
+
+        On: the shell connects to the target at start and, after the link drops, again before
+        the next command that needs the BMS.
+        """
+        self.auto_connect = not self.auto_connect
+        self._print(f"auto-connect {'on' if self.auto_connect else 'off'}")
+
+    def do_services(self, _argument: str) -> None:
+        """List the BMS's BLE services and characteristics with their properties. Usage: services.
+
+        Shows which GATT layout the BMS has (fff0 or ff00) and which one answers; for a wired
+        BMS, the port.
+        """
+        client = self._connected_client()
+        if client is None:
+            return
+        transport = client.transport
+        if not isinstance(transport, BleakTransport):
+            self._print(
+                f"{transport.description}: a serial port, no Bluetooth services; protocol "
+                f"{client.protocol or 'not known yet (read once)'}"
+            )
+            return
+        try:
+            services = transport.gatt_table()
+        except TransportError as error:
+            self._print(f"error: {error}")
+            return
+        for line in gatt_lines(services, transport.layout):
+            self._print(line)
 
     def do_data(self, _argument: str) -> None:
-        """Read one sample and print it as a table. Usage: data."""
+        """Read one sample and print it as a table. Usage: data (or d)."""
         sample = self._read()
         if sample is not None:
             self._print(text_report(sample))
@@ -139,6 +260,7 @@ class DalyShell(cmd.Cmd):
         self._print(
             f"connected: {'yes, ' + client.transport.description if client and connected else 'no'}"
         )
+        self._print(self._target_line())
         if client is not None:
             rejected = {reason.value: n for reason, n in client.rejected.items() if n}
             self._print(f"requests: {client.requests}, unanswered: {client.timeouts}")
@@ -169,14 +291,14 @@ class DalyShell(cmd.Cmd):
             self._print("stopped")
 
     def do_reset(self, _argument: str) -> None:
-        """Disconnect, forget the scan results and the last sample. Usage: reset."""
+        """Disconnect, forget the scan results and the last sample. Usage: reset (or r)."""
         self._disconnect()
         self._found = []
         self._last_sample = None
         self._print("reset")
 
     def do_exit(self, _argument: str) -> bool:
-        """Disconnect and leave. Usage: exit."""
+        """Disconnect and leave. Usage: exit (or quit, q)."""
         self._disconnect()
         return True
 
@@ -205,6 +327,12 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("shell", help="interactive shell")
     add_device_arguments(parser)
     add_poll_arguments(parser)
+    parser.add_argument(
+        "--no-auto-connect",
+        dest="auto_connect",
+        action="store_false",
+        help="start with auto-connect off: scan, but connect only when told (auto turns it on)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -212,6 +340,7 @@ def run(arguments: argparse.Namespace) -> int:
     """Run the shell until exit or end of input."""
     shell = DalyShell(arguments)
     try:
+        shell.start()
         shell.cmdloop()
     except KeyboardInterrupt:
         pass

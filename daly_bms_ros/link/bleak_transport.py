@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, TypeVar
 
@@ -87,6 +88,25 @@ async def bounded(operation: Awaitable[T], what: str) -> T:
         return await asyncio.wait_for(operation, GATT_OPERATION_TIMEOUT_S)
     except asyncio.TimeoutError as error:
         raise LinkLostError(f"{what} got no reply within {GATT_OPERATION_TIMEOUT_S:g} s") from error
+
+
+@dataclass(frozen=True)
+class GattCharacteristicInfo:
+    """One characteristic as the connected device presents it: what it can do."""
+
+    uuid: str
+    description: str
+    #: BlueZ's flags: "read", "write", "write-without-response", "notify", "indicate", …
+    properties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GattServiceInfo:
+    """One GATT service of the connected device, with its characteristics."""
+
+    uuid: str
+    description: str
+    characteristics: tuple[GattCharacteristicInfo, ...]
 
 
 def adapter_options(adapter: str) -> dict[str, Any]:
@@ -318,6 +338,34 @@ class BleakTransport:
             text = bytes(value).decode("utf-8", "replace").rstrip("\x00").strip()
             information[field] = printable(text)
         return information
+
+    def gatt_table(self) -> list[GattServiceInfo]:
+        """Return the services and characteristics of the connected device, with their properties.
+
+        What a user reads to learn which layout a pack has (fff0 or ff00) or that it is no
+        Daly BMS at all; in the order of their handles, as the device lays them out (BlueZ
+        tells its objects in no order); LinkLostError when not connected.
+        """
+        client = self._client
+        if client is None or not client.is_connected:
+            raise LinkLostError("not connected")
+        return [
+            GattServiceInfo(
+                service.uuid,
+                service.description,
+                tuple(
+                    GattCharacteristicInfo(
+                        characteristic.uuid,
+                        characteristic.description,
+                        tuple(characteristic.properties),
+                    )
+                    for characteristic in sorted(
+                        service.characteristics, key=lambda characteristic: characteristic.handle
+                    )
+                ),
+            )
+            for service in sorted(client.services, key=lambda service: service.handle)
+        ]
 
     async def write(self, data: bytes) -> None:
         """Write a request without response (what the BMS's own app does)."""
