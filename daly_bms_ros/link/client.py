@@ -158,7 +158,7 @@ class WriteOutcomeUnknownError(LinkLostError):
 
 
 class ControlNotSupportedError(TransportError):
-    """The BMS speaks a protocol whose writes are not known."""
+    """The BMS speaks a protocol whose writes are not known, or one that does not take this one."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ Detection is a session too: the probes, in an order given by the transport's kin
 wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81 variant), over
 Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol named by the user
 is the only one asked.
+
+A write is two pieces: ``ask_write`` asks it in the protocol the BMS speaks (a D2 register, an
+A5 MOSFET switch) and tells whether the answer acknowledges it; ``read_written`` reads back
+what the BMS holds, the only proof. Binding a write to its link and judging its outcome is the
+client's.
 """
 
 from __future__ import annotations
