@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from test_can import can_sim, daly_bms
+from test_protocol_a5 import PC_SOFTWARE_DISCHARGE_OFF, PC_SOFTWARE_DISCHARGE_OFF_ANSWER
 from test_sim_a5 import serial_sim
 from test_write_honesty import WritesSent
 
@@ -166,3 +167,12 @@ def test_a_switch_whose_link_goes_is_unknown_until_0x93_is_read_over_the_next(
                 await again.transport.disconnect()
 
         asyncio.run(scenario())
+
+
+def test_a_switch_and_its_answer_decode_as_what_they_say() -> None:
+    # The request (an RS485 echo, a capture's request) is no answer; the answer tells the state.
+    result = daly_bms("decode", PC_SOFTWARE_DISCHARGE_OFF + PC_SOFTWARE_DISCHARGE_OFF_ANSWER)
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {"block": "a5_discharge_switch", "command": "0xd9", "board": 1, "discharge_switch": 0}
+    ]

@@ -139,7 +139,7 @@ def build_a5_answer(command: int, data: bytes, board: int = 1) -> bytes:
 
 
 #: The setting each A5 write command switches (``registers.A5_WRITES`` the other way round).
-_SWITCHED_BY = {command: name for name, command in A5_WRITES.items()}
+SWITCHED_BY = {command: name for name, command in A5_WRITES.items()}
 
 
 def build_a5_switch(name: str, on: int, host_address: int) -> bytes:
@@ -159,9 +159,9 @@ def parse_a5_switch(data: bytes) -> tuple[str, int] | None:
     None for anything else: another request, an answer, or a state not 0 or 1.
     """
     request = parse_a5_request(data)
-    if request is None or request.command not in _SWITCHED_BY or request.data[0] not in (0, 1):
+    if request is None or request.command not in SWITCHED_BY or request.data[0] not in (0, 1):
         return None
-    return _SWITCHED_BY[request.command], request.data[0]
+    return SWITCHED_BY[request.command], request.data[0]
 
 
 def parse_a5_request(data: bytes) -> A5Frame | None:
