@@ -271,6 +271,8 @@ def test_write_faults_spoil_writes_only() -> None:
     assert faults.answer(write, responder) == (build_write_request(switch, 1), False)
     faults.arm(Fault.IGNORED_WRITE)
     assert faults.answer(restart, responder) == (restart, False)
+    faults.arm(Fault.LOST_ACK)  # restarted, its echo lost
+    assert faults.answer(restart, responder) == (None, True)
     faults.arm(Fault.NO_ACK)
     a5 = A5Responder(BatteryModel())
     answer, restarts = faults.answer(build_a5_request(A5_SOC), a5)  # not a write: answered

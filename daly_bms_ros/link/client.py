@@ -514,10 +514,10 @@ class DalyClient:
         """Send the write of ``result`` on ``link`` until the BMS acknowledges it.
 
         True when acknowledged as sent, False when no acknowledgement came after every try or
-        it carried another value (the read-back then tells). A command that cannot be read back (a
-        restart) is sent once: a resend could repeat what it does. _LinkChangedError when the
-        link was gone before the first try (nothing sent); _MaybeSentError when a try reached
-        the transport and the link failed afterwards.
+        it carried another value (the read-back then tells). A command that cannot be read
+        back (a restart) is sent once: a resend could repeat what it does. _LinkChangedError
+        when the link was gone before the first try (nothing sent); _MaybeSentError when a
+        try reached the transport and the link failed afterwards.
         """
         ask = ask_write(self.memory, result.name, result.written, self.board)
         tries = self.request_retries + 1 if WRITABLE[result.name].readable else 1

@@ -105,14 +105,15 @@ class FaultInjector:
         answer = respond(request)
         if not isinstance(answer, bytes) or not answer:  # a recorded answer is played as it was
             return answer, False
+        restarts = write == (WRITABLE["restart"].address, (1,))
         if fault is Fault.LOST_ACK:
-            return None, False
+            return None, restarts
         if fault is Fault.WRONG_ECHO:
             if write is None:
                 return _a5_answer(answer[2], answer[4] ^ 1, answer), False
             address, values = write
             return build_write_request(address, (values[0] + 1) & 0xFFFF), False
-        return answer, write == (WRITABLE["restart"].address, (1,))
+        return answer, restarts
 
     async def apply(self, answer: bytes) -> bytes | None:
         """Return what the BMS sends instead of ``answer`` (None: nothing), after any delay."""
