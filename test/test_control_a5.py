@@ -1,4 +1,4 @@
-"""Switching an A5 BMS's MOSFETs: `daly-bms set` against `daly-bms-sim` over a pty and over CAN.
+"""Switching an A5 BMS's MOSFETs: `daly-bms set` and the node's services against `daly-bms-sim`.
 
 A UART/RS485 port is a pseudo-terminal (with an adapter that echoes what it sends, or not);
 Daly's CAN port is the virtual bus behind python-can's real slcan interface. Each write is the
@@ -13,7 +13,12 @@ import json
 from pathlib import Path
 
 import pytest
+from rclpy.context import Context
+from rclpy.parameter import Parameter
+from ros_spin import spin_in_background
 from test_can import can_sim, daly_bms
+from test_control_node import Robot, wait_until
+from test_e2e_faults import FAST_LINK
 from test_protocol_a5 import PC_SOFTWARE_DISCHARGE_OFF, PC_SOFTWARE_DISCHARGE_OFF_ANSWER
 from test_sim_a5 import serial_sim
 from test_write_honesty import WritesSent
@@ -25,7 +30,9 @@ from daly_bms_ros.link.client import (
     WriteOutcomeUnknownError,
 )
 from daly_bms_ros.link.serial_transport import SerialTransport
+from daly_bms_ros.node.node import DalyBmsNode
 from daly_bms_ros.protocol.a5 import parse_a5_switch
+from daly_bms_ros.srv import SetSetting, SetSoc, SetSwitch
 
 FAST = ("--request-timeout", "0.5")
 
@@ -176,3 +183,48 @@ def test_a_switch_and_its_answer_decode_as_what_they_say() -> None:
     assert [json.loads(line) for line in result.stdout.splitlines()] == [
         {"block": "a5_discharge_switch", "command": "0xd9", "board": 1, "discharge_switch": 0}
     ]
+
+
+def test_the_node_s_switch_services_reach_an_a5_bms_and_its_other_writes_are_refused(
+    tmp_path: Path, ros_context: Context
+) -> None:
+    with serial_sim(tmp_path, "--protocol", "a5", "--rs485-echo") as (_sim, port):
+        bms = DalyBmsNode(
+            context=ros_context,
+            namespace="wired",
+            parameter_overrides=[
+                *FAST_LINK,
+                Parameter("transport", value="serial"),
+                Parameter("serial_port", value=port),
+                Parameter("allow_control", value=True),
+            ],
+        )
+        robot = Robot(ros_context, "wired")
+        stop = spin_in_background(ros_context, bms, robot.node, single_threaded=True)
+        try:
+            wait_until(lambda: robot.latest_cells() is not None, "samples of the A5 BMS")
+            done = robot.call(SetSwitch, "set_charge_mos", enable=False)
+            assert done.success, done.message
+            assert (done.previous, done.current) == (1.0, 0.0)
+            assert "(A5 command 0xDA, answered and read back)" in done.message
+            wait_until(
+                lambda: (cells := robot.latest_cells()) is not None and not cells.charge_mos,
+                "the charge MOS off in the published cells",
+            )
+            assert robot.call(SetSwitch, "set_charge_mos", enable=True).success
+            for answer in (
+                robot.call(SetSoc, "set_soc", soc=100.0),
+                robot.call(SetSwitch, "set_balancing", enable=False),
+                robot.call(
+                    SetSetting,
+                    "set_setting",
+                    name="sleep_time",
+                    value=1800.0,
+                    confirm_power_cut=True,
+                ),
+            ):
+                assert not answer.success
+                assert "an A5 BMS takes the MOSFET switches only" in answer.message
+        finally:
+            stop()
+            bms.close()
