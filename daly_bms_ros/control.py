@@ -75,14 +75,16 @@ def describe_write(requester: str, result: WriteResult) -> str:
             f"= {result.written}; a command is not read back)"
         )
     before = "unknown" if result.before is None else f"{result.before:g}"
+    # A D2 write is acknowledged by its echo, an A5 switch by an answer of its own.
+    acknowledge = "answer" if result.protocol == "a5" else "echo"
     if result.acknowledged:
-        proof = "echoed and read back"
+        proof = f"{acknowledge}ed and read back"
     else:
-        proof = "read back; the BMS did not echo it as sent"
+        proof = f"read back; the BMS did not {acknowledge} it as sent"
     return (
         f"write by {who}: {result.name} {before} -> "
         f"{result.after:g} {writable.register.unit}".rstrip()
-        + f" (register 0x{result.address:04X}, {proof})"
+        + f" ({result.target}, {proof})"
     )
 
 

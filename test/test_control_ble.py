@@ -158,7 +158,7 @@ def test_a_0x81_pack_refuses_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         with sim_process(NAME, tmp_path, "hci1", "--protocol", "x81"):
 
             async def scenario(client: DalyClient) -> None:
-                with pytest.raises(ControlNotSupportedError, match="D2 protocol only"):
+                with pytest.raises(ControlNotSupportedError, match="D2 and A5 protocols only"):
                     await client.write_register("charge_switch", 0)
 
             with_client(scenario)

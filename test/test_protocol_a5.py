@@ -15,6 +15,7 @@ from daly_bms_ros.protocol.a5 import (
     A5Assembler,
     A5Frame,
     build_a5_request,
+    build_a5_switch,
     decode_a5_balancing,
     decode_a5_cell_range,
     decode_a5_cell_voltages,
@@ -27,6 +28,7 @@ from daly_bms_ros.protocol.a5 import (
     decode_a5_temperature_range,
     frames_expected,
     host_addresses,
+    parse_a5_switch,
 )
 
 
@@ -273,3 +275,36 @@ def test_garbage_of_any_length_is_assembled_in_linear_time() -> None:
     assembler = A5Assembler()
     assert assembler.feed(bytes.fromhex("a50195") * 400_000) == []
     assert assembler.pending < 13
+
+
+#: Daly's PC software switching the discharge MOSFET on and off, and the BMS's answers
+#: (vicgwee's capture in dreadnought/python-daly-bms#3 and jallum/dalymon#2).
+PC_SOFTWARE_DISCHARGE_ON = "A5 40 D9 08 01 00 00 00 00 00 00 00 C7"
+PC_SOFTWARE_DISCHARGE_ON_ANSWER = "A5 01 D9 08 01 0D 13 0D 21 0D 17 C0 BA"
+PC_SOFTWARE_DISCHARGE_OFF = "A5 40 D9 08 00 00 00 00 00 00 00 00 C6"
+PC_SOFTWARE_DISCHARGE_OFF_ANSWER = "A5 01 D9 08 00 0D 13 0D 21 0D 17 C0 B9"
+
+
+def test_the_mosfet_switches_are_the_frames_peers_send() -> None:
+    assert build_a5_switch("discharge_switch", 1, 0x40) == bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON)
+    assert build_a5_switch("discharge_switch", 0, 0x40) == bytes.fromhex(PC_SOFTWARE_DISCHARGE_OFF)
+    # From the Bluetooth app's address, as esphome/feature-requests#1979 sends them raw.
+    assert build_a5_switch("charge_switch", 0, 0x80).hex() == "a580da080000000000000000" + "07"
+    assert build_a5_switch("charge_switch", 1, 0x80).hex() == "a580da080100000000000000" + "08"
+    assert parse_a5_switch(bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON)) == ("discharge_switch", 1)
+    assert parse_a5_switch(build_a5_switch("charge_switch", 0, 0x41)) == ("charge_switch", 0)
+    # Not a switch: a read, an answer, a state that is neither on nor off.
+    assert parse_a5_switch(build_a5_request(0x93)) is None
+    assert parse_a5_switch(bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON_ANSWER)) is None
+    assert parse_a5_switch(build_a5_request(0xD9, 0x40, bytes((2,)) + bytes(7))) is None
+    for name, state in (("soc_setting", 1), ("charge_switch", 2)):
+        with pytest.raises(ValueError, match="to 0 or 1"):
+            build_a5_switch(name, state, 0x40)
+
+
+def test_a_switch_s_answer_carries_the_state_and_its_echo_is_dropped() -> None:
+    # An RS485 adapter's copy of the request comes first; it carries the host address.
+    frames, assembler = assembled(PC_SOFTWARE_DISCHARGE_ON + PC_SOFTWARE_DISCHARGE_ON_ANSWER)
+    assert assembler.echoes == 1
+    [answer] = frames
+    assert (answer.address, answer.command, answer.data[0]) == (1, 0xD9, 1)

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 from real_frames import SETTINGS, STATUS, frame_bytes, real_frames
-from test_protocol_a5 import FIREMEN027_SESSION
+from test_protocol_a5 import (
+    FIREMEN027_SESSION,
+    PC_SOFTWARE_DISCHARGE_OFF_ANSWER,
+    PC_SOFTWARE_DISCHARGE_ON,
+    PC_SOFTWARE_DISCHARGE_ON_ANSWER,
+)
 
 from daly_bms_ros.protocol import (
     D2,
@@ -23,9 +28,9 @@ from daly_bms_ros.protocol import (
     X81_PACK_BLOCK,
     build_read_request,
 )
-from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame, build_a5_request
+from daly_bms_ros.protocol.a5 import A5Assembler, A5Frame, build_a5_answer, build_a5_request
 from daly_bms_ros.protocol.frames import FrameAssembler
-from daly_bms_ros.protocol.registers import MOS_BLOCK, SETTINGS_BLOCK
+from daly_bms_ros.protocol.registers import A5_MOS, MOS_BLOCK, SETTINGS_BLOCK, WRITABLE
 from daly_bms_ros.protocol.session import (
     MODBUS,
     A5Answer,
@@ -35,8 +40,12 @@ from daly_bms_ros.protocol.session import (
     PackMemory,
     Reading,
     Session,
+    ask_write,
     detect,
+    read_written,
     sample,
+    write_address,
+    write_refusal,
 )
 
 #: A BMS's answer to a request: bytes, or None for silence.
@@ -207,3 +216,46 @@ def test_on_a_shared_bus_only_the_asked_boards_frames_count() -> None:
     accept = A5Answer(0x90, 1, board=2)
     assert accept(A5Frame(1, 0x90, bytes(8))) is None
     assert accept(A5Frame(2, 0x90, bytes(8))) == [A5Frame(2, 0x90, bytes(8))]
+
+
+def test_an_a5_switch_is_asked_from_the_host_the_bms_answers_and_its_answer_read() -> None:
+    memory = PackMemory(a5_host=0x40)
+    ask = ask_write(memory, "discharge_switch", 1, board=1)
+    assert ask.requests == (bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON),) and ask.paced
+    assert write_address(memory, "discharge_switch") == 0xD9
+    feed = A5Assembler().feed
+    # The adapter's echo never reaches accept: the assembler drops a host's frame.
+    assert feed(bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON)) == []
+    [on] = feed(bytes.fromhex(PC_SOFTWARE_DISCHARGE_ON_ANSWER))
+    [off] = feed(bytes.fromhex(PC_SOFTWARE_DISCHARGE_OFF_ANSWER))
+    assert ask.accept(on) is True  # the state asked: acknowledged as sent
+    assert ask.accept(off) is False  # another state: the read-back tells
+    assert ask.accept(A5Frame(1, 0xDA, on.data)) is None  # the other switch's answer
+    # On a shared bus, another board's answer is not it.
+    second = ask_write(PackMemory(a5_host=0x41), "charge_switch", 0, board=2)
+    assert second.accept(A5Frame(1, 0xDA, bytes(8))) is None
+    assert second.accept(A5Frame(2, 0xDA, bytes(8))) is True
+
+
+def test_an_a5_switch_is_read_back_from_0x93() -> None:
+    # 0x93: discharging, charge MOS off, discharge MOS on (tomatensaus' layout).
+    mos = build_a5_answer(A5_MOS, bytes.fromhex("02 00 01 71 00 01 38 80".replace(" ", "")))
+    bms = ScriptedBms({build_a5_request(A5_MOS, 0x80): [None, mos]})
+    memory = PackMemory(a5_host=0x80)
+    assert converse(read_written(memory, "charge_switch", plan(retries=1)), bms) == 0.0
+    assert converse(read_written(memory, "discharge_switch", plan(retries=1)), bms) == 1.0
+    assert bms.asked == [build_a5_request(A5_MOS, 0x80)] * 3  # asked again after the silence
+    with pytest.raises(NoAnswerError, match="0x93"):
+        converse(read_written(memory, "charge_switch", plan()), ScriptedBms({}))
+
+
+def test_what_a_bms_takes_is_told_by_its_protocol() -> None:
+    a5 = PackMemory(a5_host=0x40)
+    assert write_refusal(a5, "charge_switch") == write_refusal(a5, "discharge_switch") == ""
+    for name in set(WRITABLE) - {"charge_switch", "discharge_switch"}:
+        assert "takes the MOSFET switches only" in write_refusal(a5, name)
+    assert write_refusal(PackMemory(variant=D2), "sleep_time") == ""
+    assert "D2 and A5 protocols only" in write_refusal(PackMemory(variant=X81), "charge_switch")
+    d2_switch = ask_write(PackMemory(variant=D2), "charge_switch", 0, board=1)
+    assert d2_switch.requests == (bytes.fromhex("d2 06 00 a5 00 00 8a 4a".replace(" ", "")),)
+    assert write_address(PackMemory(variant=D2), "charge_switch") == 0x00A5

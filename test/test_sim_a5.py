@@ -41,7 +41,9 @@ from daly_bms_ros.protocol.a5 import (
     A5Frame,
     build_a5_answer,
     build_a5_request,
+    build_a5_switch,
     decode_a5_cell_voltages,
+    decode_a5_mos,
     decode_a5_pack,
     decode_a5_rated,
     decode_a5_status,
@@ -258,8 +260,8 @@ def test_faults_spoil_a5_answers() -> None:
     assert [frame.number for frame in A5Assembler().feed(truncated)] == [1, 2, 3]
 
 
-def test_write_faults_spoil_d2_writes_only() -> None:
-    """The write faults both presentations apply; a restart answered is told."""
+def test_write_faults_spoil_writes_only() -> None:
+    """The write faults every presentation applies; a restart answered is told."""
     responder = ModelResponder(BatteryModel())
     faults = FaultInjector()
     switch = WRITABLE["charge_switch"].address
@@ -269,11 +271,55 @@ def test_write_faults_spoil_d2_writes_only() -> None:
     assert faults.answer(write, responder) == (build_write_request(switch, 1), False)
     faults.arm(Fault.IGNORED_WRITE)
     assert faults.answer(restart, responder) == (restart, False)
+    faults.arm(Fault.LOST_ACK)  # restarted, its echo lost
+    assert faults.answer(restart, responder) == (None, True)
     faults.arm(Fault.NO_ACK)
     a5 = A5Responder(BatteryModel())
     answer, restarts = faults.answer(build_a5_request(A5_SOC), a5)  # not a write: answered
     assert answer and not restarts
     assert faults.answer(write, responder) == (None, False)
+
+
+def test_an_a5_switch_acts_on_the_model_and_is_answered_as_real_packs_answer_it() -> None:
+    model = BatteryModel(load_amps=20.0, period_s=600.0)
+    board = A5Responder(model, board=3)  # answers 0x42 and 0x80
+    mos = build_a5_request(A5_MOS, 0x42)
+    # After a read, the transmit buffer holds 0x93's bytes: the answer's tail is theirs.
+    held = A5Assembler().feed(board.answer(mos, 100.0) or b"")[0].data
+    answer = board.answer(build_a5_switch("discharge_switch", 0, 0x42), 100.0)
+    [frame] = A5Assembler().feed(answer or b"")
+    assert (frame.address, frame.command, frame.data) == (3, 0xD9, b"\0" + held[1:])
+    assert not model.discharge_mos_on
+    assert model.current(150.0) == 0.0  # the load discharges then: the MOSFET stops it
+    [after] = A5Assembler().feed(board.answer(mos, 150.0) or b"")
+    assert not decode_a5_mos(after).discharge_mos and decode_a5_mos(after).charge_mos
+    assert board.answer(build_a5_switch("discharge_switch", 1, 0x80), 451.0)
+    assert model.discharge_mos_on
+    # Another board's address, or a state that is neither on nor off: no answer, no change.
+    assert board.answer(build_a5_switch("charge_switch", 0, 0x40), 452.0) is None
+    assert board.answer(build_a5_request(0xDA, 0x42, bytes((2,)) + bytes(7)), 452.0) is None
+    assert model.charge_mos_on
+
+
+@pytest.mark.parametrize(
+    ("fault", "answered_state", "held"),
+    [(None, 0, False), (Fault.NO_ACK, None, True), (Fault.LOST_ACK, None, False),
+     (Fault.WRONG_ECHO, 1, False), (Fault.IGNORED_WRITE, 0, True)],
+)  # fmt: skip
+def test_write_faults_spoil_an_a5_switch(
+    fault: Fault | None, answered_state: int | None, held: bool
+) -> None:
+    model = BatteryModel()
+    faults = FaultInjector()
+    if fault is not None:
+        faults.arm(fault)
+    answer, restarts = faults.answer(build_a5_switch("charge_switch", 0, 0x40), A5Responder(model))
+    assert not restarts and model.charge_mos_on is held
+    frames = A5Assembler().feed(answer) if isinstance(answer, bytes) else []
+    assert [(frame.address, frame.command, frame.data[0]) for frame in frames] == (
+        [] if answered_state is None else [(1, 0xDA, answered_state)]
+    )
+    assert sum(faults.armed.values()) == 0  # used up by the write
 
 
 def test_a5_requests_are_found_in_a_noisy_stream() -> None:

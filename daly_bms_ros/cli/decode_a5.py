@@ -15,6 +15,7 @@ from daly_bms_ros.protocol import DalyProtocolError
 from daly_bms_ros.protocol.a5 import (
     COMMANDS,
     MAX_CELLS,
+    SWITCHED_BY,
     A5Frame,
     decode_a5_balancing,
     decode_a5_cell_range,
@@ -76,7 +77,14 @@ _ALONE: dict[int, Callable[[A5Frame, list[str]], Mapping[str, Any]]] = {
 
 
 def describe_a5_frame(frame: A5Frame) -> dict[str, Any]:
-    """JSON object for one A5 answer: its command's values (NaN as None), or an error."""
+    """JSON object for one A5 answer: its command's values (NaN as None), or an error.
+
+    The answer to a MOSFET switch tells the state asked in data byte 0 (``registers`` [O]).
+    """
+    switched = SWITCHED_BY.get(frame.command)
+    if switched is not None:
+        return {"block": f"a5_{switched}", "command": f"{frame.command:#04x}",
+                "board": frame.address, switched: frame.data[0]}  # fmt: skip
     command = COMMANDS.get(frame.command)
     if command is None:
         return {"error": "unknown_command", "command": f"{frame.command:#04x}"}

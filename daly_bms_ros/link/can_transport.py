@@ -5,8 +5,7 @@ that carries it to this pack's BMS address (``protocol.can_id``), and each answe
 address comes back as the A5 frame a UART would have sent, checksum and all. So the A5 code
 matches answers and reassembles multi-frame ones as on a serial port. Only A5 has a CAN form:
 the D2 and 0x81 probes are not sent (``write`` drops them), so a CAN link asks A5 only. Any
-A5 command the client writes goes out: what this driver reads today, and writes of the A5
-family (the MOSFET commands 0xD9/0xDA) should the A5 code send them.
+A5 command the client writes goes out: the reads, and the MOSFET switches 0xD9/0xDA.
 
 The bus is shared (``can_bus``): several packs on one channel use one open bus. Any python-can
 interface works (``socketcan`` for a Raspberry Pi CAN HAT or a candleLight adapter, ``slcan`` for

@@ -25,7 +25,6 @@ from daly_bms_ros.link.transport import BmsTransport, LinkLostError, TransportEr
 from daly_bms_ros.protocol import (
     D2,
     DEVICE_INFO_BLOCK,
-    SETTINGS_BLOCK,
     X81,
     X81_DEVICE_INFO_BLOCK,
     Block,
@@ -35,11 +34,10 @@ from daly_bms_ros.protocol import (
     FrameAssembler,
     Variant,
     decode_device_info,
-    decode_settings,
 )
 from daly_bms_ros.protocol.a5 import A5Assembler, host_addresses
-from daly_bms_ros.protocol.frames import RejectReason, build_write_request
-from daly_bms_ros.protocol.registers import SETTINGS_REGISTERS, WRITABLE, encode_writable
+from daly_bms_ros.protocol.frames import RejectReason
+from daly_bms_ros.protocol.registers import WRITABLE, encode_writable
 from daly_bms_ros.protocol.session import (
     A5,
     MODBUS,
@@ -48,9 +46,12 @@ from daly_bms_ros.protocol.session import (
     NoAnswerError,
     PackMemory,
     Session,
+    ask_write,
     read_block,
+    read_written,
     sample,
-    write_echo,
+    write_address,
+    write_refusal,
 )
 from daly_bms_ros.text import printable
 
@@ -157,7 +158,7 @@ class WriteOutcomeUnknownError(LinkLostError):
 
 
 class ControlNotSupportedError(TransportError):
-    """The BMS speaks a protocol whose writes are not known."""
+    """The BMS speaks a protocol whose writes are not known, or one that does not take this one."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class WriteResult:
 
     ``acknowledged`` is False for a write the BMS did not echo as sent but holds when read
     back: done all the same (some firmware echoes late, or echoes another value).
+    ``address`` is the D2 register written, or the A5 command (``protocol`` "a5").
     """
 
     name: str
@@ -174,11 +176,19 @@ class WriteResult:
     before: float | None
     after: float
     acknowledged: bool = True
+    protocol: str = "d2"
 
     @property
     def register_value(self) -> float:
         """The written value in the unit."""
         return WRITABLE[self.name].register.decode(self.written)
+
+    @property
+    def target(self) -> str:
+        """Where the write went, for log lines: "register 0x00A5", "A5 command 0xDA"."""
+        if self.protocol == A5:
+            return f"A5 command 0x{self.address:02X}"
+        return f"register 0x{self.address:04X}"
 
 
 _Answer = TypeVar("_Answer")
@@ -347,10 +357,7 @@ class DalyClient:
         answer = None
         try:
             while True:
-                ask = session.send(answer)
-                if ask.paced and self.transport.wired:
-                    await asyncio.sleep(A5_REQUEST_GAP)
-                answer = await self._ask(ask)
+                answer = await self._ask(session.send(answer))
         except StopIteration as done:
             return done.value
         except NoAnswerError as error:
@@ -359,7 +366,12 @@ class DalyClient:
             session.close()
 
     async def _ask(self, ask: Ask, write_link: int | None = None) -> Any:
-        """Send ``ask``'s requests; return what its ``accept`` takes of the frames, else None."""
+        """Send ``ask``'s requests; return what its ``accept`` takes of the frames, else None.
+
+        A paced request waits A5_REQUEST_GAP first over a wire.
+        """
+        if ask.paced and self.transport.wired:
+            await asyncio.sleep(A5_REQUEST_GAP)
         return await self._converse(self._streams[ask.family], ask.requests, ask.accept, write_link)
 
     async def read_block(
@@ -399,12 +411,11 @@ class DalyClient:
     async def write_register(self, name: str, value: float) -> WriteResult:
         """Write the setting ``name`` (a key of WRITABLE) in its unit, and prove it took.
 
-        Reads the value before, sends the write and waits for the BMS to echo it (resending
-        while unanswered, over the same link only: a write of the same value twice does no
-        harm; a command such as a restart is sent once), then reads it back: done only if
-        the BMS holds what was written, whatever the echo said. A setting of the settings
-        block is read with the whole block, as Daly's app and syssi's component read it (and
-        the settings of the next sample are those); the balancer switch alone. Raises
+        Reads the value before, sends the write and waits for the BMS to acknowledge it (a
+        D2 echo, an A5 answer; resending while unanswered, over the same link only: a write
+        of the same value twice does no harm; a command such as a restart is sent once), then
+        reads it back (``session.read_written``: an A5 switch from 0x93): done only if the
+        BMS holds what was written, whatever the acknowledgement said. Raises
         ValueError for a name or value that is not allowed, and a TransportError when the
         link failed before the write was sent (nothing sent); WriteNotAcknowledgedError and
         ReadBackMismatchError (with what was read back) when the BMS does not hold the value;
@@ -413,18 +424,15 @@ class DalyClient:
         later), and for a command the BMS did not acknowledge.
         """
         raw = encode_writable(name, value)
-        writable = WRITABLE[name]
         for _sample in range(QUIET_ANSWERS + 1):
             # The protocol, and over a wire whether the adapter echoes: a write's own echo
             # must never pass for the BMS's acknowledgement.
             if self.protocol and not self._echo.unknown:
                 break
             await self.read_sample()
-        if self.variant is not D2:
-            raise ControlNotSupportedError(
-                "writes are known for the D2 protocol only; no public source shows how a 0x81 "
-                "pack takes them over Bluetooth, and this driver does not write A5 commands"
-            )
+        refusal = write_refusal(self.memory, name)
+        if refusal:
+            raise ControlNotSupportedError(refusal)
         if self._echo.unknown:
             raise ControlNotSupportedError(
                 "nothing was written: the reads have not yet told whether the adapter echoes "
@@ -433,7 +441,8 @@ class DalyClient:
         link = self.transport.link
         async with self._write_lock:  # read, write, read back: no other write in between
             before = await self._read_writable(name)
-            pending = WriteResult(name, writable.address, raw, before, math.nan, False)
+            address = write_address(self.memory, name)
+            pending = WriteResult(name, address, raw, before, math.nan, False, self.protocol)
             try:
                 pending = replace(pending, acknowledged=await self._write(pending, link))
             except _LinkChangedError:
@@ -463,6 +472,10 @@ class DalyClient:
         pending = unknown.pending
         if pending is None or not WRITABLE[pending.name].readable:
             raise unknown
+        if not self.protocol:  # a new link: the protocol, and the A5 host address, anew
+            await self.read_sample()
+        if self.protocol != pending.protocol:
+            raise unknown  # another BMS answers now: this one's switch tells nothing
         async with self._write_lock:
             after = await self._read_writable(pending.name)
         return self._proven(pending, after)
@@ -491,25 +504,22 @@ class DalyClient:
 
     async def _read_writable(self, name: str) -> float | None:
         """Read a writable setting's value in its unit; None for a command (nothing to read)."""
-        writable = WRITABLE[name]
-        if not writable.readable:
+        if not WRITABLE[name].readable:
             return None
-        if name in SETTINGS_REGISTERS:
-            self.memory.settings = decode_settings(await self.read_block(SETTINGS_BLOCK))
-            return self.memory.settings.by_name()[name]
-        frame = await self.read_block(Block(name, writable.address, 1))
-        return writable.register.decode(frame.registers[0])
+        plan = replace(self._plan, retries=self.request_retries)
+        value: float = await self.run(read_written(self.memory, name, plan))
+        return value
 
     async def _write(self, result: WriteResult, link: int) -> bool:
-        """Send the write of ``result`` on ``link`` until the BMS echoes it as sent.
+        """Send the write of ``result`` on ``link`` until the BMS acknowledges it.
 
-        True when echoed as sent, False when no echo came after every try or the echo carried
-        another value (the read-back then tells). A command that cannot be read back (a
-        restart) is sent once: a resend could repeat what it does. _LinkChangedError when the
-        link was gone before the first try (nothing sent); _MaybeSentError when a try reached
-        the transport and the link failed afterwards.
+        True when acknowledged as sent, False when no acknowledgement came after every try or
+        it carried another value (the read-back then tells). A command that cannot be read
+        back (a restart) is sent once: a resend could repeat what it does. _LinkChangedError
+        when the link was gone before the first try (nothing sent); _MaybeSentError when a
+        try reached the transport and the link failed afterwards.
         """
-        ask = Ask(MODBUS, (build_write_request(result.address, result.written),), write_echo)
+        ask = ask_write(self.memory, result.name, result.written, self.board)
         tries = self.request_retries + 1 if WRITABLE[result.name].readable else 1
         for attempt in range(tries):
             try:
@@ -521,7 +531,7 @@ class DalyClient:
             except TransportError as error:  # the send itself failed: it may have gone out
                 raise _MaybeSentError(str(error)) from error
             if answer is not None:
-                return bool(answer.payload == ask.requests[0][2:6])
+                return bool(answer)
         return False
 
     async def read_sample(self) -> BmsSample:

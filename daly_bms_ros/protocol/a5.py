@@ -52,6 +52,7 @@ from daly_bms_ros.protocol.registers import (
     A5_TEMPERATURE_RANGE,
     A5_TEMPERATURES,
     A5_TEMPERATURES_PER_FRAME,
+    A5_WRITES,
     D2_STATUS,
     SETTINGS_REGISTERS,
     Register,
@@ -135,6 +136,32 @@ def build_a5_answer(command: int, data: bytes, board: int = 1) -> bytes:
     if len(data) != DATA_SIZE:
         raise ValueError(f"an A5 answer carries {DATA_SIZE} data bytes, not {len(data)}")
     return A5Frame(board, command, data).to_bytes()
+
+
+#: The setting each A5 write command switches (``registers.A5_WRITES`` the other way round).
+SWITCHED_BY = {command: name for name, command in A5_WRITES.items()}
+
+
+def build_a5_switch(name: str, on: int, host_address: int) -> bytes:
+    """Build the request that switches MOSFET ``name`` (a key of ``A5_WRITES``) on (1) or off (0).
+
+    Data byte 0 is the state asked, the other seven 0, as Daly's PC software sends it
+    (``registers`` [O]). ValueError for a setting A5 does not write or a state not 0 or 1.
+    """
+    if name not in A5_WRITES or on not in (0, 1):
+        raise ValueError(f"an A5 BMS switches {', '.join(A5_WRITES)} to 0 or 1, not {name} {on}")
+    return build_a5_request(A5_WRITES[name], host_address, bytes((on,)) + bytes(DATA_SIZE - 1))
+
+
+def parse_a5_switch(data: bytes) -> tuple[str, int] | None:
+    """Return the setting a MOSFET switch request in ``data`` writes and the state it asks.
+
+    None for anything else: another request, an answer, or a state not 0 or 1.
+    """
+    request = parse_a5_request(data)
+    if request is None or request.command not in SWITCHED_BY or request.data[0] not in (0, 1):
+        return None
+    return SWITCHED_BY[request.command], request.data[0]
 
 
 def parse_a5_request(data: bytes) -> A5Frame | None:

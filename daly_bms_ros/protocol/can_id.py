@@ -15,7 +15,7 @@ Several packs share one bus by their BMS address (set in Daly's PC tool), each a
 requests to its own address only (section 2.1). The same Java code lists the MOSFET commands
 of the A5 family, 0xD9 (discharge) and 0xDA (charge), for its CAN and RS485 links alike
 (``bms-daly-common/.../daly/can/DalyCommand.java``): a request of any A5 command has its CAN
-form here; this driver sends no A5 write on any link.
+form here, the MOSFET switches (``registers`` [O]) included.
 
 Not covered: the CAN protocol of newer H/K/M/S/V-series firmware, whose only public trace is a
 spreadsheet attached to mr-manuel/venus-os_dbus-serialbattery#374 ("KVMS intranet

@@ -1,7 +1,7 @@
 """The Daly register maps: the one place that says what each register and command means.
 
 Sources of the D2 and 0x81 meanings (cited per entry as [A] to [L]; the A5 commands at the
-end cite [M] and [N]):
+end cite [M] to [O]):
 - [A] aiobmsble, Daly plugin ``aiobmsble/bms/daly_bms.py`` (patman15): status block 0x00 x 62 with
   pack voltage at register 40, current 41 (30000 offset, 0.1 A), SOC 42, remaining capacity 48,
   cell count 49, sensor count 50, cycles 51, cell delta 56, problem code 58..61; MOS temperature
@@ -413,7 +413,8 @@ def _setting(name: str) -> Writable:
 
 
 #: Every register the driver writes, by name [L]: the settings block's registers, the balancer
-#: switch, and the restart command. D2 only: no public source shows a 0x81 pack's BLE writes.
+#: switch, and the restart command. An A5 BMS takes the two MOSFET switches by commands of its
+#: own (A5_WRITES); no public source shows a 0x81 pack's BLE writes.
 WRITABLE: dict[str, Writable] = {
     **{name: _setting(name) for name in SETTINGS_REGISTERS},
     "balancer_switch": Writable(0x00CF, Register("balancer_switch", 0, minimum=0, maximum=1)),
@@ -537,6 +538,20 @@ FAULT_BITS: dict[tuple[int, int], str] = {
 # - [N] the peers that read them: dreadnought/python-daly-bms ``dalybms/daly_bms.py``, the
 #   ESPHome ``daly_bms`` component, mr-manuel/venus-os_dbus-serialbattery ``bms/daly.py``,
 #   fl4p/batmon-ha ``bmslib/models/daly.py``, whose layouts agree for these commands.
+# - [O] the MOSFET switches, which Daly's document leaves out: the frames Daly's PC software sends,
+#   captured in dreadnought/python-daly-bms#3 and jallum/dalymon#2 (``A5 40 D9 08 01 00 … C7``
+#   switches the discharge MOSFET on and is answered ``A5 01 D9 08 01 0D 13 0D 21 0D 17 C0 BA``:
+#   the same command from the board, data byte 0 the state asked, the bytes after it what an
+#   earlier answer left in the BMS's transmit buffer, here three cell voltages); the same
+#   commands in maland16/daly-bms-uart ``daly-bms-uart.cpp`` (setDischargeMOS, setChargeMOS:
+#   "0xD9 … First Byte 0x01=ON 0x00=OFF"), dreadnought/python-daly-bms ``dalybms/daly_bms.py``
+#   (set_discharge_mosfet, set_charge_mosfet), mr-manuel/venus-os_dbus-serialbattery
+#   ``etc/dbus-serialbattery/bms/daly.py`` (write_charge_discharge_mos, which takes an answer
+#   of the same command whose data byte 0 is not the value sent for a failed write),
+#   nsalois/dailybms_gateway ``daly_bms_uart.py`` (from host address 0x80), and
+#   ai-republic/bms-to-inverter ``bms-daly-common/.../bms/daly/common/DalyCommand.java``
+#   (WRITE_DISCHRG_FET 0xD9, WRITE_CHRG_FET 0xDA, for its RS485 and CAN links alike). Only the
+#   switch read back from 0x93 proves one: none of them takes the answer for more.
 #: 0x90 [M][N]: pack voltage (0.1 V), acquisition voltage (always 0), current (30000 + 0.1 A,
 #: discharging above 30000), SOC (0.1 %).
 A5_SOC = 0x90
@@ -566,6 +581,13 @@ A5_FAILURES = 0x98
 #: CAN with the same id: ``00 00 75 30 00 00 0e 10``, 30000 mAh and 3600 mV (heezes,
 #: https://diysolarforum.com/threads/daly-bms-communication-protocol.65439/).
 A5_RATED_VALUES = 0x50
+#: 0xD9 [O]: switch the discharge MOSFET: data byte 0 = 1 on, 0 off, the other bytes 0.
+A5_DISCHARGE_MOS_SWITCH = 0xD9
+#: 0xDA [O]: switch the charge MOSFET, as 0xD9.
+A5_CHARGE_MOS_SWITCH = 0xDA
+#: The settings of WRITABLE an A5 BMS takes, and the command that writes each [O]; 0x93
+#: reads them back. No public source shows another A5 write as clearly.
+A5_WRITES = {"discharge_switch": A5_DISCHARGE_MOS_SWITCH, "charge_switch": A5_CHARGE_MOS_SWITCH}
 #: The commands of one complete sample, in the order they are asked (0x94 first: its counts
 #: say how many frames 0x95 and 0x96 send).
 A5_SAMPLE_COMMANDS = (

@@ -14,6 +14,11 @@ Detection is a session too: the probes, in an order given by the transport's kin
 wire A5 is asked first (UART/RS485 ports speak it; wired D2 boards the 0x81 variant), over
 Bluetooth last (Daly's "DL-" modules speak D2; older modules A5). A protocol named by the user
 is the only one asked.
+
+A write is two pieces: ``ask_write`` asks it in the protocol the BMS speaks (a D2 register, an
+A5 MOSFET switch) and tells whether the answer acknowledges it; ``read_written`` reads back
+what the BMS holds, the only proof. Binding a write to its link and judging its outcome is the
+client's.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from typing import Any, NamedTuple
 from daly_bms_ros.protocol.a5 import (
     A5Frame,
     build_a5_request,
+    build_a5_switch,
     decode_a5_counts,
+    decode_a5_mos,
     decode_a5_rated,
     decode_a5_status,
     frames_expected,
@@ -45,6 +52,7 @@ from daly_bms_ros.protocol.frames import (
     Frame,
     Variant,
     build_read_request,
+    build_write_request,
 )
 from daly_bms_ros.protocol.model import BmsSettings, BmsStatus
 from daly_bms_ros.protocol.registers import (
@@ -55,10 +63,13 @@ from daly_bms_ros.protocol.registers import (
     A5_SOC,
     A5_STATUS,
     A5_TEMPERATURES,
+    A5_WRITES,
     MOS_BLOCK,
     SETTINGS_BLOCK,
+    SETTINGS_REGISTERS,
     STATUS_80_BLOCK,
     STATUS_BLOCK,
+    WRITABLE,
     X81_PACK_BLOCK,
     X81_STATE_BLOCK,
     Block,
@@ -160,11 +171,6 @@ def read_answer(probes: tuple[tuple[Block, Variant], ...]) -> Callable[[Frame], 
         return None
 
     return accept
-
-
-def write_echo(frame: Frame) -> Frame | None:
-    """Accept the echo of a single-register write."""
-    return frame if frame.function == WRITE_SINGLE else None
 
 
 def ask_blocks(probes: tuple[tuple[Block, Variant], ...]) -> Ask:
@@ -397,3 +403,74 @@ def sample(memory: PackMemory, plan: DetectionPlan) -> Session:
         found = yield from detect(plan)
         memory.variant, memory.status_block, memory.a5_host, first_frame = found
     return (yield from FAMILY_SAMPLES[memory.protocol](memory, first_frame, plan))
+
+
+def write_refusal(memory: PackMemory, name: str) -> str:
+    """Return why setting ``name`` cannot be written to the BMS ``memory`` found, "" if it can.
+
+    A D2 BMS takes every setting of WRITABLE; an A5 BMS the two MOSFET switches (A5_WRITES);
+    for 0x81 no write is known.
+    """
+    if memory.a5_host is not None:
+        if name in A5_WRITES:
+            return ""
+        return (
+            f"an A5 BMS takes the MOSFET switches only ({', '.join(A5_WRITES)}: commands 0xD9 "
+            f"and 0xDA); no public source shows how it takes {name}"
+        )
+    if memory.variant is not D2:
+        return (
+            "writes are known for the D2 and A5 protocols only; no public source shows how a "
+            "0x81 pack takes them over Bluetooth"
+        )
+    return ""
+
+
+def write_address(memory: PackMemory, name: str) -> int:
+    """Return where the write of ``name`` goes: the A5 command, or the D2 register."""
+    return A5_WRITES[name] if memory.a5_host is not None else WRITABLE[name].address
+
+
+def ask_write(memory: PackMemory, name: str, raw: int, board: int) -> Ask:
+    """Ask the write of ``raw`` into setting ``name`` in the protocol the BMS speaks.
+
+    ``accept`` takes the BMS's answer to it and tells whether it acknowledges the value as
+    sent (True) or tells another (False). A D2 write is echoed: function 0x06 with the
+    request's register and value. An A5 switch is answered with the same command from the
+    board, data byte 0 the state (``registers`` [O]); an RS485 adapter's copy of the request
+    carries the host address, which the A5 assembler drops, so it never passes for the
+    answer. Neither proves the write: only the read-back does (``read_written``).
+    """
+    if memory.a5_host is not None:
+        command_answer = A5Answer(A5_WRITES[name], 1, board)
+
+        def accept_a5(frame: A5Frame) -> bool | None:
+            answer = command_answer(frame)
+            return None if answer is None else answer[0].data[0] == raw
+
+        return Ask(A5, (build_a5_switch(name, raw, memory.a5_host),), accept_a5, paced=True)
+    request = build_write_request(WRITABLE[name].address, raw)
+
+    def accept_d2(frame: Frame) -> bool | None:
+        return frame.payload == request[2:6] if frame.function == WRITE_SINGLE else None
+
+    return Ask(MODBUS, (request,), accept_d2)
+
+
+def read_written(memory: PackMemory, name: str, plan: DetectionPlan) -> Session:
+    """Read what the BMS holds of setting ``name`` (readable in WRITABLE), in its unit.
+
+    An A5 switch from 0x93, the MOSFET states. A D2 setting of the settings block with the
+    whole block, as Daly's app and syssi's component read it (the settings of the next
+    sample are those), any other by its register alone.
+    """
+    if memory.a5_host is not None:
+        [frame] = yield from read_a5(A5_MOS, memory.a5_host, plan.board, plan.retries)
+        mos = decode_a5_mos(frame)
+        return float({"charge_switch": mos.charge_mos, "discharge_switch": mos.discharge_mos}[name])
+    if name in SETTINGS_REGISTERS:
+        memory.settings = decode_settings((yield from read_block(SETTINGS_BLOCK, plan.retries)))
+        return memory.settings.by_name()[name]
+    writable = WRITABLE[name]
+    frame = yield from read_block(Block(name, writable.address, 1), plan.retries)
+    return writable.register.decode(frame.registers[0])

@@ -2,7 +2,11 @@
 
 Each request ``A5 <host> <command> 08 …`` gets the frames that ``protocol.a5`` decodes back into
 the model's status at that moment: 0x90..0x98, and 0x50 (rated capacity and nominal cell
-voltage). The answers carry what real devices send, not only what Daly's document says:
+voltage). A MOSFET switch, 0xD9 (discharge) or 0xDA (charge) with data byte 0 = 1 on, 0 off,
+switches the model's MOSFET (one switched off stops the current through it) and is answered as
+Daly's PC software saw it answered: the same command, data byte 0 the state asked, the other
+bytes what the transmit buffer held (``registers`` [O]). The answers carry what real devices
+send, not only what Daly's document says:
 
 - byte 1 is the board number (1 alone on a bus); board N answers host address 0x40 + N - 1, and
   a UART port or Bluetooth module answers 0x80 too, an RS485 port only its 0x40 address
@@ -40,6 +44,7 @@ from daly_bms_ros.protocol.a5 import (
     encode_a5_series,
     frames_expected,
     parse_a5_request,
+    parse_a5_switch,
 )
 from daly_bms_ros.protocol.fields import write_fields
 from daly_bms_ros.protocol.registers import A5_BALANCING, A5_CELL_VOLTAGES, A5_FAILURES
@@ -89,6 +94,11 @@ class A5Responder:
         frame = parse_a5_request(request)
         if frame is None or frame.address not in self.host_addresses:
             return None
+        switch = parse_a5_switch(request)
+        if switch is not None:
+            name, on = switch
+            self.model.write(elapsed, name, on)
+            return self._frame(frame.command, bytes((on,)))
         command = COMMANDS.get(frame.command)
         if command is None:
             return None

@@ -2,7 +2,8 @@
 
 They are the failures a driver meets with real packs: an answer that never comes, comes too late,
 arrives with a bad CRC (an A5 answer: a bad checksum) or cut short, or arrives twice; and for
-writes: no acknowledgement, an echo of another value, or an echo of a write the BMS then ignores
+writes (a D2 write, an A5 MOSFET switch): no acknowledgement, an acknowledgement lost after the
+write was applied, an acknowledgement of another value, or one of a write the BMS then ignores
 (fl4p/batmon-ha#356: Daly firmware echoes writes to registers that do nothing).
 """
 
@@ -21,7 +22,8 @@ from daly_bms_ros.protocol import (
     parse_write_request,
 )
 from daly_bms_ros.protocol.a5 import START as A5_START
-from daly_bms_ros.protocol.registers import WRITABLE
+from daly_bms_ros.protocol.a5 import build_a5_answer, build_a5_request, parse_a5_switch
+from daly_bms_ros.protocol.registers import A5_MOS, WRITABLE
 
 Answer = TypeVar("Answer")
 
@@ -36,6 +38,8 @@ class Fault(enum.Enum):
     DUPLICATE = "duplicate"
     #: Writes only: the write is neither applied nor answered.
     NO_ACK = "no_ack"
+    #: Writes only: the write is applied, its acknowledgement never comes.
+    LOST_ACK = "lost_ack"
     #: Writes only: the write is applied, the echo carries another value.
     WRONG_ECHO = "wrong_echo"
     #: Writes only: the write is echoed as sent but not applied.
@@ -43,7 +47,7 @@ class Fault(enum.Enum):
 
 
 #: The faults that spoil a write rather than an answer.
-WRITE_FAULTS = (Fault.NO_ACK, Fault.WRONG_ECHO, Fault.IGNORED_WRITE)
+WRITE_FAULTS = (Fault.NO_ACK, Fault.LOST_ACK, Fault.WRONG_ECHO, Fault.IGNORED_WRITE)
 ANSWER_FAULTS = tuple(fault for fault in Fault if fault not in WRITE_FAULTS)
 
 
@@ -79,24 +83,37 @@ class FaultInjector:
     def answer(
         self, request: bytes, respond: Callable[[bytes], Answer]
     ) -> tuple[Answer | bytes | None, bool]:
-        """Answer ``request`` with ``respond``, spoiled by the write fault armed for a D2 write.
+        """Answer ``request`` with ``respond``, spoiled by the write fault armed for a write.
 
-        Also return whether the BMS now restarts: a restart it answered and did not ignore
-        (it then drops its Bluetooth link).
+        A write is a D2 one (function 0x06) or an A5 MOSFET switch (0xD9, 0xDA), whose answer
+        carries the state in data byte 0. Also return whether the BMS now restarts: a restart
+        it answered and did not ignore (it then drops its Bluetooth link).
         """
-        write = parse_write_request(request)  # writes are known for D2 only
-        fault = None if write is None else self.take_write_fault()
+        write = parse_write_request(request)
+        is_write = write is not None or parse_a5_switch(request) is not None
+        fault = self.take_write_fault() if is_write else None
         if fault is Fault.NO_ACK:
             return None, False
         if fault is Fault.IGNORED_WRITE:
-            return build_write_answer(request), False
+            if write is not None:
+                return build_write_answer(request), False
+            # The board's answer as if applied: which board is told by a read (no change).
+            like = respond(build_a5_request(A5_MOS, request[1]))
+            if not isinstance(like, bytes) or not like:
+                return None, False
+            return _a5_answer(request[2], request[4], like), False
         answer = respond(request)
         if not isinstance(answer, bytes) or not answer:  # a recorded answer is played as it was
             return answer, False
-        if fault is Fault.WRONG_ECHO and write is not None:
+        restarts = write == (WRITABLE["restart"].address, (1,))
+        if fault is Fault.LOST_ACK:
+            return None, restarts
+        if fault is Fault.WRONG_ECHO:
+            if write is None:
+                return _a5_answer(answer[2], answer[4] ^ 1, answer), False
             address, values = write
             return build_write_request(address, (values[0] + 1) & 0xFFFF), False
-        return answer, write == (WRITABLE["restart"].address, (1,))
+        return answer, restarts
 
     async def apply(self, answer: bytes) -> bytes | None:
         """Return what the BMS sends instead of ``answer`` (None: nothing), after any delay."""
@@ -120,3 +137,8 @@ def _corrupt_check(answer: bytes) -> bytes:
         return answer[:-1] + bytes((answer[-1] ^ 0xFF,))
     bad_crc = (crc16_modbus(answer[:-2]) ^ 0xFFFF).to_bytes(2, "little")
     return answer[:-2] + bad_crc
+
+
+def _a5_answer(command: int, state: int, like: bytes) -> bytes:
+    """Return an answer to A5 ``command`` with ``state`` in data byte 0, else as answer ``like``."""
+    return build_a5_answer(command, bytes((state,)) + like[5:12], like[1])
