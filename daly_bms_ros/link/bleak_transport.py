@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ except ImportError:  # bleak < 0.22 (Ubuntu 24.04's python3-bleak) tells no such
 from daly_bms_ros.link.transport import (
     AdapterUnavailableError,
     DeviceNotFoundError,
+    LinkCallbacks,
     LinkLostError,
     TransportError,
 )
@@ -152,7 +153,7 @@ def translate_error(error: Exception) -> TransportError:
     return LinkLostError(f"{type(error).__name__}: {error}")
 
 
-class BleakTransport:
+class BleakTransport(LinkCallbacks):
     """BmsTransport over bleak's platform backend (BlueZ on Linux)."""
 
     wired = False
@@ -164,6 +165,7 @@ class BleakTransport:
         adapter: str = "",
         connect_timeout: float = 10.0,
     ) -> None:
+        super().__init__()
         self._mac_address = mac_address.upper()
         self._device_name = device_name
         self._scanner_options = adapter_options(adapter)
@@ -171,7 +173,6 @@ class BleakTransport:
         #: The connected client, set only once it is subscribed: a link takes no requests
         #: before it is whole.
         self._client: BleakClientWithServiceCache | None = None
-        self._links = 0
         #: The device ``find`` saw, for the next ``connect`` only.
         self._found: BLEDevice | None = None
         #: The GATT layout the connected BMS answers on.
@@ -181,18 +182,11 @@ class BleakTransport:
         #: Advertised name of the device last found ("" before that).
         self.name = ""
         self._address = ""
-        self._on_notify: Callable[[bytes], None] = lambda _data: None
-        self._on_disconnect: Callable[[], None] = lambda: None
 
     @property
     def is_connected(self) -> bool:
         """Whether the link is up."""
         return self._client is not None and self._client.is_connected
-
-    @property
-    def link(self) -> int:
-        """How many links were made whole: the number of the current one."""
-        return self._links
 
     @property
     def description(self) -> str:
@@ -214,12 +208,6 @@ class BleakTransport:
             write = client.services.get_characteristic(self.layout.write)
             mtu = None if write is None else write.max_write_without_response_size + 3
         return {"name": self.name, "address": self._address, "gatt": self.layout.name, "mtu": mtu}
-
-    def set_callbacks(
-        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
-    ) -> None:
-        """Set the notification and link-loss callbacks."""
-        self._on_notify, self._on_disconnect = on_notify, on_disconnect
 
     def _matches(self, device: BLEDevice, advertisement: AdvertisementData) -> bool:
         if self._mac_address:
@@ -274,7 +262,7 @@ class BleakTransport:
                 raise translate_error(error) from error
             raise
         self._client = client  # the link is whole: it takes requests from now on
-        self._links += 1
+        self._link_made()
 
     async def _subscribe(self, client: BleakClientWithServiceCache) -> GattLayout:
         """Subscribe to the answers of the first GATT layout the BMS has and accepts."""

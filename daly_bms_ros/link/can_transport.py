@@ -14,10 +14,10 @@ a serial-line adapter, ``virtual`` in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from daly_bms_ros.link.can_bus import SHARED_BUSES, CanBusError, CanBuses, CanChannel
-from daly_bms_ros.link.transport import AdapterUnavailableError, LinkLostError
+from daly_bms_ros.link.transport import AdapterUnavailableError, LinkCallbacks, LinkLostError
 from daly_bms_ros.protocol.can_id import (
     BITRATE,
     DEFAULT_BMS_ADDRESS,
@@ -28,7 +28,7 @@ from daly_bms_ros.protocol.can_id import (
 )
 
 
-class CanTransport:
+class CanTransport(LinkCallbacks):
     """A link to the BMS at ``address`` on a CAN channel (``BmsTransport``)."""
 
     wired = True
@@ -41,6 +41,7 @@ class CanTransport:
         address: int = DEFAULT_BMS_ADDRESS,
         buses: CanBuses = SHARED_BUSES,
     ) -> None:
+        super().__init__()
         check_bms_address(address)  # ValueError
         self._interface = interface
         self._channel = channel
@@ -49,19 +50,11 @@ class CanTransport:
         self._buses = buses
         self._bus: CanChannel | None = None
         self.name = f"{interface}:{channel}"
-        self._links = 0
-        self._on_notify: Callable[[bytes], None] = lambda _data: None
-        self._on_disconnect: Callable[[], None] = lambda: None
 
     @property
     def is_connected(self) -> bool:
         """Whether the bus is open and this pack's answers reach the client."""
         return self._bus is not None
-
-    @property
-    def link(self) -> int:
-        """How many times this pack subscribed to the bus: the number of the current link."""
-        return self._links
 
     @property
     def description(self) -> str:
@@ -84,13 +77,6 @@ class CanTransport:
             "bms_address": self._address,
         }
 
-    def set_callbacks(
-        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
-    ) -> None:
-        """Set what to call with each answer (as A5 bytes) and when the bus fails."""
-        self._on_notify = on_notify
-        self._on_disconnect = on_disconnect
-
     async def find(self) -> None:
         """Nothing to search: a pack on a bus is found by asking it."""
 
@@ -102,7 +88,7 @@ class CanTransport:
         except CanBusError as error:
             raise AdapterUnavailableError(str(error)) from error
         self._bus = bus
-        self._links += 1
+        self._link_made()
 
     def _lost(self, _reason: str) -> None:
         if self._bus is None:

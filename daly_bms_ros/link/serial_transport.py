@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import serial
 from serial.rs485 import RS485Settings
@@ -20,6 +20,7 @@ from serial.rs485 import RS485Settings
 from daly_bms_ros.link.transport import (
     AdapterUnavailableError,
     DeviceNotFoundError,
+    LinkCallbacks,
     LinkLostError,
 )
 
@@ -28,7 +29,7 @@ DEFAULT_BAUDRATE = 9600
 MINIMUM_BAUDRATE, MAXIMUM_BAUDRATE = 1200, 115200
 
 
-class SerialTransport:
+class SerialTransport(LinkCallbacks):
     """A link to one BMS over a serial port (``BmsTransport``)."""
 
     wired = True
@@ -38,24 +39,17 @@ class SerialTransport:
 
         For adapters that do not switch direction by themselves (most USB-RS485 adapters do).
         """
+        super().__init__()
         self._port = port
         self.name = port
         self._baudrate = baudrate
         self._rs485 = rs485
         self._serial: serial.Serial | None = None
-        self._links = 0
-        self._on_notify: Callable[[bytes], None] = lambda _data: None
-        self._on_disconnect: Callable[[], None] = lambda: None
 
     @property
     def is_connected(self) -> bool:
         """Whether the port is open."""
         return self._serial is not None
-
-    @property
-    def link(self) -> int:
-        """How many times the port was opened: the number of the current link."""
-        return self._links
 
     @property
     def description(self) -> str:
@@ -71,13 +65,6 @@ class SerialTransport:
     def details(self) -> Mapping[str, object]:
         """What a capture records of the link."""
         return {"transport": "serial", "port": self._port, "baudrate": self._baudrate}
-
-    def set_callbacks(
-        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
-    ) -> None:
-        """Set what to call with the bytes received and when the port goes away."""
-        self._on_notify = on_notify
-        self._on_disconnect = on_disconnect
 
     async def find(self) -> None:
         """Check that the port exists (DeviceNotFoundError: unplugged, or another name)."""
@@ -110,7 +97,7 @@ class SerialTransport:
                 ) from error
         port.reset_input_buffer()
         self._serial = port
-        self._links += 1
+        self._link_made()
         asyncio.get_running_loop().add_reader(port.fileno(), self._readable)
 
     def _readable(self) -> None:

@@ -1,7 +1,8 @@
 """What the client needs from a link to one BMS: move bytes, report notifications and loss.
 
-The bleak implementation is ``BleakTransport``; tests use an in-process double with the same
-interface, so everything above the transport is tested without a radio.
+The backends are ``BleakTransport`` (Bluetooth LE), ``SerialTransport`` (a UART/RS485 port) and
+``CanTransport`` (a CAN bus); tests use an in-process double with the same interface, so
+everything above the transport is tested without a radio.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class LinkLostError(TransportError):
 class BmsTransport(Protocol):
     """A link to one BMS that moves raw bytes."""
 
-    #: A serial port, not a radio link: the client asks A5 first (UART/RS485 ports speak it).
+    #: A wire (a serial port, a CAN bus), not a radio link: the client asks A5 first.
     wired: bool
     #: The device's name once found (its advertised name; a serial port's path), "" before.
     name: str
@@ -88,3 +89,30 @@ class BmsTransport(Protocol):
 
         Empty when it tells nothing; raise a TransportError if the link is gone.
         """
+
+
+class LinkCallbacks:
+    """What every transport keeps alike: the client's callbacks and the number of its link.
+
+    A backend calls ``_link_made`` once a link is whole (subscribed to the BMS's answers),
+    hands each notification to ``_on_notify`` and a loss to ``_on_disconnect``.
+    """
+
+    def __init__(self) -> None:
+        self._links = 0
+        self._on_notify: Callable[[bytes], None] = lambda _data: None
+        self._on_disconnect: Callable[[], None] = lambda: None
+
+    @property
+    def link(self) -> int:
+        """Which link this is: it moves on each time a link is made whole (``BmsTransport``)."""
+        return self._links
+
+    def _link_made(self) -> None:
+        self._links += 1
+
+    def set_callbacks(
+        self, on_notify: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        """Set what to call with each notification (or bytes read) and when the link drops."""
+        self._on_notify, self._on_disconnect = on_notify, on_disconnect
