@@ -14,7 +14,7 @@ import re
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import can
@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 from ros_spin import spin_in_background
 from test_e2e_faults import FAST_LINK, listen, spinning, wait_for_new_samples, wait_until
 from test_fleet import Listener, fleet_context, parameters_file
-from test_sim_a5 import SIM_MODULE
+from test_sim_a5 import SIM_MODULE, pty_sim
 
 from daly_bms_ros.cli.exit_codes import ExitCode
 from daly_bms_ros.link.can_bus import CanBuses
@@ -189,26 +189,9 @@ def daly_bms(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@contextmanager
-def can_sim(tmp_path: Path, *arguments: str) -> Iterator[tuple[SimProcess, str]]:
-    """Run ``daly-bms-sim --can`` with other traffic and a control socket; yield its pty."""
-    control = tmp_path / "can.sock"
-    process = subprocess.Popen(
-        [*SIM_MODULE, "--can", "--other-traffic", "--control", str(control), *arguments],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("serial port /dev/"), line + process.stdout.read()
-        yield SimProcess(process, control), line.split(" ", 2)[2].strip()
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
+def can_sim(tmp_path: Path, *arguments: str) -> AbstractContextManager[tuple[SimProcess, str]]:
+    """Run ``daly-bms-sim --can`` with other traffic on the bus (see ``pty_sim``)."""
+    return pty_sim(tmp_path, "--can", "--other-traffic", *arguments)
 
 
 def test_the_cli_reads_and_scans_the_bus(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -401,11 +401,14 @@ SIM_MODULE = (sys.executable, "-m", "daly_bms_ros.sim.main")
 
 
 @contextmanager
-def serial_sim(tmp_path: Path, *arguments: str) -> Iterator[tuple[SimProcess, str]]:
-    """Run ``daly-bms-sim --serial`` with a control socket; yield it and its port's path."""
-    control = tmp_path / "serial.sock"
+def pty_sim(tmp_path: Path, *arguments: str) -> Iterator[tuple[SimProcess, str]]:
+    """Run ``daly-bms-sim`` on a pty with a control socket; yield it and its port's path.
+
+    ``--serial`` or ``--can`` among ``arguments`` picks what the pty presents.
+    """
+    control = tmp_path / "sim.sock"
     process = subprocess.Popen(
-        [*SIM_MODULE, "--serial", "--control", str(control), *arguments],
+        [*SIM_MODULE, "--control", str(control), *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -420,6 +423,11 @@ def serial_sim(tmp_path: Path, *arguments: str) -> Iterator[tuple[SimProcess, st
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def serial_sim(tmp_path: Path, *arguments: str) -> AbstractContextManager[tuple[SimProcess, str]]:
+    """Run ``daly-bms-sim --serial`` (see ``pty_sim``)."""
+    return pty_sim(tmp_path, "--serial", *arguments)
 
 
 def read_a5(port: serial.Serial, assembler: A5Assembler, count: int) -> list[A5Frame]:

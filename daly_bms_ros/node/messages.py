@@ -172,15 +172,7 @@ def sample_from_messages(battery: BatteryState, cells: DalyCells) -> BmsSample:
         balance_current=_at_resolution(cells.balance_current, 3),
         board_temperature=_at_resolution(cells.board_temperature, 0),
     )
-    stamp = battery.header.stamp
-    return BmsSample(
-        status,
-        BmsSettings(
-            rated_capacity=_at_resolution(battery.capacity, 1), nominal_cell_voltage=math.nan
-        ),
-        received_at=stamp.sec + stamp.nanosec * 1e-9,
-        device=cells.device,
-    )
+    return _sample_of(status, battery, cells.device)
 
 
 def sample_from_battery_state(battery: BatteryState, device: str) -> BmsSample:
@@ -218,6 +210,11 @@ def sample_from_battery_state(battery: BatteryState, device: str) -> BmsSample:
         max_temperature=_at_resolution(battery.temperature, 0),
         min_temperature=_at_resolution(battery.temperature, 0),
     )
+    return _sample_of(status, battery, device)
+
+
+def _sample_of(status: BmsStatus, battery: BatteryState, device: str) -> BmsSample:
+    """Return the sample of ``status`` as ``battery`` carried it: its capacity, its stamp."""
     stamp = battery.header.stamp
     return BmsSample(
         status,
