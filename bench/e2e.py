@@ -6,7 +6,8 @@
   bare rclpy publisher, the least a ROS program can do over the same BlueZ mock and DDS) and the
   node's ratio to it;
 - time to first message: from starting the node process to the first BatteryState (discovery,
-  connection, first sample, Python and DDS start-up included), ``--starts`` times;
+  connection, first sample, Python and DDS start-up included), ``--starts`` times, and the
+  floor's beside it;
 - recovery: the BMS sleeps (stops advertising and drops the link) for ``--asleep`` seconds and
   wakes; the time from waking to the next BatteryState, ``--cycles`` times, with the node's
   default reconnect backoff (1 s doubling to 30 s).
@@ -83,23 +84,33 @@ def latency(bms: TimedPeripheral, polls: int) -> None:
 
 
 def time_to_first_message(starts: int) -> None:
-    times = []
-    with listening() as listener:
-        for _ in range(starts):
-            before = listener.count()
-            started = time.time()
-            node = start_node(poll_interval=1.0)
-            try:
-                if listener.wait_for(before + 1, timeout=60):
-                    with listener.lock:
-                        times.append(listener.arrivals[before][0] - started)
-            finally:
-                stop_node(node)
-    p50, worst = percentiles(times, 50, 100)
-    print(
-        f"time to first message (process start -> first BatteryState), {len(times)}/{starts} "
-        f"starts: p50 {p50:.2f} s, max {worst:.2f} s"
-    )
+    """Process start to first BatteryState, the node's and the floor's, ``starts`` times each.
+
+    A message published before the subscriber has discovered its publisher is lost (volatile
+    QoS): at 1 s polls each such sample adds a second, for the floor as for the node.
+    """
+    floor = [sys.executable, str(FLOOR), NAME, "--interval", "1.0"]
+    for name, start in (
+        ("node", lambda: start_node(poll_interval=1.0)),
+        ("floor", lambda: subprocess.Popen(floor)),
+    ):
+        times = []
+        with listening() as listener:
+            for _ in range(starts):
+                before = listener.count()
+                started = time.time()
+                process = start()
+                try:
+                    if listener.wait_for(before + 1, timeout=60):
+                        with listener.lock:
+                            times.append(listener.arrivals[before][0] - started)
+                finally:
+                    stop_node(process)
+        p50, worst = percentiles(times, 50, 100)
+        print(
+            f"time to first message ({name}, process start -> first BatteryState), "
+            f"{len(times)}/{starts} starts: p50 {p50:.2f} s, max {worst:.2f} s"
+        )
 
 
 def recovery(bms: TimedPeripheral, cycles: int, asleep: float) -> None:
