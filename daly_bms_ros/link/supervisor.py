@@ -316,8 +316,10 @@ class BmsLink:
                 await self._unless_stopped(self._attempt())
             except LinkStoppedError:
                 pass
-            except (TransportError, DalyProtocolError, OSError, asyncio.TimeoutError) as error:
-                self._failed(str(error) or f"the turn took over {self._config.turn_timeout} s")
+            except asyncio.TimeoutError as error:  # a turn out of its time, or a wait of a held link
+                self._failed(str(error) or self._timed_out())
+            except (TransportError, DalyProtocolError, OSError) as error:
+                self._failed(str(error) or type(error).__name__)
             except Exception as error:
                 self._failed(f"unexpected {type(error).__name__}: {error}")
                 LOG.exception("BMS link failure")
@@ -350,6 +352,12 @@ class BmsLink:
                 await asyncio.wait_for(self._take_turn(), self._config.turn_timeout)
             self._failures = self._failed_polls = 0
             self._enter(LinkState.IN_TURN)
+
+    def _timed_out(self) -> str:
+        """Why an attempt that ran out of time failed."""
+        if self._turns is not None:
+            return f"the turn took over {self._config.turn_timeout} s"
+        return "TimeoutError"
 
     def _failed(self, error: str) -> None:
         """Count a failed attempt; a turn's failure is also a failed poll (a few: link down)."""
