@@ -154,8 +154,12 @@ def test_two_packs_share_one_bus_and_a_bus_off_ends_both_links() -> None:
         assert first.status.soc - second.status.soc == pytest.approx(10.0, abs=1.0)
         channel = buses.channel("virtual", "can-test", 250_000)
         assert channel.ignored > 0  # the motor controller's frames
-        # The controller goes bus-off (Linux reports it as an error frame): both links end.
+        # A passing error (the controller's warning, Linux's CAN_ERR_CTRL 0x04) is counted and
+        # the links go on; bus-off (CAN_ERR_BUSOFF 0x40) ends both.
         injector = can.Bus(interface="virtual", channel="can-test")
+        injector.send(can.Message(arbitration_id=0x04, is_error_frame=True, dlc=8))
+        await asyncio.gather(*(client.read_sample() for client in clients))
+        assert channel.bus_errors == 1 and not lost
         injector.send(can.Message(arbitration_id=0x40, is_error_frame=True, dlc=8))
         injector.shutdown()
         await asyncio.wait_for(both_lost.wait(), 10)
@@ -192,6 +196,27 @@ def daly_bms(*arguments: str) -> subprocess.CompletedProcess[str]:
 def can_sim(tmp_path: Path, *arguments: str) -> AbstractContextManager[tuple[SimProcess, str]]:
     """Run ``daly-bms-sim --can`` with other traffic on the bus (see ``pty_sim``)."""
     return pty_sim(tmp_path, "--can", "--other-traffic", *arguments)
+
+
+def test_the_shell_connects_to_the_board_on_the_bus_it_is_given(tmp_path: Path) -> None:
+    """No Bluetooth scan, no Bluetooth BMS: the board the options name, on its bus."""
+    assert CLI
+    with can_sim(tmp_path, "--boards", "2") as (_sim, port):
+        bus = ("--transport", "can", "--can-interface", "slcan", "--can-channel", port)
+        result = subprocess.run(
+            [CLI, "shell", *bus, "--board", "2", "--request-timeout", "1"],
+            input="json\nservices\nexit\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent"},
+        )
+    assert result.returncode == 0, result.stderr
+    assert f"target: board 2 on the CAN bus slcan:{port}" in result.stdout, result.stdout
+    assert f"connected to slcan:{port} BMS 0x02" in result.stdout
+    assert "a wire (can), no Bluetooth services; protocol a5" in result.stdout
+    assert "no Daly BMS seen" not in result.stdout and "error" not in result.stdout
 
 
 def test_the_cli_reads_and_scans_the_bus(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_the_shell_connects_to_the_serial_port_it_is_given(tmp_path: Path) -> No
     # Auto-connect: the port it names, at once, with no Bluetooth scan.
     assert f"connected to {port} (9600 baud)" in result.stdout, result.stdout
     assert "no Daly BMS seen" not in result.stdout and "error" not in result.stdout
-    assert f"{port} (9600 baud): a serial port, no Bluetooth services; protocol a5" in (
+    assert f"{port} (9600 baud): a wire (serial), no Bluetooth services; protocol a5" in (
         result.stdout
     )
     [record] = [  # after the prompt

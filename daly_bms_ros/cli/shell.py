@@ -47,6 +47,9 @@ def target_of(arguments: argparse.Namespace) -> str:
     """Say which BMS the options name: what auto-connect connects to."""
     if arguments.serial_port:
         return f"the BMS on {arguments.serial_port}"
+    if arguments.transport == "can":
+        bus = f"{arguments.can_interface}:{arguments.can_channel}"
+        return f"board {arguments.board} on the CAN bus {bus}"
     if arguments.mac or arguments.name:
         return " ".join(part for part in (arguments.name, arguments.mac) if part)
     return "the first Daly BMS seen"
@@ -162,11 +165,11 @@ class DalyShell(cmd.Cmd):
     def start(self) -> None:
         """Tell the target, then scan; with auto-connect on, connect to the target.
 
-        A wired BMS is not scanned for: its port is the target.
+        A wired BMS is not scanned for: its port (or its CAN bus and board) is the target.
         """
         self._print("Daly BMS shell. Type help (h) for the commands, exit (q) to leave.")
         self._print(self._target_line())
-        if self.arguments.serial_port:
+        if self.arguments.serial_port or self.arguments.transport == "can":
             if self.auto_connect:
                 self._connect(transport_for(self.arguments))
             return
@@ -229,7 +232,8 @@ class DalyShell(cmd.Cmd):
         transport = client.transport
         if not isinstance(transport, BleakTransport):
             self._print(
-                f"{transport.description}: a serial port, no Bluetooth services; protocol "
+                f"{transport.description}: a wire ({transport.details['transport']}), no "
+                "Bluetooth services; protocol "
                 f"{client.protocol or 'not known yet (read once)'}"
             )
             return

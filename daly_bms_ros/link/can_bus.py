@@ -53,8 +53,12 @@ class CanChannel:
         self.retired = False
         #: Packs connecting at once open the bus once.
         self._opening = asyncio.Lock()
+        #: One frame written at a time (an slcan adapter's line must not interleave).
+        self._sending = threading.Lock()
         #: Frames on the bus that no subscribed pack sent: other devices, other hosts' traffic.
         self.ignored = 0
+        #: Error frames short of bus-off (a controller's warnings, error-passive, no ACK).
+        self.bus_errors = 0
 
     @property
     def name(self) -> str:
@@ -84,18 +88,27 @@ class CanChannel:
         if not self._subscribers:
             await self._close()
 
-    def send(self, identifier: int, data: bytes) -> None:
-        """Send one extended frame; CanBusError (and every link lost) when the bus fails."""
+    async def send(self, identifier: int, data: bytes) -> None:
+        """Send one extended frame; CanBusError (and every link lost) when the bus fails.
+
+        Sent from a worker thread, one frame at a time: a full transmit queue (no other node
+        acknowledging, a busy bus) makes a send wait up to a second, which must not stop the
+        loop every other pack's link runs in.
+        """
         bus = self._bus
         if bus is None:
             raise CanBusError(f"{self.name} is not open")
         message = can.Message(arbitration_id=identifier, is_extended_id=True, data=data)
         try:
-            bus.send(message, timeout=1.0)
+            await asyncio.to_thread(self._send_one, bus, message)
         except (can.CanError, OSError) as error:
             reason = f"send on {self.name} failed: {error}"
             self._fail(reason)
             raise CanBusError(reason) from error
+
+    def _send_one(self, bus: can.BusABC, message: can.Message) -> None:
+        with self._sending:
+            bus.send(message, timeout=1.0)
 
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -131,8 +144,12 @@ class CanChannel:
     def _deliver(self, message: can.Message) -> None:
         """Route one frame: a pack's answer to its link, an error frame ends them all."""
         if message.is_error_frame:
-            what = "bus-off" if message.arbitration_id & CAN_ERR_BUSOFF else "a bus error"
-            self._fail(f"{self.name} reported {what}")
+            # Bus-off ends every link on the channel; the passing errors a busy bus reports
+            # (warnings, error-passive, a missing acknowledgement) are counted, not fatal.
+            if message.arbitration_id & CAN_ERR_BUSOFF:
+                self._fail(f"{self.name} reported bus-off")
+            else:
+                self.bus_errors += 1
             return
         answer = a5_answer(message.arbitration_id, bytes(message.data), message.is_extended_id)
         source = parse_id(message.arbitration_id).source

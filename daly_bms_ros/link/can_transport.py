@@ -111,7 +111,7 @@ class CanTransport(LinkCallbacks):
         if frame is None:
             return  # a D2/0x81 probe: a Daly CAN port answers A5 commands only
         try:
-            bus.send(*frame)
+            await bus.send(*frame)
         except CanBusError as error:
             raise LinkLostError(str(error)) from error
 

@@ -237,6 +237,7 @@ class DalyClient:
         #: One request on the link at a time (polls and writes come from different tasks).
         self._link_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()
+        self._sampling = asyncio.Lock()
         #: What sees the raw conversation (captures, the raw-frames topic).
         self.taps: list[Tap] = []
 
@@ -354,11 +355,18 @@ class DalyClient:
 
         What it returns is returned; its ``NoAnswerError`` is a RequestTimeoutError.
         """
+        known = bool(self.protocol)
         answer = None
         try:
             while True:
-                answer = await self._ask(session.send(answer))
+                ask = session.send(answer)
+                if not known and self.protocol:  # detection found it: told before what follows
+                    known = True
+                    self._detected()
+                answer = await self._ask(ask)
         except StopIteration as done:
+            if not known and self.protocol:
+                self._detected()
             return done.value
         except NoAnswerError as error:
             raise RequestTimeoutError(str(error)) from None
@@ -475,7 +483,7 @@ class DalyClient:
         if not self.protocol:  # a new link: the protocol, and the A5 host address, anew
             await self.read_sample()
         if self.protocol != pending.protocol:
-            raise unknown  # another BMS answers now: this one's switch tells nothing
+            raise unknown  # another protocol answers now: what was written is not there to read
         async with self._write_lock:
             after = await self._read_writable(pending.name)
         return self._proven(pending, after)
@@ -534,15 +542,19 @@ class DalyClient:
                 return bool(answer)
         return False
 
+    def _detected(self) -> None:
+        """Tell the taps the protocol (and D2 status read) the BMS answered."""
+        status_registers = 0 if self.memory.a5_host is not None else self.status_block.count
+        for tap in self.taps:
+            tap.detected(self.protocol, status_registers)
+
     async def read_sample(self) -> BmsSample:
         """Read a complete sample of whichever protocol the BMS speaks (found first if new)."""
-        detecting = not self.protocol
         plan = replace(self._plan, retries=self.request_retries)
-        reading = await self.run(sample(self.memory, plan))
-        if detecting:
-            status_registers = 0 if self.memory.a5_host is not None else self.status_block.count
-            for tap in self.taps:
-                tap.detected(self.protocol, status_registers)
+        # One sample at a time: a poll and a write's read-back over a new link must not both
+        # find the protocol, probe for probe.
+        async with self._sampling:
+            reading = await self.run(sample(self.memory, plan))
         status = reading.status.with_current_inverted() if self.invert_current else reading.status
         return BmsSample(
             status, reading.settings, time.time(), reading.status_frame, self.transport.description

@@ -293,7 +293,13 @@ class BmsLink:
         self._rescheduled.set()
 
     def _enter(self, state: LinkState) -> None:
-        """Move to ``state`` (one of TRANSITIONS) and tell the owner."""
+        """Move to ``state`` (one of TRANSITIONS) and tell the owner.
+
+        Once stopped the link stays so: an attempt that ends as the stop comes (a turn's
+        sample, a connection made) moves it nowhere.
+        """
+        if self._state is LinkState.STOPPED:
+            return
         if state is not self._state and state not in TRANSITIONS[self._state]:
             raise RuntimeError(f"the link cannot go from {self._state.value} to {state.value}")
         self._state = state
@@ -316,7 +322,7 @@ class BmsLink:
                 await self._unless_stopped(self._attempt())
             except LinkStoppedError:
                 pass
-            except asyncio.TimeoutError as error:  # a turn out of its time, or a wait of a held link
+            except asyncio.TimeoutError as error:  # a turn out of its time, a held link's wait
                 self._failed(str(error) or self._timed_out())
             except (TransportError, DalyProtocolError, OSError) as error:
                 self._failed(str(error) or type(error).__name__)

@@ -4,9 +4,9 @@ Services (relative names, so under the battery's namespace): ``set_charge_mos``,
 ``set_discharge_mos`` and ``set_balancing`` (SetSwitch), ``set_soc`` (SetSoc), ``set_setting``
 (SetSetting, any writable setting by name) and ``restart`` (Restart). Each write goes through
 the rules of ``daly_bms_ros.control`` (allowed, confirmed where it can cut the power), then over
-the BLE link between two polls, and answers only once the BMS echoed it and holds the value
-when read back. The callbacks are coroutines: the executor serves topics and other calls while
-a write waits for the BMS.
+the link (Bluetooth, a serial port, a CAN bus) between two polls, and answers only once the BMS
+holds the value when read back. The callbacks are coroutines: the executor serves topics and
+other calls while a write waits for the BMS.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ Write = Callable[[str, float], concurrent.futures.Future[WriteResult]]
 
 
 class ControlServices:
-    """Serve the write services of one node; ``write`` starts a write on the BLE link."""
+    """Serve the write services of one node; ``write`` starts a write on the BMS link."""
 
     def __init__(
         self, node: Node, write: Write, allowed: bool, reported_soc: Callable[[], float]
@@ -57,8 +57,8 @@ class ControlServices:
         self._allowed = allowed
         #: The SOC (%) of the latest sample, NaN before any: set_soc's ``previous``.
         self._reported_soc = reported_soc
-        # Writes end in the BLE thread; their results reach the executor through this queue
-        # and guard condition, as samples do, and complete the futures the callbacks await.
+        # Writes end in the link's thread; their results reach the executor through this
+        # queue and a guard condition, and complete the futures the callbacks await.
         self._finished: queue.SimpleQueue[
             tuple[Future[WriteResult], concurrent.futures.Future[WriteResult]]
         ] = queue.SimpleQueue()

@@ -9,6 +9,7 @@ timer and never waits on the link.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType  # type: ignore[attr-defined]  # Humble: no clock_type
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -101,7 +103,7 @@ def checked_change(
 
 
 class BatteryDriver:
-    """What a node does for one BMS: publishers, diagnostics, and the BLE link in its thread.
+    """What a node does for one BMS: publishers, diagnostics, and the link in its loop's thread.
 
     Shared by the plain node (started at once) and the managed one (started on activation,
     stopped on deactivation); ``start`` and ``stop`` may alternate any number of times.
@@ -295,6 +297,14 @@ class BatteryDriver:
 
     # Called in the link's thread.
     def _on_sample(self, sample: BmsSample) -> None:
+        with self._lock:
+            self._last_sample = sample
+        # RCLError: the process is stopping, rclpy's signal handler shut the context down
+        # before the link stopped. The sample goes nowhere; the link is not to fail for it.
+        with contextlib.suppress(RCLError):
+            self._publish(sample)
+
+    def _publish(self, sample: BmsSample) -> None:
         # The stamp is the moment the answer arrived, on the node's clock (sim time too).
         stamp = self._node.get_clock().now().to_msg()
         identity = dataclasses.replace(self._identity, serial_number=self._serial_number())
@@ -305,8 +315,6 @@ class BatteryDriver:
                 daly_settings(sample.settings, sample.device, self._identity.frame_id, stamp)
             )
             self._published_settings = sample.settings
-        with self._lock:
-            self._last_sample = sample
 
     def _on_link_status(self, status: LinkStatus) -> None:
         with self._lock:
@@ -334,9 +342,9 @@ class BatteryDriver:
                 throttle_duration_sec=FAILED_POLL_LOG_PERIOD_S,
             )
 
-    # Called in the executor thread.
+    # Called in any thread: what they read is behind the lock.
     def _reported_soc(self) -> float:
-        """Return the SOC (%) of the latest sample published, NaN before any."""
+        """Return the SOC (%) of the latest sample, NaN before any."""
         with self._lock:
             sample = self._last_sample
         return math.nan if sample is None else sample.status.soc

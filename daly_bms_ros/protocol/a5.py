@@ -668,7 +668,6 @@ def answer_values(status: BmsStatus, settings: BmsSettings, life: int) -> dict[s
     0, as they read in real answers while the pack carries 50 A (tomatensaus, mpp-solar#83).
     """
     temperatures = status.temperatures
-    extremes = derive(status.cell_voltages, temperatures, {})
     return {
         "pack_voltage": status.pack_voltage,
         "acquisition_voltage": 0,
@@ -678,10 +677,10 @@ def answer_values(status: BmsStatus, settings: BmsSettings, life: int) -> dict[s
         "max_cell_index": status.max_cell_index,
         "min_cell_voltage": status.min_cell_voltage,
         "min_cell_index": status.min_cell_index,
-        "max_temperature": extremes.max_temperature,
-        "max_sensor": _number_of(temperatures, extremes.max_temperature),
-        "min_temperature": extremes.min_temperature,
-        "min_sensor": _number_of(temperatures, extremes.min_temperature),
+        "max_temperature": status.max_temperature,
+        "max_sensor": _number_of(temperatures, status.max_temperature),
+        "min_temperature": status.min_temperature,
+        "min_sensor": _number_of(temperatures, status.min_temperature),
         "charge_state": A5_CHARGE_STATES.index(status.charge_state),
         "charge_mos": status.charge_mos,
         "discharge_mos": status.discharge_mos,

@@ -15,7 +15,6 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from daly_bms_ros.protocol import BmsSettings, BmsStatus, MosTemperature, decode_alarms
-from daly_bms_ros.protocol.fields import derive
 from daly_bms_ros.protocol.registers import MAX_CELLS
 
 #: LiFePO4 open-circuit voltage (V) by state of charge (0..1), typical datasheet values.
@@ -187,7 +186,8 @@ class BatteryModel:
         alarm_words = (0, 0x40 if soc < 0.1 else 0, 0, 0)  # level-1 SOC low
         pack_voltage = round(sum(cells), 1)
         power = math.floor(abs(pack_voltage * current))
-        derived = derive(cells, temperatures, {})
+        # As the BMS computes them itself, not by the decoder's code: what the driver derives
+        # is checked against them.
         return BmsStatus(
             cell_voltages=cells,
             temperatures=temperatures,
@@ -200,19 +200,18 @@ class BatteryModel:
             discharge_mos=self.discharge_mos_on,
             balancing=any(balancing_cells),
             balancing_cells=balancing_cells,
-            min_cell_voltage=derived.min_cell_voltage,
-            max_cell_voltage=derived.max_cell_voltage,
-            # As the BMS tells them: in mV.
-            average_cell_voltage=round(derived.average_cell_voltage, 3),
-            cell_delta=round(derived.cell_delta, 3),
-            min_cell_index=derived.min_cell_index,
-            max_cell_index=derived.max_cell_index,
+            min_cell_voltage=min(cells),
+            max_cell_voltage=max(cells),
+            average_cell_voltage=round(sum(cells) / len(cells), 3),
+            cell_delta=round(max(cells) - min(cells), 3),
+            min_cell_index=cells.index(min(cells)) + 1,
+            max_cell_index=cells.index(max(cells)) + 1,
             alarm_words=alarm_words,
             alarms=decode_alarms(alarm_words),
             power=float(-power if current < 0 else power),
             charge_state="charging" if charging else "discharging" if current < 0 else "idle",
-            max_temperature=derived.max_temperature,
-            min_temperature=derived.min_temperature,
+            max_temperature=max(temperatures),
+            min_temperature=min(temperatures),
             balance_current=BALANCE_CURRENT_A if any(balancing_cells) else 0.0,
             mos_temperature=self.mos_temperature(elapsed).temperature,
         )
