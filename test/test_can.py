@@ -243,10 +243,10 @@ def test_the_cli_reads_and_scans_the_bus(tmp_path: Path) -> None:
         assert [answer["bms_address"] for answer in found] == [1, 2]
     clash = daly_bms("read", "--can-channel", "can1")
     assert clash.returncode == 2
-    assert "are for --transport can" in clash.stderr
+    assert "set --transport to can" in clash.stderr
     wrong = daly_bms("read", "--transport", "can", "--protocol", "d2")
     assert wrong.returncode == 2
-    assert "speaks A5 only" in wrong.stderr
+    assert "speaks a5 (or auto)" in wrong.stderr
 
 
 def test_the_node_reads_the_bus_through_faults_bus_off_and_an_unplug(
@@ -403,8 +403,8 @@ def test_the_virtual_bus_refuses_options_that_do_not_go_together(
     ("arguments", "message"),
     [
         (("--transport", "can", "--can-bitrate", "12345"), "not a CAN bitrate"),
-        (("--transport", "can", "--can-channel", ""), "must not be empty"),
-        (("--transport", "can", "--serial-port", "/dev/ttyUSB0"), "not with --serial-port"),
+        (("--transport", "can", "--can-channel", ""), "needs --can-interface and --can-channel"),
+        (("--transport", "can", "--serial-port", "/dev/ttyUSB0"), "leave --serial-port"),
         (("--transport", "can", "--board", "17"), "not a board number"),
     ],
 )

@@ -36,9 +36,10 @@ from daly_bms_ros.protocol.can_id import (
 )
 from daly_bms_ros.protocol.can_id import (
     BITRATES,
-    CAN_PROTOCOLS,
     DEFAULT_CHANNEL,
     DEFAULT_INTERFACE,
+    CanChoice,
+    can_choice_problem,
 )
 from daly_bms_ros.protocol.session import PROTOCOLS
 
@@ -244,25 +245,21 @@ def check_transport_arguments(arguments: argparse.Namespace) -> str | None:
 
 def check_can_arguments(arguments: argparse.Namespace) -> str | None:
     """Return what is wrong with the CAN options (None: nothing); pin A5 on a CAN bus."""
-    can_options = (
-        arguments.can_interface != DEFAULT_INTERFACE
-        or arguments.can_channel != DEFAULT_CHANNEL
-        or arguments.can_bitrate != CAN_BITRATE
-    )
-    if arguments.transport != "can":
-        return (
-            "--can-interface, --can-channel and --can-bitrate are for --transport can"
-            if (can_options)
-            else None
+    problem = can_choice_problem(
+        CanChoice(
+            arguments.transport,
+            arguments.can_interface,
+            arguments.can_channel,
+            arguments.can_bitrate,
+            arguments.protocol,
+            bool(arguments.serial_port or arguments.mac or arguments.name),
+            ("--transport", "--can-interface", "--can-channel", "--can-bitrate", "--protocol"),
+            "--serial-port, --mac and --name",
         )
-    if arguments.serial_port or arguments.mac or arguments.name:
-        return "--transport can reads a CAN bus: not with --serial-port, --mac or --name"
-    if not arguments.can_interface.strip() or not arguments.can_channel.strip():
-        return "--can-interface and --can-channel must not be empty"
-    if arguments.protocol not in CAN_PROTOCOLS:
-        return "a Daly CAN port speaks A5 only: --protocol a5 (or auto) with --transport can"
-    arguments.protocol = "a5"
-    return None
+    )
+    if problem is None and arguments.transport == "can":
+        arguments.protocol = "a5"
+    return problem
 
 
 def transport_for(arguments: argparse.Namespace) -> BmsTransport:

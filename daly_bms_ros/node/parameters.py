@@ -27,9 +27,10 @@ from daly_bms_ros.protocol.can_id import (
 )
 from daly_bms_ros.protocol.can_id import (
     BITRATES,
-    CAN_PROTOCOLS,
     DEFAULT_CHANNEL,
     DEFAULT_INTERFACE,
+    CanChoice,
+    can_choice_problem,
 )
 from daly_bms_ros.protocol.session import PROTOCOLS
 
@@ -534,33 +535,20 @@ def check_parameter_files(files: Sequence[str]) -> None:
 
 def _check_can(settings: NodeSettings) -> None:
     """Refuse CAN settings that do not go together (InvalidSettingError)."""
-    can_set = (
-        settings.can_interface != DEFAULT_INTERFACE
-        or settings.can_channel != DEFAULT_CHANNEL
-        or settings.can_bitrate != CAN_BITRATE
+    problem = can_choice_problem(
+        CanChoice(
+            settings.transport,
+            settings.can_interface,
+            settings.can_channel,
+            settings.can_bitrate,
+            settings.protocol,
+            bool(settings.serial_port or settings.mac_address or settings.device_name),
+            ("transport", "can_interface", "can_channel", "can_bitrate", "protocol"),
+            "serial_port, mac_address and device_name",
+        )
     )
-    if settings.transport != "can":
-        if can_set:
-            raise InvalidSettingError(
-                "can_interface, can_channel and can_bitrate are set but transport is "
-                f"{settings.transport}: set transport to can, or leave them at their defaults"
-            )
-        return
-    if settings.serial_port or settings.mac_address or settings.device_name:
-        raise InvalidSettingError(
-            "transport can reads a CAN bus: leave serial_port, mac_address and device_name empty"
-        )
-    if not settings.can_interface.strip() or not settings.can_channel.strip():
-        raise InvalidSettingError("transport can needs can_interface and can_channel, e.g. can0")
-    if settings.can_bitrate not in BITRATES:
-        raise InvalidSettingError(
-            f"can_bitrate {settings.can_bitrate} is not a CAN bitrate: allowed are "
-            f"{', '.join(map(str, BITRATES))}"
-        )
-    if settings.protocol not in CAN_PROTOCOLS:
-        raise InvalidSettingError(
-            f"protocol {settings.protocol} has no CAN form: a Daly CAN port speaks a5 (or auto)"
-        )
+    if problem:
+        raise InvalidSettingError(problem)
 
 
 def validate(values: Mapping[str, Any]) -> NodeSettings:

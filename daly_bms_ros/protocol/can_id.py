@@ -161,3 +161,47 @@ def can_answers(a5_bytes: bytes) -> list[tuple[int, bytes]]:
         frame = A5Frame(raw[1], raw[2], bytes(raw[4:12]))
         frames.append((answer_id(frame.command, frame.address), frame.data))
     return frames
+
+
+class CanChoice(NamedTuple):
+    """What a configuration says of a CAN link, and how it names each setting to its user.
+
+    ``names`` holds the settings' names as the user gives them (parameters, options), in the
+    order transport, interface, channel, bitrate, protocol; ``other_targets`` names the
+    settings that pick a serial port or a Bluetooth device.
+    """
+
+    transport: str
+    interface: str
+    channel: str
+    bitrate: int
+    protocol: str
+    other_target: bool
+    names: tuple[str, str, str, str, str]
+    other_targets: str
+
+
+def can_choice_problem(choice: CanChoice) -> str | None:
+    """Return what is wrong with a CAN configuration (None: nothing): one rule for all."""
+    transport, interface, channel, bitrate, protocol = choice.names
+    if choice.transport != "can":
+        if (choice.interface, choice.channel, choice.bitrate) == (
+            DEFAULT_INTERFACE,
+            DEFAULT_CHANNEL,
+            BITRATE,
+        ):
+            return None
+        return (
+            f"{interface}, {channel} and {bitrate} are set but {transport} is "
+            f"{choice.transport}: set {transport} to can, or leave them at their defaults"
+        )
+    if choice.other_target:
+        return f"{transport} can reads a CAN bus: leave {choice.other_targets} empty"
+    if not choice.interface.strip() or not choice.channel.strip():
+        return f"{transport} can needs {interface} and {channel}, e.g. can0"
+    if choice.bitrate not in BITRATES:
+        allowed = ", ".join(map(str, BITRATES))
+        return f"{bitrate} {choice.bitrate} is not a CAN bitrate: allowed are {allowed}"
+    if choice.protocol not in CAN_PROTOCOLS:
+        return f"{protocol} {choice.protocol} has no CAN form: a Daly CAN port speaks a5 (or auto)"
+    return None
