@@ -308,3 +308,24 @@ def test_a_switch_s_answer_carries_the_state_and_its_echo_is_dropped() -> None:
     assert assembler.echoes == 1
     [answer] = frames
     assert (answer.address, answer.command, answer.data[0]) == (1, 0xD9, 1)
+
+
+def test_the_bms_own_temperature_extremes_are_those_of_0x92() -> None:
+    """As the D2 status's max/min temperature registers: what the BMS tells, not recomputed.
+
+    The session of mpp-solar#83 with its 0x92 answer changed by hand to 20 degC (0x3C) on
+    sensor 2 and 10 degC (0x32) on sensor 1, per Daly's V1.2 table (degC + 40).
+    """
+    answers = by_command(
+        [
+            frame
+            for chunk in FIREMEN027_SESSION
+            for frame in A5Assembler().feed(bytes.fromhex(chunk))
+        ]
+    )
+    answers[0x92] = [A5Frame(1, 0x92, bytes((0x3C, 2, 0x32, 1, 0, 0, 0, 0)))]
+    status = decode_a5_status(answers)
+    assert (status.max_temperature, status.min_temperature) == (20.0, 10.0)
+    assert status.temperatures == (15.0,)  # the sensors' own values, from 0x96
+    del answers[0x92]
+    assert decode_a5_status(answers).max_temperature == 15.0  # without 0x92: the sensors'

@@ -715,8 +715,9 @@ def _check(frame: A5Frame, command: int) -> None:
 def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
     """Build a status from one poll's answers, by command.
 
-    0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91 adds the BMS's
-    own cell extremes, 0x96 the temperatures, 0x97 the balancing cells, 0x98 the alarms.
+    0x90, 0x93, 0x94 and 0x95 are needed (FrameDecodeError without them); 0x91 and 0x92 add the
+    BMS's own cell and temperature extremes, 0x96 the temperatures, 0x97 the balancing cells,
+    0x98 the alarms.
     The checks are D2's: a value out of its range is NaN and named in ``invalid``, an unknown
     one NaN; a status no pack can be in (0 cells, 0 V while the cells hold voltage) and counts
     beyond what A5 carries are refused with FrameDecodeError, the only error raised.
@@ -743,11 +744,14 @@ def decode_a5_status(answers: Mapping[int, Sequence[A5Frame]]) -> BmsStatus:
     words, alarms = (
         decode_a5_failures(answers[A5_FAILURES][0]) if answers.get(A5_FAILURES) else ((), ())
     )
-    told = (
-        decode_a5_cell_range(answers[A5_CELL_RANGE][0], invalid)._asdict()
-        if answers.get(A5_CELL_RANGE)
-        else {}
-    )
+    told: dict[str, float] = {}
+    if answers.get(A5_CELL_RANGE):
+        told.update(decode_a5_cell_range(answers[A5_CELL_RANGE][0], invalid)._asdict())
+    if answers.get(A5_TEMPERATURE_RANGE):
+        extremes = decode_a5_temperature_range(answers[A5_TEMPERATURE_RANGE][0], invalid)
+        told.update(
+            max_temperature=extremes.max_temperature, min_temperature=extremes.min_temperature
+        )
     derived = derive(cells, temperatures, told)
     return BmsStatus(
         cell_voltages=cells,
