@@ -423,3 +423,10 @@ def test_a_bus_that_cannot_be_opened_is_one_line() -> None:
     assert result.stderr.splitlines() == [
         'daly-bms: cannot open nosuch x: Unknown interface type "nosuch"'
     ]
+
+
+def test_a_channel_that_cannot_be_opened_is_one_line_its_control_characters_escaped() -> None:
+    result = daly_bms("read", "--transport", "can", "--can-channel", "\x1b[31mcan9")
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "\x1b" not in result.stderr and "\\x1b[31mcan9" in result.stderr

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import can
 
 from daly_bms_ros.protocol.can_id import a5_answer, parse_id
+from daly_bms_ros.text import printable
 
 #: Seconds the reader thread waits for a frame before it looks whether it should stop.
 READ_POLL_S = 0.1
@@ -62,8 +63,8 @@ class CanChannel:
 
     @property
     def name(self) -> str:
-        """The channel as the user names it, for messages."""
-        return f"{self.interface} {self.channel}"
+        """The channel as the user names it, for messages (control characters escaped)."""
+        return printable(f"{self.interface} {self.channel}")
 
     async def subscribe(
         self, address: int, on_answer: Callable[[bytes], None], on_lost: Callable[[str], None]

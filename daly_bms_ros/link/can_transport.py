@@ -26,6 +26,7 @@ from daly_bms_ros.protocol.can_id import (
     can_request,
     check_bms_address,
 )
+from daly_bms_ros.text import printable
 
 
 class CanTransport(LinkCallbacks):
@@ -49,7 +50,7 @@ class CanTransport(LinkCallbacks):
         self._address = address
         self._buses = buses
         self._bus: CanChannel | None = None
-        self.name = f"{interface}:{channel}"
+        self.name = printable(f"{interface}:{channel}")
 
     @property
     def is_connected(self) -> bool:
