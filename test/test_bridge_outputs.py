@@ -357,21 +357,26 @@ def test_serve_refuses_bad_mqtt_options(option: list[str], message: str) -> None
     assert message in result.stderr
 
 
+def mqtt_bridge(context: Context, mqtt_port: int, batteries: list[str]) -> DalyBmsBridge:
+    """A bridge of ``batteries`` on an ephemeral HTTP port, publishing to the broker at 5 Hz."""
+    return DalyBmsBridge(
+        context=context,
+        parameter_overrides=[
+            Parameter("batteries", value=batteries),
+            Parameter("port", value=0),
+            Parameter("mqtt_host", value="127.0.0.1"),
+            Parameter("mqtt_port", value=mqtt_port),
+            Parameter("mqtt_interval", value=0.2),
+        ],
+    )
+
+
 def test_ros_bridge_publishes_to_mqtt_with_counters_from_diagnostics(
     ros_context: Context, tmp_path: Path
 ) -> None:
     with broker(tmp_path) as running:
         subscriber = Subscriber(running.port)
-        bridge = DalyBmsBridge(
-            context=ros_context,
-            parameter_overrides=[
-                Parameter("batteries", value=["/front"]),
-                Parameter("port", value=0),
-                Parameter("mqtt_host", value="127.0.0.1"),
-                Parameter("mqtt_port", value=running.port),
-                Parameter("mqtt_interval", value=0.2),
-            ],
-        )
+        bridge = mqtt_bridge(ros_context, running.port, ["/front"])
         node = Node("battery_publisher", context=ros_context)
         battery = node.create_publisher(BatteryState, "/front/battery_state", 10)
         cells = node.create_publisher(DalyCells, "/front/cells", 10)
@@ -528,16 +533,7 @@ def test_ros_bridge_tells_the_boards_of_one_bus_apart(ros_context: Context, tmp_
     identities = {"w1": "/dev/pts/0", "w2": "/dev/pts/0 board 2"}
     with broker(tmp_path) as running:
         subscriber = Subscriber(running.port)
-        bridge = DalyBmsBridge(
-            context=ros_context,
-            parameter_overrides=[
-                Parameter("batteries", value=[f"/{name}" for name in identities]),
-                Parameter("port", value=0),
-                Parameter("mqtt_host", value="127.0.0.1"),
-                Parameter("mqtt_port", value=running.port),
-                Parameter("mqtt_interval", value=0.2),
-            ],
-        )
+        bridge = mqtt_bridge(ros_context, running.port, [f"/{name}" for name in identities])
         node = Node("battery_publisher", context=ros_context)
         publishers = {
             name: (
@@ -588,16 +584,7 @@ def test_a_pack_group_is_a_battery_to_every_output(ros_context: Context, tmp_pat
     """A group publishes a BatteryState alone (no DalyCells): JSON, text, /metrics, MQTT."""
     with broker(tmp_path) as running:
         subscriber = Subscriber(running.port)
-        bridge = DalyBmsBridge(
-            context=ros_context,
-            parameter_overrides=[
-                Parameter("batteries", value=["/left", "/bank"]),
-                Parameter("port", value=0),
-                Parameter("mqtt_host", value="127.0.0.1"),
-                Parameter("mqtt_port", value=running.port),
-                Parameter("mqtt_interval", value=0.2),
-            ],
-        )
+        bridge = mqtt_bridge(ros_context, running.port, ["/left", "/bank"])
         node = Node("fleet_like", context=ros_context)
         group = node.create_publisher(BatteryState, "/bank/battery_state", 10)
         # A pack's BatteryState whose DalyCells publisher is not (yet) seen: not a group.
